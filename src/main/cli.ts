@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+/** `acemux [options]`: parse config (exit 2 on a bad value), serve, shut down cleanly on signals. */
+import { loadConfig, helpText, ConfigError } from '../shared/config';
+import { createLogger } from './log';
+import { startServer } from './server';
+
+const SHUTDOWN_BOUND_MS = 10_000;
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(helpText());
+    return;
+  }
+  let cfg;
+  try {
+    cfg = loadConfig(argv, process.env);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`acemux: bad configuration: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const log = createLogger(cfg.logLevel);
+  let running;
+  try {
+    running = await startServer(cfg, log);
+  } catch (e) {
+    log.fatal({ err: (e as Error).message }, 'cannot start');
+    process.exit(1);
+  }
+  log.info({ listen: `${cfg.listenHost || '*'}:${running.port}`, engines: cfg.engines }, 'acemux listening');
+  const stop = (signal: string) => {
+    log.info({ signal }, 'shutting down');
+    setTimeout(() => {
+      log.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, SHUTDOWN_BOUND_MS).unref();
+    running.close().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+void main();

@@ -1,0 +1,162 @@
+/**
+ * The HTTP surface, acexy-compatible: /ace/getstream (GET, HEAD) and /ace/status. Every refusal
+ * is a status with a short JSON body {"error": "..."}; nothing here decides policy (that is the
+ * supervisor's) or touches stream bytes (that is the egress's).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { HEX40 } from '../shared/engine-api';
+import { TS } from '../shared/ring';
+import { Supervisor, LimitError, StreamGoneError, EngineError, type Selector, type Stream } from './supervisor';
+
+const SELECTORS = ['id', 'infohash', 'content_id'] as const;
+/** Ours to set: a client's pid would let two players steal one engine session from each other. */
+const OWNED = new Set(['pid', 'sid', 'format']);
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers });
+  res.end(text);
+}
+
+const fail = (res: ServerResponse, status: number, error: string, headers?: Record<string, string>) => sendJson(res, status, { error }, headers);
+
+export type Parsed = { sel: Selector; extra: Array<[string, string]> } | { error: string };
+
+/** Exactly one selector, 40 hex; no pid; each parameter once; the rest passes through. */
+export function parseStreamQuery(q: URLSearchParams): Parsed {
+  const seen = new Set<string>();
+  let sel: Selector | null = null;
+  const extra: Array<[string, string]> = [];
+  for (const [k, v] of q) {
+    if (seen.has(k)) return { error: `parameter "${k}" given more than once` };
+    seen.add(k);
+    if ((SELECTORS as readonly string[]).includes(k)) {
+      if (sel) return { error: 'give exactly one of id or infohash' };
+      if (!HEX40.test(v)) return { error: `${k} must be 40 hexadecimal characters` };
+      sel = { name: k === 'infohash' ? 'infohash' : 'id', value: v };
+    } else if (k === 'pid' || k === 'sid') {
+      return { error: `"${k}" is set by acemux, which owns engine player ids; remove it` };
+    } else if (!OWNED.has(k)) {
+      extra.push([k, v]);
+    }
+  }
+  if (!sel) return { error: 'missing id or infohash (40 hexadecimal characters)' };
+  return { sel, extra };
+}
+
+export class Routes {
+  constructor(private readonly sup: Supervisor, private readonly log: Logger) {}
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://x');
+    } catch {
+      return fail(res, 400, 'malformed request target');
+    }
+    const path = url.pathname;
+    if (path === '/ace/getstream' || path === '/ace/getstream/') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return fail(res, 405, `method ${req.method} not allowed`, { allow: 'GET, HEAD', connection: 'close' });
+      void this.getstream(req, res, url.searchParams);
+      return;
+    }
+    if (path === '/ace/status' || path === '/ace/status/') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return fail(res, 405, `method ${req.method} not allowed`, { allow: 'GET, HEAD', connection: 'close' });
+      return this.status(res, url.searchParams);
+    }
+    return fail(res, 404, `no such path: ${path}`);
+  }
+
+  private async getstream(req: IncomingMessage, res: ServerResponse, q: URLSearchParams): Promise<void> {
+    const parsed = parseStreamQuery(q);
+    if ('error' in parsed) return fail(res, 400, parsed.error);
+    if (req.method === 'HEAD') {
+      // Players and media servers probe with HEAD: answer like the stream would, start nothing.
+      res.writeHead(200, streamHeaders());
+      res.end();
+      return;
+    }
+    const socket = req.socket;
+    let gone = false;
+    const onEarlyClose = () => (gone = true);
+    socket.once('close', onEarlyClose);
+    const t0 = Date.now();
+    let s: Stream;
+    try {
+      s = await this.sup.join(parsed.sel, parsed.extra);
+    } catch (e) {
+      socket.off('close', onEarlyClose);
+      if (e instanceof LimitError) return fail(res, 503, e.message, { 'retry-after': String(e.retryAfterS) });
+      if (e instanceof EngineError) return fail(res, e.status, e.message);
+      if (e instanceof StreamGoneError) return fail(res, 502, e.message);
+      this.log.error({ err: (e as Error).stack }, 'getstream failed');
+      return fail(res, 500, 'internal error');
+    }
+    socket.off('close', onEarlyClose);
+    if (gone || socket.destroyed) {
+      this.sup.leave(s);
+      return;
+    }
+    // Headers go out now; the body bypasses ServerResponse and goes straight to the socket as
+    // ring views (close-delimited, so no chunk framing writes in between).
+    res.removeHeader('transfer-encoding');
+    res.writeHead(200, streamHeaders());
+    res.flushHeaders();
+    socket.setNoDelay(true);
+    const sink = socket as Socket;
+    const client = this.sup.attach(s, sink, { remote: `${socket.remoteAddress}:${socket.remotePort}` });
+    this.log.debug({ stream: s.key, ms: Date.now() - t0 }, 'client attached');
+    socket.once('close', () => {
+      this.sup.detach(s, client);
+      this.log.info({ stream: s.key, remote: client.info.remote, seconds: (Date.now() - client.since) / 1000, bytes: client.bytes, skips: client.skips }, 'client session ended');
+    });
+  }
+
+  private status(res: ServerResponse, q: URLSearchParams): void {
+    const id = q.get('id') ?? q.get('infohash');
+    if (id === null) return sendJson(res, 200, { streams: this.sup.streams.size });
+    if (!HEX40.test(id)) return fail(res, 400, 'id must be 40 hexadecimal characters');
+    const s = this.sup.find(id);
+    if (!s) return fail(res, 404, 'stream not running');
+    sendJson(res, 200, describe(s));
+  }
+}
+
+export function streamHeaders(): Record<string, string> {
+  return { 'content-type': 'video/mp2t', 'cache-control': 'no-cache, no-store', connection: 'close', 'x-content-type-options': 'nosniff' };
+}
+
+/** acexy's fields (clients, stream_id, stat_url) first, then ours. */
+export function describe(s: Stream): Record<string, unknown> {
+  const eg = s.egress;
+  const st = s.stats;
+  const uptime = (Date.now() - s.createdAt) / 1000;
+  return {
+    clients: eg.clients.length,
+    stream_id: s.selector.value,
+    stat_url: s.session?.statUrl ?? null,
+    state: s.state,
+    selector: s.selector.name,
+    engine: s.session?.engine ?? null,
+    pid: s.session?.pid ?? null,
+    uptime_s: Math.round(uptime * 10) / 10,
+    bytes_in: st?.bytesIn ?? 0,
+    bytes_out: eg.bytesOut,
+    bitrate: st?.bitrate ?? 0,
+    video_codec: st?.videoCodec ?? null,
+    join_points: st?.joinPoints ?? 0,
+    junk_bytes: st?.junkBytes ?? 0,
+    null_packets: st?.nullPacketsSent ?? 0,
+    ring_bytes: eg.ring.cap * TS,
+    skips: eg.skips,
+    cuts: eg.cuts,
+    engine_stat: s.stat,
+    client_list: eg.clients.map((c) => ({ remote: c.info.remote, since: new Date(c.since).toISOString(), bytes: c.bytes, lag_bytes: eg.lagBytes(c), skips: c.skips })),
+  };
+}

@@ -1,0 +1,60 @@
+/**
+ * Wires the process together: the HTTP acceptor (main thread), the actor pool (piscina worker
+ * threads), the supervisor and the routes. `startServer` is what the CLI and tests call.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { Piscina } from 'piscina';
+import type { Logger } from 'pino';
+import type { Config } from '../shared/config';
+import { Supervisor } from './supervisor';
+import { Routes } from './routes';
+
+export interface Running {
+  server: Server;
+  supervisor: Supervisor;
+  port: number;
+  close(): Promise<void>;
+}
+
+export function actorPool(cfg: Config): Piscina {
+  const threads = cfg.workers || Math.min(availableParallelism(), 4);
+  return new Piscina({
+    filename: join(__dirname, '..', 'workers', 'actor-host.js'),
+    minThreads: threads,
+    maxThreads: threads,
+    // Actors live as long as their stream: a thread must host many, and never queue one.
+    concurrentTasksPerWorker: cfg.actorsPerWorker,
+    idleTimeout: 2 ** 31 - 1,
+    atomics: 'disabled',
+  });
+}
+
+export async function startServer(cfg: Config, log: Logger): Promise<Running> {
+  const pool = actorPool(cfg);
+  const supervisor = new Supervisor(cfg, pool, log);
+  const routes = new Routes(supervisor, log);
+  const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => routes.handle(req, res));
+  // Malformed or oversize requests never reach the routes: answer them in JSON too.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) return socket.destroy();
+    const [status, text] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'request headers too large'] : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'request timeout'] : [400, 'malformed request'];
+    const body = JSON.stringify({ error: text });
+    socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(cfg.listenPort, cfg.listenHost || undefined, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  let closing: Promise<void> | null = null;
+  const close = () => (closing ??= (async () => {
+    server.close();
+    await supervisor.close();
+    server.closeAllConnections();
+    await pool.destroy();
+  })());
+  return { server, supervisor, port, close };
+}

@@ -1,0 +1,238 @@
+/**
+ * Configuration: one table of options, read from CLI flags, ACEMUX_* environment variables and,
+ * as aliases, acexy's ACEXY_* names (so acemux drops in where acexy ran). Precedence: flag, then
+ * ACEMUX_*, then ACEXY_*, then the default. Every value is validated here; a bad one is a
+ * ConfigError naming the option, and the CLI turns that into a non-zero exit.
+ *
+ * No I/O here: callers pass argv and env.
+ */
+
+export type LagPolicy = 'skip' | 'disconnect';
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+
+export interface Config {
+  /** Address the HTTP server binds; host '' means every interface. */
+  listenHost: string;
+  listenPort: number;
+  /** Engine origins, e.g. http://127.0.0.1:6878. */
+  engines: string[];
+  /** Bound on engine API calls (getstream, stat); engines answer a bad id only after ~4 s. */
+  engineTimeoutMs: number;
+  /** Bound on playback response headers: engines hold them while prebuffering (8–25 s). */
+  playbackHeadersTimeoutMs: number;
+  /** No upstream data this long before the first byte: the start failed. */
+  firstDataTimeoutMs: number;
+  /** No upstream data this long once it flowed: the upstream is stalled. */
+  stallTimeoutMs: number;
+  /** Bound on command_url?method=stop, which can hang. */
+  stopTimeoutMs: number;
+  /** How long a stream outlives its last client, so a quick return re-attaches. */
+  graceMs: number;
+  /** Ring data size in bytes (rounded up to a power-of-two number of 188-byte packets). */
+  ringBytes: number;
+  /** A client further behind the live edge than this is skipped forward or cut. */
+  lagLimitBytes: number;
+  lagPolicy: LagPolicy;
+  /** Joining clients start at the newest clean join point at least this far behind live. */
+  joinDelayMs: number;
+  /** The actor publishes the head after this many bytes ... */
+  batchBytes: number;
+  /** ... or this long after the first unpublished byte, whichever comes first. */
+  batchMs: number;
+  /** Keepalive: with no upstream data for this long, the actor writes null packets. */
+  keepaliveMs: number;
+  /** 0 = unlimited. Past it: 503 with Retry-After. */
+  maxStreams: number;
+  maxClientsPerStream: number;
+  maxClients: number;
+  /** Worker threads hosting stream actors. */
+  workers: number;
+  /** Actors per worker thread before piscina queues (it must never queue a stream). */
+  actorsPerWorker: number;
+  statIntervalMs: number;
+  logLevel: LogLevel;
+}
+
+export class ConfigError extends Error {}
+
+type Kind = 'string' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum';
+
+interface Option {
+  key: keyof Config | 'listen' | 'engineScheme' | 'engineHost' | 'enginePort';
+  flag: string;
+  env: string;
+  alias?: string;
+  kind: Kind;
+  values?: readonly string[];
+  def: string;
+  help: string;
+}
+
+/** The whole surface, also the source of --help. Defaults are strings, parsed like user input. */
+export const OPTIONS: readonly Option[] = [
+  { key: 'listen', flag: '--listen', env: 'ACEMUX_LISTEN', alias: 'ACEXY_LISTEN_ADDR', kind: 'listen', def: ':8080', help: 'address to listen on, [host]:port' },
+  { key: 'engines', flag: '--engine', env: 'ACEMUX_ENGINES', kind: 'engines', def: '', help: 'engine origin(s), comma separated (default from --engine-host/port)' },
+  { key: 'engineScheme', flag: '--engine-scheme', env: 'ACEMUX_ENGINE_SCHEME', alias: 'ACEXY_SCHEME', kind: 'enum', values: ['http', 'https'], def: 'http', help: 'engine scheme' },
+  { key: 'engineHost', flag: '--engine-host', env: 'ACEMUX_ENGINE_HOST', alias: 'ACEXY_HOST', kind: 'string', def: 'localhost', help: 'engine host' },
+  { key: 'enginePort', flag: '--engine-port', env: 'ACEMUX_ENGINE_PORT', alias: 'ACEXY_PORT', kind: 'int', def: '6878', help: 'engine port' },
+  { key: 'engineTimeoutMs', flag: '--engine-timeout', env: 'ACEMUX_ENGINE_TIMEOUT', alias: 'ACEXY_NO_RESPONSE_TIMEOUT', kind: 'duration', def: '30s', help: 'bound on engine API answers (getstream); past it 504' },
+  { key: 'playbackHeadersTimeoutMs', flag: '--playback-timeout', env: 'ACEMUX_PLAYBACK_TIMEOUT', kind: 'duration', def: '45s', help: 'bound on playback response headers (engines prebuffer first)' },
+  { key: 'firstDataTimeoutMs', flag: '--first-data-timeout', env: 'ACEMUX_FIRST_DATA_TIMEOUT', alias: 'ACEXY_EMPTY_TIMEOUT', kind: 'duration', def: '60s', help: 'no data this long after start: the stream failed' },
+  { key: 'stallTimeoutMs', flag: '--stall-timeout', env: 'ACEMUX_STALL_TIMEOUT', kind: 'duration', def: '15s', help: 'no data this long once flowing: the upstream stalled' },
+  { key: 'stopTimeoutMs', flag: '--stop-timeout', env: 'ACEMUX_STOP_TIMEOUT', kind: 'duration', def: '3s', help: 'bound on the engine stop command' },
+  { key: 'graceMs', flag: '--grace', env: 'ACEMUX_GRACE', kind: 'duration', def: '5s', help: 'keep a stream this long after its last client leaves' },
+  { key: 'ringBytes', flag: '--ring-size', env: 'ACEMUX_RING_SIZE', alias: 'ACEXY_BUFFER_SIZE', kind: 'size', def: '6MiB', help: 'per-stream ring size (rounded up to 2^k packets)' },
+  { key: 'lagLimitBytes', flag: '--lag-limit', env: 'ACEMUX_LAG_LIMIT', kind: 'size', def: '0', help: 'max client lag before skip/cut (default: half the ring)' },
+  { key: 'lagPolicy', flag: '--lag-policy', env: 'ACEMUX_LAG_POLICY', kind: 'enum', values: ['skip', 'disconnect'], def: 'skip', help: 'what to do with a client past the lag limit' },
+  { key: 'joinDelayMs', flag: '--join-delay', env: 'ACEMUX_JOIN_DELAY', kind: 'duration', def: '0', help: 'start joining clients this far behind the live edge' },
+  { key: 'batchBytes', flag: '--batch-size', env: 'ACEMUX_BATCH_SIZE', kind: 'size', def: '16KiB', help: 'publish the ring head after this many bytes' },
+  { key: 'batchMs', flag: '--batch-time', env: 'ACEMUX_BATCH_TIME', kind: 'duration', def: '10ms', help: '... or after this long' },
+  { key: 'keepaliveMs', flag: '--keepalive', env: 'ACEMUX_KEEPALIVE', kind: 'duration', def: '250ms', help: 'send null packets when upstream is silent this long (0 = off)' },
+  { key: 'maxStreams', flag: '--max-streams', env: 'ACEMUX_MAX_STREAMS', kind: 'int', def: '0', help: 'concurrent streams (0 = unlimited)' },
+  { key: 'maxClientsPerStream', flag: '--max-clients-per-stream', env: 'ACEMUX_MAX_CLIENTS_PER_STREAM', kind: 'int', def: '1000', help: 'clients of one stream' },
+  { key: 'maxClients', flag: '--max-clients', env: 'ACEMUX_MAX_CLIENTS', kind: 'int', def: '0', help: 'clients in all (0 = unlimited)' },
+  { key: 'workers', flag: '--workers', env: 'ACEMUX_WORKERS', kind: 'int', def: '0', help: 'actor threads (0 = one per core, at most 4)' },
+  { key: 'actorsPerWorker', flag: '--actors-per-worker', env: 'ACEMUX_ACTORS_PER_WORKER', kind: 'int', def: '256', help: 'stream actors one thread may host' },
+  { key: 'statIntervalMs', flag: '--stat-interval', env: 'ACEMUX_STAT_INTERVAL', kind: 'duration', def: '5s', help: 'how often to poll the engine stat_url (0 = never)' },
+  { key: 'logLevel', flag: '--log-level', env: 'ACEMUX_LOG_LEVEL', alias: 'ACEXY_LOG_LEVEL', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], def: 'info', help: 'log level' },
+];
+
+const UNITS_MS: Record<string, number> = { ms: 1, s: 1e3, m: 60e3, h: 3600e3 };
+const UNITS_B: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, kib: 1024, mib: 1 << 20, gib: 1 << 30 };
+
+/** Go-style durations as acexy takes them: "500ms", "5s", "1m30s"; "0" alone means zero. */
+export function parseDuration(text: string): number {
+  const s = text.trim();
+  if (s === '0') return 0;
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
+  let total = 0, end = 0, m: RegExpExecArray | null;
+  while ((m = re.exec(s)) !== null) { total += Number(m[1]) * UNITS_MS[m[2]!]!; end = re.lastIndex; }
+  if (end === 0 || end !== s.length) throw new ConfigError(`"${text}" is not a duration (e.g. 500ms, 5s, 1m30s)`);
+  return Math.round(total);
+}
+
+/** Sizes: "65536", "64KiB", "4.2MiB", "4MB" (decimal units are powers of ten). */
+export function parseSize(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = m ? UNITS_B[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new ConfigError(`"${text}" is not a size (e.g. 65536, 64KiB, 4MiB)`);
+  return Math.round(Number(m[1]) * unit);
+}
+
+function parseInt10(text: string): number {
+  if (!/^\s*\d+\s*$/.test(text)) throw new ConfigError(`"${text}" is not a whole number`);
+  return Number(text);
+}
+
+/** "[host]:port", ":8080", "8080", "[::1]:8080". */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]*)\]|([^:]*))?:?(\d+)$/.exec(text.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !(port >= 0 && port < 65536)) throw new ConfigError(`"${text}" is not a listen address ([host]:port)`);
+  return { host: m[1] ?? m[2] ?? '', port };
+}
+
+export function parseEngines(text: string): string[] {
+  return text.split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
+    let u: URL;
+    try { u = new URL(s); } catch { throw new ConfigError(`"${s}" is not an engine URL (e.g. http://127.0.0.1:6878)`); }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`"${s}": engine URL must be http or https`);
+    return u.origin;
+  });
+}
+
+export function helpText(): string {
+  const rows = OPTIONS.map((o) => `  ${(o.flag + ' <v>').padEnd(30)} ${o.help}${o.def ? ` [${o.def}]` : ''}\n${' '.repeat(33)}env ${o.env}${o.alias ? `, ${o.alias}` : ''}`);
+  return `Usage: acemux [options]\n\nA multiplexing AceStream proxy: GET /ace/getstream?id=<40 hex>\n\nOptions (flag, environment):\n${rows.join('\n')}\n  --help                         this text\n`;
+}
+
+/** Reads argv (without node and script) and env into a validated Config. */
+export function loadConfig(argv: readonly string[], env: Record<string, string | undefined>): Config {
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const eq = a.indexOf('=');
+    const name = eq > 0 ? a.slice(0, eq) : a;
+    const opt = OPTIONS.find((o) => o.flag === name);
+    if (!opt) throw new ConfigError(`unknown option ${name} (see --help)`);
+    const value = eq > 0 ? a.slice(eq + 1) : argv[++i];
+    if (value === undefined) throw new ConfigError(`${name} needs a value`);
+    // --engine may repeat: the origins add up.
+    flags.set(name, opt.key === 'engines' && flags.has(name) ? `${flags.get(name)},${value}` : value);
+  }
+  const raw: Record<string, unknown> = {};
+  for (const o of OPTIONS) {
+    const fromFlag = flags.get(o.flag);
+    const fromEnv = env[o.env] ?? (o.alias ? env[o.alias] : undefined);
+    const source = fromFlag !== undefined ? o.flag : fromEnv !== undefined ? (env[o.env] !== undefined ? o.env : o.alias!) : 'default';
+    const text = fromFlag ?? fromEnv ?? o.def;
+    try {
+      raw[o.key] = convert(o, text);
+    } catch (e) {
+      throw new ConfigError(`${source === 'default' ? o.flag : source}: ${(e as Error).message}`);
+    }
+  }
+  const listen = raw.listen as { host: string; port: number };
+  let engines = raw.engines as string[];
+  if (engines.length === 0) {
+    const port = raw.enginePort as number;
+    if (!(port >= 1 && port <= 65535)) throw new ConfigError(`--engine-port: ${port} is not a port`);
+    const host = String(raw.engineHost);
+    engines = parseEngines(`${raw.engineScheme}://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${raw.enginePort}`);
+  }
+  const ringBytes = raw.ringBytes as number;
+  const cfg: Config = {
+    listenHost: listen.host, listenPort: listen.port, engines,
+    engineTimeoutMs: raw.engineTimeoutMs as number,
+    playbackHeadersTimeoutMs: raw.playbackHeadersTimeoutMs as number,
+    firstDataTimeoutMs: raw.firstDataTimeoutMs as number,
+    stallTimeoutMs: raw.stallTimeoutMs as number,
+    stopTimeoutMs: raw.stopTimeoutMs as number,
+    graceMs: raw.graceMs as number,
+    ringBytes,
+    lagLimitBytes: (raw.lagLimitBytes as number) || Math.floor(ringBytes / 2),
+    lagPolicy: raw.lagPolicy as LagPolicy,
+    joinDelayMs: raw.joinDelayMs as number,
+    batchBytes: raw.batchBytes as number,
+    batchMs: raw.batchMs as number,
+    keepaliveMs: raw.keepaliveMs as number,
+    maxStreams: raw.maxStreams as number,
+    maxClientsPerStream: raw.maxClientsPerStream as number,
+    maxClients: raw.maxClients as number,
+    workers: raw.workers as number,
+    actorsPerWorker: raw.actorsPerWorker as number,
+    statIntervalMs: raw.statIntervalMs as number,
+    logLevel: raw.logLevel as LogLevel,
+  };
+  check(cfg);
+  return cfg;
+}
+
+function convert(o: Option, text: string): unknown {
+  switch (o.kind) {
+    case 'string': if (!text.trim()) throw new ConfigError('must not be empty'); return text.trim();
+    case 'int': return parseInt10(text);
+    case 'duration': return parseDuration(text);
+    case 'size': return parseSize(text);
+    case 'listen': return parseListen(text);
+    case 'engines': return parseEngines(text);
+    case 'enum':
+      if (!o.values!.includes(text.trim().toLowerCase())) throw new ConfigError(`"${text}" is not one of ${o.values!.join(', ')}`);
+      return text.trim().toLowerCase();
+  }
+}
+
+/** Cross-field rules: what would make the ring unsafe or a timer meaningless. */
+function check(c: Config): void {
+  const need = (ok: boolean, msg: string) => { if (!ok) throw new ConfigError(msg); };
+  need(c.ringBytes >= 256 * 1024 && c.ringBytes <= 1 << 30, '--ring-size: must be between 256KiB and 1GiB');
+  need(c.lagLimitBytes > 0 && c.lagLimitBytes <= c.ringBytes * 0.75, '--lag-limit: must be at most 3/4 of the ring, so a laggard is handled before it is overwritten');
+  need(c.batchBytes >= 188 && c.batchBytes <= c.ringBytes / 8, '--batch-size: must be between 188 bytes and 1/8 of the ring');
+  need(c.batchMs >= 1 && c.batchMs <= 1000, '--batch-time: must be between 1ms and 1s');
+  need(c.maxClientsPerStream >= 1 && c.maxClientsPerStream <= 65536, '--max-clients-per-stream: must be between 1 and 65536');
+  need(c.engineTimeoutMs > 0, '--engine-timeout: must be above 0');
+  need(c.playbackHeadersTimeoutMs > 0, '--playback-timeout: must be above 0');
+  need(c.firstDataTimeoutMs > 0 && c.stallTimeoutMs > 0, 'data timeouts must be above 0');
+  need(c.actorsPerWorker >= 1, '--actors-per-worker: must be at least 1');
+  need(c.workers <= 64, '--workers: at most 64');
+}

@@ -1,0 +1,83 @@
+/**
+ * Supervision messages between the supervisor (main) and stream actors (workers). Policy lives in
+ * the supervisor; actors execute commands and report facts. Bytes never travel here: they go
+ * through the ring. Plain structured-clone objects on one MessagePort per actor; the one
+ * high-rate message, WAKE, is a bare number so it costs the least to clone.
+ */
+import type { MessagePort } from 'node:worker_threads';
+
+/** Actor → main: the ring head moved (sent only on the WAKE flag's 0→1 flip). */
+export const WAKE = 1;
+
+/** What an actor needs to run; sent once as the piscina task. */
+export interface ActorTask {
+  streamId: string;
+  ring: SharedArrayBuffer;
+  port: MessagePort;
+  /** Date.now() when the ring was made: the stream clock counts from here. */
+  epoch: number;
+  batchBytes: number;
+  batchMs: number;
+  keepaliveMs: number;
+  firstDataTimeoutMs: number;
+  stallTimeoutMs: number;
+  playbackHeadersTimeoutMs: number;
+  statIntervalMs: number;
+  engineTimeoutMs: number;
+  /** Connect to this right away (the supervisor already has a session). */
+  connect: ConnectCommand;
+}
+
+/** Supervisor → actor. */
+export type Command =
+  | ConnectCommand
+  | { type: 'stop' };
+
+export interface ConnectCommand {
+  type: 'connect';
+  playbackUrl: string;
+  statUrl: string | null;
+  /** A new upstream after a fault: clients resume at a join point with a discontinuity. */
+  splice: boolean;
+}
+
+/** Why an upstream ended: the supervisor turns this into a retry, failover or give-up. */
+export type UpstreamFault =
+  | 'connect' // refused, reset, DNS
+  | 'headers-timeout' // no response headers in time (prebuffering forever, offline channel)
+  | 'status' // non-200 playback answer
+  | 'gone' // 403/404/410: the engine session itself is gone
+  | 'no-data' // nothing before firstDataTimeoutMs
+  | 'stalled' // nothing for stallTimeoutMs once flowing
+  | 'ended' // the engine closed the body
+  | 'error'; // socket error mid-body
+
+export interface EngineStat {
+  status: string;
+  peers: number;
+  speedDown: number;
+  downloaded: number;
+}
+
+/** Actor → supervisor. */
+export type Report =
+  | { type: 'connected'; status: number }
+  | { type: 'first-data' }
+  | { type: 'upstream-fault'; fault: UpstreamFault; detail: string; status?: number }
+  | { type: 'stat'; stat: EngineStat | null; error?: string }
+  | { type: 'stats'; stats: ActorStats }
+  | { type: 'stopped' };
+
+/** Sampled once a second; what /ace/status shows of the actor. */
+export interface ActorStats {
+  bytesIn: number;
+  packets: number;
+  junkBytes: number;
+  resyncs: number;
+  nullPacketsSent: number;
+  /** From PCR: bytes between two PCRs over their time difference; 0 until known. */
+  bitrate: number;
+  videoCodec: string | null;
+  joinPoints: number;
+  blockedMs: number;
+}

@@ -1,0 +1,255 @@
+/**
+ * The ring: one SharedArrayBuffer per stream. Its actor (a worker thread) is the only writer; the
+ * egress (main thread) reads it for every client of the stream. Bytes never travel in messages.
+ *
+ * Layout, in Int32 words then bytes:
+ *   header[HDR] | joins[JOIN_CAP × (pos, ms)] | slots[maxReaders × (active, pos)] | data[cap × 188]
+ *
+ * Positions count packets and wrap modulo 2^32: compare them only with `ahead(a, b)` = (a − b)|0.
+ * cap is a power of two, so `pos & mask` finds a packet's slot even across the counter's wrap.
+ *
+ * Invariants (tested in test/ring.test.ts):
+ *  I1 Only the writer stores data and HEAD, and it stores HEAD after the bytes (Atomics = release):
+ *     a reader that loaded HEAD may read packets [HEAD − cap, HEAD).
+ *  I2 A reader slot pins its reader's completed cursor — the start of any write still in flight.
+ *     The writer never stores packet q unless q < pin + cap for every active slot. So a zero-copy
+ *     view handed to a socket is never overwritten before the socket's write callback has run.
+ *     When a pin would be overrun the writer stops (write() returns short) instead of corrupting.
+ *  I3 A cursor moves forward only: in a write callback (to the end of the completed write) or,
+ *     with no write in flight, by a skip to a newer join point. The egress keeps this one.
+ *  I4 Join entries hold the positions of clean join points (a PAT followed by a keyframe). They
+ *     are advisory: a reader uses one only if it still lies in [HEAD − cap + margin, HEAD].
+ *  I5 WAKE: the writer pings main only when it flips WAKE 0→1; main stores 0 before draining,
+ *     so a publication during a drain causes one more ping and none is ever lost.
+ */
+
+export const TS = 188;
+export const JOIN_CAP = 128;
+
+const H_HEAD = 0;
+const H_WAKE = 1;
+const H_JOINS = 2; // join entries written so far (wrapping)
+const H_HEAD_MS = 3; // stream clock (ms since ring creation) at the last publication
+const H_SLOTS_HIGH = 4; // slots [0, high) may be active; main raises it, writer scans up to it
+const H_BLOCKED = 5; // 1 while the writer waits on a pinned reader
+const H_CAP = 6;
+const H_MAXR = 7;
+const HDR = 16;
+
+/** (a − b) as a signed 32-bit distance: positive when a is ahead of b. */
+export function ahead(a: number, b: number): number {
+  return (a - b) | 0;
+}
+
+export function ringCapacityPackets(bytes: number): number {
+  let cap = 1024;
+  while (cap * TS < bytes) cap *= 2;
+  return cap;
+}
+
+/** Main allocates rings, so they outlive an actor's thread (and its crash). */
+export function createRing(bytes: number, maxReaders: number): SharedArrayBuffer {
+  const cap = ringCapacityPackets(bytes);
+  const words = HDR + JOIN_CAP * 2 + maxReaders * 2;
+  const sab = new SharedArrayBuffer(words * 4 + cap * TS);
+  const h = new Int32Array(sab, 0, HDR);
+  h[H_CAP] = cap;
+  h[H_MAXR] = maxReaders;
+  return sab;
+}
+
+/** What both sides see. */
+export class Ring {
+  readonly sab: SharedArrayBuffer;
+  readonly h: Int32Array;
+  readonly joins: Int32Array;
+  readonly slots: Int32Array;
+  readonly data: Buffer;
+  readonly cap: number;
+  readonly mask: number;
+  readonly maxReaders: number;
+
+  constructor(sab: SharedArrayBuffer) {
+    this.sab = sab;
+    this.h = new Int32Array(sab, 0, HDR);
+    this.cap = this.h[H_CAP]!;
+    this.mask = this.cap - 1;
+    this.maxReaders = this.h[H_MAXR]!;
+    this.joins = new Int32Array(sab, HDR * 4, JOIN_CAP * 2);
+    this.slots = new Int32Array(sab, (HDR + JOIN_CAP * 2) * 4, this.maxReaders * 2);
+    const dataOff = (HDR + JOIN_CAP * 2 + this.maxReaders * 2) * 4;
+    this.data = Buffer.from(sab, dataOff, this.cap * TS);
+  }
+
+  head(): number {
+    return Atomics.load(this.h, H_HEAD);
+  }
+
+  headMs(): number {
+    return Atomics.load(this.h, H_HEAD_MS);
+  }
+
+  blocked(): boolean {
+    return Atomics.load(this.h, H_BLOCKED) === 1;
+  }
+}
+
+/** The actor's side. Keeps an unpublished head so that main wakes once per batch, not per chunk. */
+export class RingWriter extends Ring {
+  private pos: number;
+  /** The head may advance to here without rescanning pins (I2). */
+  private limit: number;
+
+  constructor(sab: SharedArrayBuffer) {
+    super(sab);
+    this.pos = this.head();
+    this.limit = this.pos;
+    this.rescan();
+  }
+
+  /** Next packet position to be written (published or not). */
+  get position(): number {
+    return this.pos;
+  }
+
+  /**
+   * Copies `count` packets from src[off…] and returns how many fit before a pinned reader (I2).
+   * A short count means the caller must hold the rest and retry after main has cut the laggard.
+   */
+  write(src: Uint8Array, off: number, count: number): number {
+    if (ahead(this.pos + count, this.limit) > 0) {
+      this.rescan();
+      const room = ahead(this.limit, this.pos);
+      if (room < count) {
+        count = room > 0 ? room : 0;
+        Atomics.store(this.h, H_BLOCKED, 1);
+      }
+    }
+    let n = count;
+    let slot = this.pos & this.mask;
+    while (n > 0) {
+      const run = Math.min(n, this.cap - slot);
+      this.data.set(src.subarray(off, off + run * TS), slot * TS);
+      off += run * TS;
+      n -= run;
+      slot = 0;
+    }
+    this.pos = (this.pos + count) | 0;
+    return count;
+  }
+
+  /** Byte offset in `data` of packet `pos`, for in-place edits before publication. */
+  offsetOf(pos: number): number {
+    return (pos & this.mask) * TS;
+  }
+
+  unpublished(): number {
+    return ahead(this.pos, this.head());
+  }
+
+  /** Stores HEAD (I1). Returns true when the caller must ping main (I5). */
+  publish(nowMs: number): boolean {
+    Atomics.store(this.h, H_HEAD_MS, nowMs | 0);
+    Atomics.store(this.h, H_HEAD, this.pos);
+    this.rescan();
+    return Atomics.compareExchange(this.h, H_WAKE, 0, 1) === 0;
+  }
+
+  addJoin(pos: number, ms: number): void {
+    const n = Atomics.load(this.h, H_JOINS);
+    const i = (n & (JOIN_CAP - 1)) * 2;
+    Atomics.store(this.joins, i, pos);
+    Atomics.store(this.joins, i + 1, ms | 0);
+    Atomics.store(this.h, H_JOINS, (n + 1) | 0);
+  }
+
+  /** Recomputes `limit` from the oldest pin; clears BLOCKED when there is room again. */
+  rescan(): void {
+    let min = this.pos;
+    const high = Atomics.load(this.h, H_SLOTS_HIGH);
+    for (let s = 0; s < high; s++) {
+      if (Atomics.load(this.slots, s * 2) === 0) continue;
+      const p = Atomics.load(this.slots, s * 2 + 1);
+      if (ahead(p, min) < 0) min = p;
+    }
+    this.limit = (min + this.cap) | 0;
+    if (ahead(this.limit, this.pos) > 0 && this.h[H_BLOCKED] === 1) Atomics.store(this.h, H_BLOCKED, 0);
+  }
+}
+
+/** Main's side: reader slots (pins), join lookup and zero-copy views. */
+export class RingReader extends Ring {
+  private free: number[] = [];
+  private high = 0;
+  // One drain usually writes the same [from, to) to many clients: share the views (I1 holds
+  // for all of them alike).
+  private vFrom = 0;
+  private vTo = 0;
+  private vA: Buffer | null = null;
+  private vB: Buffer | null = null;
+
+  /** Clears the wake flag before a drain (I5). */
+  clearWake(): void {
+    Atomics.store(this.h, H_WAKE, 0);
+  }
+
+  /** Takes a slot pinned at `pos`, or -1 when every slot is taken. */
+  acquire(pos: number): number {
+    let s = this.free.pop();
+    if (s === undefined) {
+      if (this.high >= this.maxReaders) return -1;
+      s = this.high++;
+      Atomics.store(this.h, H_SLOTS_HIGH, this.high);
+    }
+    Atomics.store(this.slots, s * 2 + 1, pos);
+    Atomics.store(this.slots, s * 2, 1);
+    return s;
+  }
+
+  pin(slot: number, pos: number): void {
+    Atomics.store(this.slots, slot * 2 + 1, pos);
+  }
+
+  release(slot: number): void {
+    Atomics.store(this.slots, slot * 2, 0);
+    this.free.push(slot);
+  }
+
+  /**
+   * The newest clean join point at least `delayMs` behind the head's clock and still safely inside
+   * the ring (I4); the head itself when there is none (a fresh stream starts at a PAT anyway).
+   */
+  joinPoint(delayMs: number): number {
+    const head = this.head();
+    const headMs = this.headMs();
+    const margin = this.cap >> 2;
+    const n = Atomics.load(this.h, H_JOINS);
+    let best = head;
+    for (let k = 1; k <= JOIN_CAP && k <= n >>> 0; k++) {
+      const i = ((n - k) & (JOIN_CAP - 1)) * 2;
+      const pos = Atomics.load(this.joins, i);
+      const back = ahead(head, pos);
+      if (back < 0 || back > this.cap - margin) break; // older entries are older still
+      best = pos; // too fresh for the delay: the oldest safe one comes closest
+      if (ahead(headMs, Atomics.load(this.joins, i + 1)) >= delayMs) return pos;
+    }
+    return best;
+  }
+
+  /**
+   * Zero-copy views of packets [from, to), one or two (when the range wraps). The views alias the
+   * ring: they may be handed to a socket only while the caller's slot pins `from` (I2).
+   */
+  views(from: number, to: number): [Buffer, Buffer | null] {
+    if (this.vA !== null && from === this.vFrom && to === this.vTo) return [this.vA, this.vB];
+    const n = ahead(to, from);
+    const slot = from & this.mask;
+    const first = Math.min(n, this.cap - slot);
+    const base = this.data.byteOffset;
+    this.vA = Buffer.from(this.sab, base + slot * TS, first * TS);
+    this.vB = n > first ? Buffer.from(this.sab, base, (n - first) * TS) : null;
+    this.vFrom = from;
+    this.vTo = to;
+    return [this.vA, this.vB];
+  }
+}

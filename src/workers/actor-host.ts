@@ -1,0 +1,17 @@
+/**
+ * The piscina entry: each task is one stream actor, alive until the supervisor stops it. Many
+ * actors share a thread (concurrentTasksPerWorker) and its undici Agent. An uncaught throw here
+ * kills the thread and every actor on it; the supervisor sees the tasks reject and restarts them.
+ */
+import { Agent } from 'undici';
+import { StreamActor } from './stream-actor';
+import type { ActorTask } from '../shared/messages';
+
+// No connection cap per engine origin (acexy's transport allowed 10 and hung the 11th stream).
+const agent = new Agent({ connections: null, keepAliveTimeout: 4000 });
+
+export default async function runActor(task: ActorTask): Promise<string> {
+  const actor = new StreamActor(task, agent);
+  await actor.done;
+  return task.streamId;
+}

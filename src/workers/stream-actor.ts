@@ -1,0 +1,357 @@
+/**
+ * A stream actor: owns one channel's upstream (the engine's playback_url) and is the only writer
+ * of its ring. It executes the supervisor's commands (connect, stop) and reports facts (connected,
+ * first data, faults, stat figures); it decides nothing about retries.
+ *
+ * Ingest, per upstream chunk: re-frame into whole 188-byte packets (TsFramer), look at each
+ * packet's header only (PSI, keyframe starts, PCR), copy runs of packets into the ring, publish
+ * the head once per batch (batchBytes or batchMs, whichever first).
+ *
+ * Invariants kept here:
+ *  A1 After every (re)connect the ring receives nothing from the new upstream before its first
+ *     PAT, so a splice always lands on a clean start; after a splice the first PCR-carrying packet
+ *     has discontinuity_indicator set.
+ *  A2 Join entries are added at the position of a PAT that is followed by a keyframe (or at every
+ *     PAT when the PMT names no video), so a joining client starts where a player can.
+ *  A3 When the ring refuses packets (a pinned laggard, ring.ts I2) the actor pauses the upstream
+ *     and holds what it has; nothing is dropped or overwritten, and keepalive waits too.
+ *  A4 Keepalive null packets are written only when no packet has been written for keepaliveMs,
+ *     so clients never face silence while the engine prebuffers or recovers.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import type { Dispatcher } from 'undici';
+import { request } from 'undici';
+import { RingWriter, TS } from '../shared/ring';
+import { TsFramer } from '../shared/ts-framer';
+import { PsiTracker, pidOf, payloadUnitStart, isKeyframeStart, readPcr, setDiscontinuity, fillNullPackets, PAT_PID } from '../shared/ts-packet';
+import { parseEnvelope, parseStat } from '../shared/engine-api';
+import { WAKE, type ActorTask, type Command, type ConnectCommand, type Report, type UpstreamFault, type ActorStats } from '../shared/messages';
+
+const KEEPALIVE_PACKETS = 7; // 1316 bytes: one small write a tick keeps players' read timeouts at bay
+const RETRY_BLOCKED_MS = 10;
+
+export class StreamActor {
+  private readonly ring: RingWriter;
+  private readonly port: MessagePort;
+  private readonly framer: TsFramer;
+  private readonly psi = new PsiTracker();
+  private readonly nulls = Buffer.alloc(KEEPALIVE_PACKETS * TS);
+
+  private controller: Dispatcher.DispatchController | null = null;
+  private connGen = 0;
+  private connectedAt = 0;
+  private gotData = false;
+  private lastDataAt = 0;
+  private lastWriteAt = 0;
+  private dropUntilPat = true;
+  private needDiscontinuity = false;
+  private patPos = 0;
+  private patPending = false;
+  private lastJoinMs = -1e9;
+
+  /** Packets the ring refused (A3), oldest first. */
+  private held: Buffer[] = [];
+  private heldPackets = 0;
+  private blockedSince = 0;
+  private blockedMs = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
+
+  private flushTimer: NodeJS.Timeout | null = null;
+  private tickTimer: NodeJS.Timeout;
+  private statTimer: NodeJS.Timeout | null = null;
+  private statsTimer: NodeJS.Timeout;
+  private statUrl: string | null = null;
+  private stopped = false;
+  private finish!: () => void;
+  readonly done: Promise<void>;
+
+  private readonly stats: ActorStats = { bytesIn: 0, packets: 0, junkBytes: 0, resyncs: 0, nullPacketsSent: 0, bitrate: 0, videoCodec: null, joinPoints: 0, blockedMs: 0 };
+  private pcrFirst = -1;
+  private pcrBytes = 0;
+
+  constructor(private readonly task: ActorTask, private readonly agent: Dispatcher) {
+    this.ring = new RingWriter(task.ring);
+    this.port = task.port;
+    this.framer = new TsFramer((src, off, count) => this.ingest(src, off, count));
+    fillNullPackets(this.nulls, 0, KEEPALIVE_PACKETS);
+    this.done = new Promise((resolve) => (this.finish = resolve));
+    this.port.on('message', (m: Command) => this.onCommand(m));
+    const tick = Math.max(50, Math.min(task.keepaliveMs || 250, 250));
+    this.tickTimer = setInterval(() => this.tick(), tick);
+    this.statsTimer = setInterval(() => this.sendStats(), 1000);
+    this.lastWriteAt = this.clock();
+    this.connect(task.connect);
+  }
+
+  private clock(): number {
+    return Date.now() - this.task.epoch;
+  }
+
+  private report(r: Report): void {
+    if (!this.stopped) this.port.postMessage(r);
+  }
+
+  private onCommand(m: Command): void {
+    if (m.type === 'connect') this.connect(m);
+    else if (m.type === 'stop') this.stop();
+  }
+
+  // ---- upstream ----
+
+  private connect(cmd: ConnectCommand): void {
+    this.abortUpstream();
+    const gen = ++this.connGen;
+    this.framer.reset();
+    this.dropUntilPat = true;
+    this.patPending = false;
+    if (cmd.splice) this.needDiscontinuity = true;
+    this.gotData = false;
+    this.connectedAt = this.clock();
+    this.statUrl = cmd.statUrl;
+    this.scheduleStat();
+    const url = new URL(cmd.playbackUrl);
+    const stale = () => gen !== this.connGen || this.stopped;
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart: (controller) => {
+        if (stale()) controller.abort(new Error('superseded'));
+        else this.controller = controller;
+      },
+      onResponseStart: (controller, status) => {
+        if (stale()) return controller.abort(new Error('superseded'));
+        if (status !== 200) {
+          const gone = status === 403 || status === 404 || status === 410;
+          this.fault(gone ? 'gone' : 'status', `playback answered HTTP ${status}`, status);
+          return controller.abort(new Error(`HTTP ${status}`));
+        }
+        this.report({ type: 'connected', status });
+      },
+      onResponseData: (controller, chunk) => {
+        if (stale()) return controller.abort(new Error('superseded'));
+        this.onData(chunk);
+      },
+      onResponseEnd: () => {
+        if (!stale()) this.fault('ended', 'the engine closed the stream');
+      },
+      onResponseError: (_c, err) => {
+        if (stale()) return;
+        const code = (err as { code?: string }).code;
+        if (code === 'UND_ERR_HEADERS_TIMEOUT') this.fault('headers-timeout', 'no playback headers in time');
+        else this.fault(this.gotData ? 'error' : 'connect', `${code ?? err.name}: ${err.message}`);
+      },
+    };
+    this.agent.dispatch({
+      origin: url.origin,
+      path: url.pathname + url.search,
+      method: 'GET',
+      headers: { 'accept-encoding': 'identity' },
+      headersTimeout: this.task.playbackHeadersTimeoutMs,
+      bodyTimeout: 0, // endless body: our own watchdog (tick) judges stalls
+    }, handler);
+  }
+
+  private abortUpstream(): void {
+    this.connGen++;
+    const c = this.controller;
+    this.controller = null;
+    if (c && !c.aborted) c.abort(new Error('closed by acemux'));
+    this.held = [];
+    this.heldPackets = 0;
+  }
+
+  /** Reports a fault once per connection and drops the upstream; the supervisor decides next. */
+  private fault(fault: UpstreamFault, detail: string, status?: number): void {
+    this.abortUpstream();
+    this.report({ type: 'upstream-fault', fault, detail, status });
+  }
+
+  private onData(chunk: Buffer): void {
+    this.lastDataAt = this.clock();
+    this.stats.bytesIn += chunk.length;
+    if (!this.gotData) {
+      this.gotData = true;
+      this.report({ type: 'first-data' });
+    }
+    this.framer.push(chunk);
+  }
+
+  // ---- ingest (hot path: per packet, header bytes only) ----
+
+  private ingest(src: Uint8Array, off: number, count: number): void {
+    let runStart = off;
+    let runLen = 0;
+    const base = (this.ring.position + this.heldPackets) | 0;
+    let written = 0; // packets of this call placed before the current run
+    for (let k = 0; k < count; k++) {
+      const p = off + k * TS;
+      const pid = pidOf(src, p);
+      if (this.dropUntilPat) {
+        if (pid !== PAT_PID) {
+          if (runLen > 0) { this.commit(src, runStart, runLen); written += runLen; runLen = 0; }
+          runStart = p + TS;
+          continue;
+        }
+        this.dropUntilPat = false;
+      }
+      const pos = (base + written + runLen) | 0;
+      if (pid === PAT_PID || pid === this.psi.pmtPid) {
+        if (this.psi.feed(src, p) === 'pat') {
+          this.patPos = pos;
+          this.patPending = true;
+          if (this.psi.version > 0 && this.psi.videoPid < 0) this.addJoin(pos);
+        }
+      } else if (pid === this.psi.videoPid) {
+        if (this.patPending && payloadUnitStart(src, p) && isKeyframeStart(src, p, this.psi.videoCodec)) this.addJoin(this.patPos);
+      }
+      if (pid === this.psi.pcrPid) this.onPcr(src, p, pos);
+      runLen++;
+    }
+    if (runLen > 0) this.commit(src, runStart, runLen);
+    this.stats.packets += count;
+  }
+
+  private addJoin(pos: number): void {
+    this.patPending = false;
+    const now = this.clock();
+    if (now - this.lastJoinMs < 100 && this.psi.videoPid < 0) return; // PAT-only joins: enough is enough
+    this.lastJoinMs = now;
+    this.ring.addJoin(pos, now);
+    this.stats.joinPoints++;
+  }
+
+  private onPcr(src: Uint8Array, p: number, pos: number): void {
+    const pcr = readPcr(src, p);
+    if (pcr < 0) return;
+    if (this.needDiscontinuity) {
+      // The packet is not in the ring yet; mark it in the source, which we own for this call.
+      setDiscontinuity(src, p);
+      this.needDiscontinuity = false;
+      this.pcrFirst = -1;
+    }
+    // Bitrate from the media clock, not arrivals (the engine's burst would overstate it).
+    if (this.pcrFirst < 0 || pcr < this.pcrFirst || pcr - this.pcrFirst > 27e6 * 10) {
+      this.pcrFirst = pcr;
+      this.pcrBytes = pos;
+      return;
+    }
+    if (pcr - this.pcrFirst >= 27e6) {
+      const bytes = ((pos - this.pcrBytes) | 0) * TS;
+      this.stats.bitrate = Math.round((bytes * 8) / ((pcr - this.pcrFirst) / 27e6));
+      this.pcrFirst = pcr;
+      this.pcrBytes = pos;
+    }
+  }
+
+  private commit(src: Uint8Array, off: number, count: number): void {
+    if (this.heldPackets > 0) return this.hold(src, off, count);
+    const n = this.ring.write(src, off, count);
+    this.lastWriteAt = this.clock();
+    if (n < count) this.hold(src, off + n * TS, count - n);
+    this.afterWrite();
+  }
+
+  private hold(src: Uint8Array, off: number, count: number): void {
+    this.held.push(Buffer.from(src.subarray(off, off + count * TS)));
+    this.heldPackets += count;
+    if (this.retryTimer === null) {
+      this.blockedSince = Date.now();
+      this.controller?.pause();
+      this.publish(); // wake main so it can cut the laggard that pins us
+      this.retryTimer = setTimeout(() => this.retryHeld(), RETRY_BLOCKED_MS);
+    }
+  }
+
+  private retryHeld(): void {
+    this.retryTimer = null;
+    while (this.held.length > 0) {
+      const b = this.held[0]!;
+      const count = b.length / TS;
+      const n = this.ring.write(b, 0, count);
+      this.heldPackets -= n;
+      if (n < count) {
+        this.held[0] = b.subarray(n * TS);
+        this.publish();
+        this.retryTimer = setTimeout(() => this.retryHeld(), RETRY_BLOCKED_MS);
+        return;
+      }
+      this.held.shift();
+    }
+    this.blockedMs += Date.now() - this.blockedSince;
+    this.lastWriteAt = this.clock();
+    this.publish();
+    this.controller?.resume();
+  }
+
+  private afterWrite(): void {
+    if (this.ring.unpublished() * TS >= this.task.batchBytes) this.publish();
+    else if (this.flushTimer === null) this.flushTimer = setTimeout(() => this.publish(), this.task.batchMs);
+  }
+
+  private publish(): void {
+    if (this.flushTimer !== null) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = null;
+    }
+    if (this.ring.unpublished() === 0 && !this.ring.blocked()) return;
+    if (this.ring.publish(this.clock())) this.port.postMessage(WAKE);
+  }
+
+  // ---- timers: keepalive, watchdog, stat ----
+
+  private tick(): void {
+    const now = this.clock();
+    if (this.task.keepaliveMs > 0 && this.heldPackets === 0 && now - this.lastWriteAt >= this.task.keepaliveMs) {
+      const n = this.ring.write(this.nulls, 0, KEEPALIVE_PACKETS);
+      this.stats.nullPacketsSent += n;
+      this.lastWriteAt = now;
+      this.publish();
+    }
+    // The watchdog: while an upstream is open, silence past a threshold is a fault. Paused by us
+    // (held packets) is not silence.
+    if (this.controller === null || this.heldPackets > 0) return;
+    if (!this.gotData && now - this.connectedAt > this.task.firstDataTimeoutMs) {
+      this.fault('no-data', `no data ${this.task.firstDataTimeoutMs} ms after connecting`);
+    } else if (this.gotData && now - this.lastDataAt > this.task.stallTimeoutMs) {
+      this.fault('stalled', `no data for ${this.task.stallTimeoutMs} ms`);
+    }
+  }
+
+  private scheduleStat(): void {
+    if (this.statTimer !== null) clearInterval(this.statTimer);
+    this.statTimer = null;
+    if (this.statUrl && this.task.statIntervalMs > 0) this.statTimer = setInterval(() => void this.pollStat(), this.task.statIntervalMs);
+  }
+
+  private async pollStat(): Promise<void> {
+    const url = this.statUrl;
+    if (!url) return;
+    try {
+      const t = this.task.engineTimeoutMs;
+      const res = await request(url, { headers: { 'accept-encoding': 'identity' }, headersTimeout: t, bodyTimeout: t, dispatcher: this.agent });
+      const env = parseEnvelope(await res.body.json());
+      if (url !== this.statUrl) return;
+      this.report(env.error !== null ? { type: 'stat', stat: null, error: env.error } : { type: 'stat', stat: parseStat(env.response) });
+    } catch (e) {
+      this.report({ type: 'stat', stat: null, error: (e as Error).message });
+    }
+  }
+
+  private sendStats(): void {
+    this.stats.junkBytes = this.framer.junkBytes;
+    this.stats.resyncs = this.framer.resyncs;
+    this.stats.videoCodec = this.psi.videoCodec;
+    this.stats.blockedMs = this.blockedMs;
+    this.report({ type: 'stats', stats: this.stats });
+  }
+
+  stop(): void {
+    if (this.stopped) return;
+    this.publish();
+    this.report({ type: 'stopped' });
+    this.stopped = true;
+    this.abortUpstream();
+    for (const t of [this.flushTimer, this.retryTimer]) if (t) clearTimeout(t);
+    for (const t of [this.tickTimer, this.statsTimer, this.statTimer]) if (t) clearInterval(t);
+    this.port.close();
+    this.finish();
+  }
+}
