@@ -53,7 +53,9 @@ export interface Config {
   logLevel: LogLevel;
 }
 
-export class ConfigError extends Error {}
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
 
 type Kind = 'string' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum';
 

@@ -1,0 +1,60 @@
+import t from 'tap';
+import { loadConfig, parseDuration, parseSize, parseListen, ConfigError, helpText } from '../src/shared/config';
+
+t.test('defaults are acexy-compatible', async (t) => {
+  const c = loadConfig([], {});
+  t.equal(c.listenHost, '');
+  t.equal(c.listenPort, 8080);
+  t.same(c.engines, ['http://localhost:6878']);
+  t.equal(c.graceMs, 5000);
+  t.equal(c.lagLimitBytes, Math.floor(c.ringBytes / 2), 'lag limit defaults to half the ring');
+  t.equal(c.maxStreams, 0, 'no hidden stream cap');
+});
+
+t.test('ACEXY_* names are aliases, ACEMUX_* win, flags win over both', async (t) => {
+  const env = { ACEXY_HOST: 'engine', ACEXY_PORT: '7000', ACEXY_LISTEN_ADDR: '127.0.0.1:9000', ACEXY_NO_RESPONSE_TIMEOUT: '2s', ACEXY_EMPTY_TIMEOUT: '1m', ACEXY_BUFFER_SIZE: '4MiB', ACEXY_LOG_LEVEL: 'DEBUG', ACEXY_SCHEME: 'https' };
+  const c = loadConfig([], env);
+  t.same(c.engines, ['https://engine:7000']);
+  t.equal(c.listenHost, '127.0.0.1');
+  t.equal(c.listenPort, 9000);
+  t.equal(c.engineTimeoutMs, 2000);
+  t.equal(c.firstDataTimeoutMs, 60000);
+  t.equal(c.ringBytes, 4 << 20);
+  t.equal(c.logLevel, 'debug');
+  t.equal(loadConfig([], { ...env, ACEMUX_ENGINE_TIMEOUT: '3s' }).engineTimeoutMs, 3000);
+  t.equal(loadConfig(['--engine-timeout', '4s'], { ...env, ACEMUX_ENGINE_TIMEOUT: '3s' }).engineTimeoutMs, 4000);
+  t.equal(loadConfig(['--grace=250ms'], {}).graceMs, 250);
+  t.same(loadConfig(['--engine', 'http://a:1', '--engine', 'http://b:2/'], {}).engines, ['http://a:1', 'http://b:2']);
+  t.same(loadConfig([], { ACEMUX_ENGINES: 'http://a:1, http://b:2' }).engines, ['http://a:1', 'http://b:2']);
+});
+
+t.test('value parsers', async (t) => {
+  t.equal(parseDuration('1m30s'), 90000);
+  t.equal(parseDuration('500ms'), 500);
+  t.equal(parseDuration('0'), 0);
+  t.throws(() => parseDuration('5'), { name: 'ConfigError' }, 'a bare number is ambiguous');
+  t.throws(() => parseDuration('5 parsecs'), { name: 'ConfigError' });
+  t.equal(parseSize('4.2MiB'), Math.round(4.2 * 1048576));
+  t.equal(parseSize('64KB'), 64000);
+  t.equal(parseSize('1024'), 1024);
+  t.throws(() => parseSize('lots'), { name: 'ConfigError' });
+  t.same(parseListen(':8080'), { host: '', port: 8080 });
+  t.same(parseListen('[::1]:81'), { host: '::1', port: 81 });
+  t.throws(() => parseListen('host:99999'), { name: 'ConfigError' });
+});
+
+t.test('bad values name the option', async (t) => {
+  const bad: Array<[string[], Record<string, string>, RegExp]> = [
+    [[], { ACEXY_PORT: 'abc' }, /ACEXY_PORT/],
+    [[], { ACEMUX_GRACE: 'soon' }, /ACEMUX_GRACE/],
+    [['--ring-size', '1KiB'], {}, /ring-size/],
+    [['--lag-limit', '100MiB'], {}, /lag-limit/],
+    [['--lag-policy', 'ignore'], {}, /lag-policy/],
+    [['--bogus', '1'], {}, /unknown option --bogus/],
+    [['--grace'], {}, /needs a value/],
+    [[], { ACEMUX_ENGINES: 'ftp://x' }, /http or https/],
+    [[], { ACEXY_PORT: '70000' }, /not a port/],
+  ];
+  for (const [argv, env, re] of bad) t.throws(() => loadConfig(argv, env), re);
+  t.match(helpText(), /ACEXY_LISTEN_ADDR/);
+});
