@@ -1,0 +1,68 @@
+/** Runs the real acemux (dist/main/cli.js) as a child process on an ephemeral port. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+
+export interface Acemux {
+  port: number;
+  origin: string;
+  proc: ChildProcess;
+  logs: string[];
+  stop(): Promise<number | null>;
+}
+
+export const CLI = join(__dirname, '..', '..', 'dist', 'main', 'cli.js');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+/** Starts acemux against `engine` with extra flags; resolves once it logs that it listens. */
+export async function startAcemux(engine: string | string[], flags: string[] = [], env: Record<string, string> = {}): Promise<Acemux> {
+  const port = await freePort();
+  const engines = Array.isArray(engine) ? engine : [engine];
+  const args = [CLI, '--listen', `127.0.0.1:${port}`, ...engines.flatMap((e) => ['--engine', e]), ...flags];
+  const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: string[] = [];
+  let buf = '';
+  const ready = new Promise<void>((resolve, reject) => {
+    proc.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        logs.push(line);
+        if (line.includes('acemux listening')) resolve();
+      }
+    });
+    proc.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
+    proc.once('exit', (code) => reject(new Error(`acemux exited with ${code}: ${logs.join('\n')}`)));
+  });
+  await ready;
+  const stop = async () => {
+    if (proc.exitCode !== null) return proc.exitCode;
+    proc.kill('SIGTERM');
+    return new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  };
+  return { port, origin: `http://127.0.0.1:${port}`, proc, logs, stop };
+}
+
+/** Runs the CLI to completion (for --help and bad-config checks). */
+export function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
