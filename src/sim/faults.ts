@@ -1,0 +1,98 @@
+// Fault injection for the engine simulator.
+//
+// Invariants:
+// - Faults are data only: the simulator snapshots the effective Fault for a content at the moment a
+//   request arrives (getstream, playback connection, stat, command), so changing faults never alters a
+//   request already in progress, and per-connection faults (stall, drop) fire at most once per
+//   playback connection.
+// - A per-content entry overrides the global entry field by field; setting merges, it never replaces.
+
+export interface Fault {
+  /** Answer getstream with this error (JSON envelope, or 500 in redirect mode). */
+  getstreamError?: string;
+  /** Delay before answering getstreamError (ms, default 0). */
+  errorDelayMs?: number;
+  /** Never answer getstream at all. */
+  getstreamHang?: boolean;
+  /** Delay every getstream answer (ms). */
+  getstreamDelayMs?: number;
+  /** Answer playback with this HTTP status and a short text body. */
+  playbackStatus?: number;
+  /** Accept playback, never send response headers (an offline channel). */
+  hangBeforeHeaders?: boolean;
+  /** Hold playback headers this long (ms), then burst and pace. */
+  slowStartMs?: number;
+  /** Stop sending after N body bytes; the socket stays open. */
+  stallAfterBytes?: number;
+  /** Close the playback socket after N body bytes. */
+  dropAfterBytes?: number;
+  /** Answer stat_url with this error. */
+  statError?: string;
+  /** Never answer command_url. */
+  cmdHang?: boolean;
+}
+
+export interface FaultSet {
+  global?: Fault;
+  /** Keyed by the 40-hex content id or infohash, lower case. */
+  ids?: Record<string, Fault>;
+}
+
+const numberFields = [
+  'errorDelayMs', 'getstreamDelayMs', 'playbackStatus', 'slowStartMs', 'stallAfterBytes', 'dropAfterBytes',
+] as const;
+const boolFields = ['getstreamHang', 'hangBeforeHeaders', 'cmdHang'] as const;
+const stringFields = ['getstreamError', 'statError'] as const;
+
+/** Validates one fault object from untrusted JSON; unknown or mistyped fields throw. */
+export function parseFault(raw: unknown): Fault {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error('fault must be an object');
+  const out: Fault = {};
+  for (const [k, v] of Object.entries(raw)) {
+    if ((numberFields as readonly string[]).includes(k)) {
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`${k} must be a number >= 0`);
+      (out as Record<string, unknown>)[k] = v;
+    } else if ((boolFields as readonly string[]).includes(k)) {
+      if (typeof v !== 'boolean') throw new Error(`${k} must be a boolean`);
+      (out as Record<string, unknown>)[k] = v;
+    } else if ((stringFields as readonly string[]).includes(k)) {
+      if (typeof v !== 'string') throw new Error(`${k} must be a string`);
+      (out as Record<string, unknown>)[k] = v;
+    } else {
+      throw new Error(`unknown fault field ${k}`);
+    }
+  }
+  return out;
+}
+
+/** Validates a {global, ids} body from untrusted JSON. */
+export function parseFaultSet(raw: unknown): FaultSet {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error('faults must be an object');
+  const { global, ids, ...rest } = raw as Record<string, unknown>;
+  if (Object.keys(rest).length) throw new Error(`unknown key ${Object.keys(rest)[0]}`);
+  const out: FaultSet = {};
+  if (global !== undefined) out.global = parseFault(global);
+  if (ids !== undefined) {
+    if (ids === null || typeof ids !== 'object' || Array.isArray(ids)) throw new Error('ids must be an object');
+    out.ids = {};
+    for (const [id, f] of Object.entries(ids)) out.ids[id.toLowerCase()] = parseFault(f);
+  }
+  return out;
+}
+
+/** Merges `add` into `base` (field by field), returning a new set. */
+export function mergeFaultSets(base: FaultSet, add: FaultSet): FaultSet {
+  const ids: Record<string, Fault> = { ...base.ids };
+  for (const [id, f] of Object.entries(add.ids ?? {})) ids[id] = { ...ids[id], ...f };
+  return { global: { ...base.global, ...add.global }, ids };
+}
+
+/** The effective fault for a content, looked up by any of its keys (content id, infohash). */
+export function faultFor(set: FaultSet, keys: readonly string[]): Fault {
+  let f: Fault = { ...set.global };
+  for (const k of keys) {
+    const own = set.ids?.[k.toLowerCase()];
+    if (own) f = { ...f, ...own };
+  }
+  return f;
+}
