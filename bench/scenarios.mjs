@@ -1,0 +1,177 @@
+// The benchmark scenarios. Each starts its own simulator + proxy (Rig.with), warms up, measures,
+// and returns the standard figures (Rig#summarize) plus scenario-specific `extra`.
+// Durations: [quick, full] seconds.
+
+import { Rig } from './lib/rig.mjs';
+import { sleep } from './lib/spawn.mjs';
+
+/** @typedef {import('./lib/rig.mjs').Ctx} Ctx */
+
+const MBIT4 = 4_000_000;
+/** Simulator flags shared by all scenarios: synthetic stamped packets, no cold-start delay, no initial burst. */
+const simArgs = (/** @type {number} */ bitrate) => ['--synthetic', '--bitrate', String(bitrate), '--prebuffer-ms', '0', '--burst-bytes', '0'];
+/** @param {Ctx} ctx @param {number} quick @param {number} full */
+const T = (ctx, quick, full) => (ctx.quick ? quick : full);
+
+/**
+ * Plain fan-out: `channels` × `perChannel` clients reading normally.
+ * @param {Ctx} ctx @param {string} name @param {number} channels @param {number} perChannel @param {number} bitrate
+ */
+async function fanout(ctx, name, channels, perChannel, bitrate) {
+  return Rig.with(ctx, name, simArgs(bitrate), async (rig) => {
+    rig.open('steady', channels, perChannel);
+    await rig.settle(10000);
+    await sleep(T(ctx, 1, 3) * 1000);
+    const w = await rig.measure(T(ctx, 3, 20));
+    // Unthrottled: expect every byte the simulator sent during the window, once per client.
+    const expectedBps = bitrate ? (channels * perChannel * bitrate) / 8 : undefined;
+    return rig.summarize(w, { channels, bitrateBps: bitrate, expectedBps, perChannel });
+  });
+}
+
+/** @type {Record<string, {description: string, run: (ctx: Ctx) => Promise<Record<string, any>>}>} */
+export const scenarios = {
+  'fanout-20x10': {
+    description: '20 channels × 10 clients at 4 Mb/s (200 clients, 100 MB/s expected)',
+    run: (ctx) => fanout(ctx, 'fanout-20x10', 20, 10, MBIT4),
+  },
+
+  'fanout-1x50-unthrottled': {
+    description: '1 channel × 50 clients, simulator unthrottled (as fast as the proxy reads)',
+    run: (ctx) => fanout(ctx, 'fanout-1x50-unthrottled', 1, 50, 0),
+  },
+
+  joins: {
+    description: '1 channel at 4 Mb/s, 5 steady clients; a client joins every 100–250 ms, reads 2 s, leaves',
+    run: (ctx) =>
+      Rig.with(ctx, 'joins', simArgs(MBIT4), async (rig) => {
+        rig.open('steady', 1, 5);
+        await rig.settle(10000);
+        await sleep(T(ctx, 1, 3) * 1000);
+        const readMs = 2000;
+        let joiners = 0;
+        const w = await rig.measure(T(ctx, 5.5, 20), async (ms) => {
+          const stopJoining = Date.now() + ms - readMs - 200; // every joiner is gone before the window ends
+          while (Date.now() < stopJoining) {
+            rig.open('joiner', 1, 1, { closeAfterMs: readMs });
+            joiners++;
+            await sleep(100 + Math.random() * 150);
+          }
+          await sleep(Math.max(0, stopJoining + readMs + 200 - Date.now()));
+        });
+        const s = rig.summarize(w, { channels: 1, bitrateBps: MBIT4, expectedBps: (5 * MBIT4) / 8, expectGroups: ['steady'], fbGroups: ['joiner'], latGroups: ['steady'] });
+        const j = w.groups.joiner;
+        const jl = j ? j.lat.summary(1000) : null;
+        return { ...s, extra: { joiners, joinersWithData: j?.firstBytes ?? 0, joinerErrors: j?.errors ?? 0, joinerLatencyMs: jl, joinerMBps: j ? Math.round((j.bytes / 1e6 / w.windowS) * 1000) / 1000 : 0 } };
+      }),
+  },
+
+  'stalled-client': {
+    description: '1 channel × 10 clients at 8 Mb/s, one stops reading after 2 s; the other 9 measured, vs. a run without it',
+    run: async (ctx) => {
+      const bitrate = 8_000_000;
+      const expectedBps = (9 * bitrate) / 8;
+      const opts = { channels: 1, bitrateBps: bitrate, expectedBps, expectGroups: ['steady'], fbGroups: ['steady'], latGroups: ['steady'] };
+      const stalled = await Rig.with(ctx, 'stalled-client', simArgs(bitrate), async (rig) => {
+        rig.open('steady', 1, 9);
+        rig.open('stalled', 1, 1, { stallAfterMs: 2000 });
+        await rig.settle(10000);
+        await sleep(2500); // the stall starts at 2 s; measure from 2.5 s to the end (10 s quick, 40 s full)
+        const w = await rig.measure(T(ctx, 7.5, 37.5));
+        return { ...rig.summarize(w, opts), rssGrowthMiB: Math.round(((w.rssEnd - w.rssStart) / 2 ** 20) * 10) / 10, stalledConnected: w.groups.stalled?.conns ?? 0 };
+      });
+      const control = await Rig.with(ctx, 'stalled-client-control', simArgs(bitrate), async (rig) => {
+        rig.open('steady', 1, 9);
+        await rig.settle(10000);
+        await sleep(T(ctx, 0.5, 3) * 1000);
+        return rig.summarize(await rig.measure(T(ctx, 3, 20)), opts);
+      });
+      const { rssGrowthMiB, stalledConnected, ...main } = stalled;
+      const pick = (/** @type {any} */ s) => ({ deliveredPct: s.deliveredPct, latencyMs: s.latencyMs, minClientMBps: s.minClientMBps, seqJumps: s.seqJumps, cpuSPerGB: s.cpuSPerGB, peakRssMiB: s.peakRssMiB });
+      return { ...main, extra: { withStall: pick(stalled), withoutStall: pick(control), rssGrowthMiB, stalledClientStillConnected: stalledConnected > 0 } };
+    },
+  },
+
+  ramp: {
+    description: '10 channels at 4 Mb/s; clients grow ×1.5 per step (quick: ×2) until latency p99 > 100 ms or delivery < 95 %',
+    run: (ctx) =>
+      Rig.with(ctx, 'ramp', simArgs(MBIT4), async (rig) => {
+        const channels = 10;
+        const deadline = Date.now() + T(ctx, 12, 150) * 1000;
+        const cap = T(ctx, 1600, 3000);
+        const growth = T(ctx, 2, 1.5);
+        /** @type {Record<string, any>[]} */
+        const steps = [];
+        let clients = 0, target = T(ctx, 50, 20), maxPassed = 0, stepMs = 0, stopReason = 'time budget';
+        /** @type {Record<string, any>|null} */
+        let lastPass = null, last = null;
+        while (Date.now() + stepMs * 1.25 < deadline) { // stop when the next step would not fit
+          const stepStart = Date.now();
+          const add = Math.ceil((target - clients) / channels);
+          rig.open('steady', channels, add, { first: 0 });
+          clients += add * channels;
+          const settled = await rig.settle(5000);
+          await sleep(T(ctx, 500, 2000));
+          const s = rig.summarize(await rig.measure(T(ctx, 1.5, 5)), { channels, bitrateBps: MBIT4, expectedBps: (clients * MBIT4) / 8 });
+          const pass = settled && s.errors === 0 && (s.latencyMs.p99 ?? Infinity) <= 100 && (s.deliveredPct ?? 0) >= 95;
+          steps.push({ clients, pass, deliveredPct: s.deliveredPct, latencyMs: s.latencyMs, cpuSPerGB: s.cpuSPerGB, proxyCpuPct: s.proxyCpuPct, clientCpuPct: s.clientCpuPct, rssMiB: s.rssMiB });
+          last = s;
+          stepMs = Date.now() - stepStart;
+          if (!pass) {
+            stopReason = !settled ? 'clients without first byte' : s.errors ? 'client errors' : (s.latencyMs.p99 ?? Infinity) > 100 ? 'latency p99 > 100 ms' : 'delivered < 95 %';
+            break;
+          }
+          lastPass = s;
+          maxPassed = clients;
+          if (clients >= cap) {
+            stopReason = 'client cap';
+            break;
+          }
+          target = Math.round(clients * growth);
+        }
+        return { ...(lastPass ?? last), extra: { maxClientsPassed: maxPassed, stopReason, steps } };
+      }),
+  },
+
+  memory: {
+    description: 'proxy RSS idle, with 1 stream, 1→200 clients on it, then 10 streams',
+    run: (ctx) =>
+      Rig.with(ctx, 'memory', simArgs(MBIT4), async (rig) => {
+        const pause = T(ctx, 500, 2000);
+        const mib = () => Math.round((rig.memory().rss / 2 ** 20) * 10) / 10;
+        await sleep(pause);
+        const idleMiB = mib();
+        rig.open('steady', 1, 1);
+        await rig.settle(10000);
+        await sleep(pause);
+        const oneStreamMiB = mib();
+        const points = [{ clients: 1, rssMiB: oneStreamMiB }];
+        let clients = 1;
+        for (const n of [50, 100, 200]) {
+          rig.open('steady', 1, n - clients);
+          clients = n;
+          await rig.settle(10000);
+          await sleep(pause);
+          points.push({ clients, rssMiB: mib() });
+        }
+        const w = await rig.measure(T(ctx, 1.5, 5));
+        const at200 = mib();
+        rig.open('steady', 9, 1, { first: 1 });
+        await rig.settle(10000);
+        await sleep(pause);
+        const tenStreamsMiB = mib();
+        const s = rig.summarize(w, { channels: 1, bitrateBps: MBIT4, expectedBps: (200 * MBIT4) / 8 });
+        return {
+          ...s,
+          extra: {
+            idleMiB,
+            oneStreamMiB,
+            points,
+            perClientKiB: Math.round(((at200 - oneStreamMiB) * 1024) / 199),
+            tenStreamsMiB,
+            perStreamKiB: Math.round(((tenStreamsMiB - at200) * 1024) / 9),
+          },
+        };
+      }),
+  },
+};
