@@ -126,7 +126,7 @@ t.test('join points: newest safe one, delay honoured, stale ones ignored (I4)', 
 
 function egressOn(sab: SharedArrayBuffer, lagLimitPackets: number, policy: 'skip' | 'disconnect' = 'skip') {
   const cuts: string[] = [];
-  const eg = new Egress(new RingReader(sab), { lagLimitBytes: lagLimitPackets * TS, lagPolicy: policy, joinDelayMs: 0, onCut: (_c, why) => cuts.push(why) });
+  const eg = new Egress(new RingReader(sab), { lagLimitBytes: lagLimitPackets * TS, lagPolicy: policy, joinDelayMs: 0, clientTimeoutMs: 60_000, onCut: (_c, why) => cuts.push(why) });
   return { eg, cuts };
 }
 

@@ -27,7 +27,12 @@ async function main(): Promise<void> {
   try {
     running = await startServer(cfg, log);
   } catch (e) {
-    log.fatal({ err: (e as Error).message }, 'cannot start');
+    const err = e as Error;
+    if (err.name === 'ChannelsError') {
+      process.stderr.write(`acemux: bad channels file: ${err.message}\n`);
+      process.exit(2);
+    }
+    log.fatal({ err: err.message }, 'cannot start');
     process.exit(1);
   }
   log.info({ listen: `${cfg.listenHost || '*'}:${running.port}`, engines: cfg.engines }, 'acemux listening');

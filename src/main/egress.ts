@@ -26,7 +26,7 @@ export interface Sink {
   destroy(): void;
 }
 
-export type CutReason = 'lagging' | 'stalled' | 'write-error';
+export type CutReason = 'lagging' | 'stalled' | 'timeout' | 'write-error';
 
 export class Client {
   cursor: number;
@@ -37,6 +37,8 @@ export class Client {
   readonly since = Date.now();
   removed = false;
   firstWriteAt = 0;
+  /** When the write in flight was submitted (the egress's coarse clock). */
+  writeAt = 0;
   readonly onWritten: (err?: Error | null) => void;
 
   constructor(readonly egress: Egress, readonly sink: Sink, readonly slot: number, cursor: number, readonly info: Record<string, unknown>) {
@@ -64,6 +66,8 @@ export interface EgressOptions {
   lagLimitBytes: number;
   lagPolicy: LagPolicy;
   joinDelayMs: number;
+  /** A write in flight this long means a half-open or stalled client: cut it (E2). */
+  clientTimeoutMs: number;
   /** Told when the egress cuts a client; the owner then ends its session. */
   onCut: (client: Client, reason: CutReason) => void;
 }
@@ -79,6 +83,8 @@ export class Egress {
   bytesOut = 0;
   cuts = 0;
   skips = 0;
+  /** Coarse clock, read once per drain: no clock call per write. */
+  private now = Date.now();
 
   constructor(ring: RingReader, private readonly opts: EgressOptions) {
     this.ring = ring;
@@ -111,6 +117,7 @@ export class Egress {
   /** On a WAKE: write what is new to every idle client; police the ones still writing. */
   drain(): void {
     this.ring.clearWake();
+    this.now = Date.now();
     const head = this.ring.head();
     const blocked = this.ring.blocked();
     const list = this.clients;
@@ -121,6 +128,8 @@ export class Egress {
         const lag = ahead(head, c.cursor);
         if (lag > this.cutLimit || (blocked && lag > this.ring.cap >> 1) || (this.opts.lagPolicy === 'disconnect' && lag > this.lagLimit)) {
           this.cut(c, lag > this.lagLimit ? 'stalled' : 'lagging');
+        } else if (this.now - c.writeAt > this.opts.clientTimeoutMs) {
+          this.cut(c, 'timeout');
         }
       }
     }
@@ -150,6 +159,7 @@ export class Egress {
     }
     const [a, b] = this.ring.views(c.cursor, head);
     c.setEnd(head);
+    c.writeAt = this.now;
     if (b === null) {
       c.sink.write(a, c.onWritten);
     } else {

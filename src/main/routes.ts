@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { HEX40 } from '../shared/engine-api';
 import { TS } from '../shared/ring';
-import { Supervisor, LimitError, StreamGoneError, EngineError, type Selector, type Stream } from './supervisor';
+import { Supervisor, LimitError, StreamGoneError, EngineError, type Selector, type Stream, type ChannelRef } from './supervisor';
 
 const SELECTORS = ['id', 'infohash', 'content_id'] as const;
 /** Ours to set: a client's pid would let two players steal one engine session from each other. */
@@ -51,7 +51,7 @@ export function parseStreamQuery(q: URLSearchParams): Parsed {
 }
 
 export class Routes {
-  constructor(private readonly sup: Supervisor, private readonly log: Logger) {}
+  constructor(private readonly sup: Supervisor, private readonly log: Logger, private readonly channels: ReadonlyMap<string, ChannelRef> = new Map()) {}
 
   handle(req: IncomingMessage, res: ServerResponse): void {
     let url: URL;
@@ -66,6 +66,21 @@ export class Routes {
       void this.getstream(req, res, url.searchParams);
       return;
     }
+    if (path.startsWith('/ace/channel/')) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return fail(res, 405, `method ${req.method} not allowed`, { allow: 'GET, HEAD', connection: 'close' });
+      let slug: string;
+      try {
+        slug = decodeURIComponent(path.slice('/ace/channel/'.length)).toLowerCase().replace(/\/$/, '');
+      } catch {
+        return fail(res, 400, 'malformed channel name');
+      }
+      const channel = this.channels.get(slug);
+      if (!channel) return fail(res, 404, this.channels.size ? `no channel "${slug}"` : 'no channels file configured (ACEMUX_CHANNELS)');
+      const extra = [...url.searchParams].filter(([k]) => !OWNED.has(k));
+      if (url.searchParams.has('pid') || url.searchParams.has('sid')) return fail(res, 400, 'pid is set by acemux, which owns engine player ids; remove it');
+      void this.play(req, res, channel.ids[0]!, extra, channel);
+      return;
+    }
     if (path === '/ace/status' || path === '/ace/status/') {
       if (req.method !== 'GET' && req.method !== 'HEAD') return fail(res, 405, `method ${req.method} not allowed`, { allow: 'GET, HEAD', connection: 'close' });
       return this.status(res, url.searchParams);
@@ -76,6 +91,10 @@ export class Routes {
   private async getstream(req: IncomingMessage, res: ServerResponse, q: URLSearchParams): Promise<void> {
     const parsed = parseStreamQuery(q);
     if ('error' in parsed) return fail(res, 400, parsed.error);
+    return this.play(req, res, parsed.sel, parsed.extra, null);
+  }
+
+  private async play(req: IncomingMessage, res: ServerResponse, sel: Selector, extra: Array<[string, string]>, channel: ChannelRef | null): Promise<void> {
     if (req.method === 'HEAD') {
       // Players and media servers probe with HEAD: answer like the stream would, start nothing.
       res.writeHead(200, streamHeaders());
@@ -89,7 +108,7 @@ export class Routes {
     const t0 = Date.now();
     let s: Stream;
     try {
-      s = await this.sup.join(parsed.sel, parsed.extra);
+      s = await this.sup.join(sel, extra, channel);
     } catch (e) {
       socket.off('close', onEarlyClose);
       if (e instanceof LimitError) return fail(res, 503, e.message, { 'retry-after': String(e.retryAfterS) });
@@ -114,17 +133,17 @@ export class Routes {
     this.log.debug({ stream: s.key, ms: Date.now() - t0 }, 'client attached');
     socket.once('close', () => {
       this.sup.detach(s, client);
-      this.log.info({ stream: s.key, remote: client.info.remote, seconds: (Date.now() - client.since) / 1000, bytes: client.bytes, skips: client.skips }, 'client session ended');
+      this.sup.events.record('client-session', { stream: s.key, remote: client.info.remote, seconds: (Date.now() - client.since) / 1000, bytes: client.bytes, skips: client.skips, first_byte_ms: client.firstWriteAt ? client.firstWriteAt - t0 : null }, 'client session ended');
     });
   }
 
   private status(res: ServerResponse, q: URLSearchParams): void {
     const id = q.get('id') ?? q.get('infohash');
-    if (id === null) return sendJson(res, 200, { streams: this.sup.streams.size });
+    if (id === null) return sendJson(res, 200, { streams: this.sup.streams.size, events: this.sup.events.last(20) });
     if (!HEX40.test(id)) return fail(res, 400, 'id must be 40 hexadecimal characters');
     const s = this.sup.find(id);
     if (!s) return fail(res, 404, 'stream not running');
-    sendJson(res, 200, describe(s));
+    sendJson(res, 200, { ...describe(s), events: this.sup.events.last(20, s.key) });
   }
 }
 
@@ -143,6 +162,10 @@ export function describe(s: Stream): Record<string, unknown> {
     stat_url: s.session?.statUrl ?? null,
     state: s.state,
     selector: s.selector.name,
+    channel: s.channel?.name ?? null,
+    attempts: s.attempts,
+    switches: s.switches,
+    actor_restarts: s.life,
     engine: s.session?.engine ?? null,
     pid: s.session?.pid ?? null,
     uptime_s: Math.round(uptime * 10) / 10,

@@ -11,10 +11,15 @@ import type { Logger } from 'pino';
 import type { Config } from '../shared/config';
 import { Supervisor } from './supervisor';
 import { Routes } from './routes';
+import { EventLog } from './events';
+import { EnginePool } from './engines';
+import { loadChannels, type ChannelMap } from './channels';
 
 export interface Running {
   server: Server;
   supervisor: Supervisor;
+  events: EventLog;
+  engines: EnginePool;
   port: number;
   close(): Promise<void>;
 }
@@ -34,8 +39,11 @@ export function actorPool(cfg: Config): Piscina {
 
 export async function startServer(cfg: Config, log: Logger): Promise<Running> {
   const pool = actorPool(cfg);
-  const supervisor = new Supervisor(cfg, pool, log);
-  const routes = new Routes(supervisor, log);
+  const events = new EventLog(log);
+  const engines = new EnginePool(cfg.engines, events, cfg.engineTimeoutMs);
+  const supervisor = new Supervisor(cfg, pool, engines, events);
+  const channels: ChannelMap = cfg.channelsFile ? (await loadChannels(cfg.channelsFile)).channels : new Map();
+  const routes = new Routes(supervisor, log, channels);
   const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => routes.handle(req, res));
   // Malformed or oversize requests never reach the routes: answer them in JSON too.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
@@ -49,12 +57,14 @@ export async function startServer(cfg: Config, log: Logger): Promise<Running> {
     server.listen(cfg.listenPort, cfg.listenHost || undefined, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
+  engines.start(cfg.engineProbeMs);
   let closing: Promise<void> | null = null;
   const close = () => (closing ??= (async () => {
     server.close();
+    engines.stop();
     await supervisor.close();
     server.closeAllConnections();
     await pool.destroy();
   })());
-  return { server, supervisor, port, close };
+  return { server, supervisor, events, engines, port, close };
 }

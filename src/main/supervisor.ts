@@ -1,7 +1,8 @@
 /**
- * The supervisor: the registry of streams and the only place where policy is decided — when a
- * stream starts and on which engine, how long it outlives its last client, what a fault means,
- * when to give up. Stream actors carry its decisions out (src/shared/messages.ts).
+ * The supervisor: the registry of streams and the only place where policy is decided — which
+ * engine and which id a stream uses, what a fault means (retry, reconnect, failover, give up),
+ * how long a stream outlives its last client. Stream actors carry the decisions out
+ * (src/shared/messages.ts); they decide nothing.
  *
  * Lifecycle of a stream: starting → live ⇄ recovering → draining → stopped.
  *  S1 One stream per key at a time: the registry entry is made synchronously on the first
@@ -10,25 +11,43 @@
  *     waits for the old session's stop to finish (bounded) before it asks the engine, so a stop
  *     and a join never race on the engine (Dispatcharr #1341, #1557).
  *  S3 refs counts clients attached or waiting; at 0 the stream drains for graceMs and a client
- *     arriving meanwhile re-attaches to the same session.
- *  S4 Stopping releases everything: actor told to stop, port closed, timers cleared, clients'
- *     responses ended, engine stop sent (bounded).
+ *     arriving meanwhile re-attaches to the same session, whatever state it is in.
+ *  S4 Stopping releases everything: retry and grace timers, the actor (told to stop, port
+ *     closed), clients' responses (ended cleanly), the engine session (stop sent, bounded).
+ *  S5 The actor exists from the stream's first moment to its last, across sessions, engines and
+ *     alternates, so keepalive covers every gap; if its thread dies it is restarted on the same
+ *     ring, and clients stay connected.
+ *
+ * Fault policy (decide()): the first fault of a stream that was flowing → reconnect to the same
+ * playback URL; a session the engine no longer knows (403/404/410, stat "unknown playback
+ * session") → a new session; anything that keeps failing → failover: the next alternate id of a
+ * channel, else another engine, else a fresh session. Delays back off exponentially with jitter;
+ * retryAttempts consecutive failures or maxSwitches switches → give up. Flowing for
+ * stablePeriodMs resets all counters.
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { randomBytes } from 'node:crypto';
 import type { Piscina } from 'piscina';
-import type { Logger } from 'pino';
 import type { Config } from '../shared/config';
 import { createRing, RingReader } from '../shared/ring';
-import { WAKE, type ActorTask, type Report, type ActorStats, type EngineStat, type ConnectCommand } from '../shared/messages';
+import { WAKE, type ActorTask, type Command, type Report, type ActorStats, type EngineStat, type UpstreamFault } from '../shared/messages';
 import { Egress, type Client, type Sink, type CutReason } from './egress';
 import { startSession, stopSession, EngineError, type EngineSession } from './engine-client';
+import type { EventLog } from './events';
+import type { EnginePool } from './engines';
 
 export type StreamState = 'starting' | 'live' | 'recovering' | 'draining' | 'stopped';
 
 export interface Selector {
   name: 'id' | 'infohash';
   value: string;
+}
+
+/** A named channel with alternate ids in preference order (the channels file). */
+export interface ChannelRef {
+  name: string;
+  slug: string;
+  ids: Selector[];
 }
 
 /** A request the supervisor cannot take now: 503 with Retry-After. */
@@ -45,69 +64,124 @@ export interface ClientSink extends Sink {
   end(): void;
 }
 
+type Action = 'reconnect' | 'new-session' | 'next-engine' | 'next-id';
+
+const ACTOR_RESTARTS_PER_MINUTE = 5;
+
 export class Stream {
   state: StreamState = 'starting';
   session: EngineSession | null = null;
+  selector: Selector;
   readonly egress: Egress;
   readonly createdAt = Date.now();
   firstDataAt = 0;
   refs = 0;
   port: MessagePort | null = null;
   graceTimer: NodeJS.Timeout | null = null;
-  ready!: Promise<void>;
+  retryTimer: NodeJS.Timeout | null = null;
   stats: ActorStats | null = null;
   stat: EngineStat | null = null;
   stopReason = '';
   readonly sinks = new Map<Client, ClientSink>();
+  /** Settles once: resolved when a session is first obtained, rejected if that fails for good. */
+  readonly ready: Promise<void>;
+  answered = false;
+  settle!: (err?: Error) => void;
 
-  constructor(readonly key: string, readonly selector: Selector, readonly extra: ReadonlyArray<[string, string]>, ring: RingReader, egress: (s: Stream, r: RingReader) => Egress) {
+  // Supervision state, reset by a stable period (see decide()).
+  attempts = 0;
+  switches = 0;
+  /** When data last started flowing on the current upstream; 0 while not flowing. */
+  liveSince = 0;
+  idIndex = 0;
+  readonly triedIds = new Set<string>();
+  readonly triedEngines = new Set<string>();
+  life = 0;
+  restarts: number[] = [];
+  lastError: EngineError | null = null;
+
+  constructor(
+    readonly key: string,
+    selector: Selector,
+    readonly extra: ReadonlyArray<[string, string]>,
+    readonly channel: ChannelRef | null,
+    ring: RingReader,
+    egress: (s: Stream, r: RingReader) => Egress,
+  ) {
+    this.selector = selector;
     this.egress = egress(this, ring);
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.settle = (err) => {
+        if (this.answered) return;
+        this.answered = true;
+        if (err) reject(err);
+        else resolve();
+      };
+    });
+    this.ready.catch(() => {}); // observed by joiners; never an unhandled rejection
   }
 }
+
+/** Re-reads state after an await (TypeScript would keep the narrowing from before it). */
+const stopped = (s: Stream): boolean => s.state === 'stopped';
 
 export function streamKey(sel: Selector, extra: ReadonlyArray<[string, string]>): string {
   const rest = [...extra].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([k, v]) => `&${k}=${v}`).join('');
   return `${sel.name}=${sel.value.toLowerCase()}${rest}`;
 }
 
+/** base · 2^(attempt−1), capped, then jittered into [½, 1] of that so retries spread out. */
+export function backoff(attempt: number, baseMs: number, capMs: number, rand = Math.random): number {
+  const d = Math.min(capMs, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(d / 2 + (rand() * d) / 2);
+}
+
 export class Supervisor {
   readonly streams = new Map<string, Stream>();
   private readonly stopping = new Map<string, Promise<void>>();
-  private readonly pool: Piscina;
   private pidSeq = 0;
   private readonly pidPrefix = `acemux-${randomBytes(3).toString('hex')}`;
   clients = 0;
   closed = false;
 
-  constructor(private readonly cfg: Config, pool: Piscina, private readonly log: Logger) {
-    this.pool = pool;
-  }
+  constructor(
+    private readonly cfg: Config,
+    private readonly pool: Piscina,
+    readonly engines: EnginePool,
+    readonly events: EventLog,
+  ) {}
 
   /**
-   * Takes a reference on the stream for `sel` (starting it if needed) and waits until it has an
-   * engine session. The caller must call leave() exactly once afterwards, also on failure paths
-   * after a successful join.
+   * Takes a reference on the stream (starting it if needed) and waits until it has an engine
+   * session, or until headersWithinMs when that is set. The caller must call leave() exactly once
+   * afterwards — attach()+detach() do that — also on its failure paths after a successful join.
    */
-  async join(sel: Selector, extra: ReadonlyArray<[string, string]>): Promise<Stream> {
+  async join(sel: Selector, extra: ReadonlyArray<[string, string]>, channel: ChannelRef | null = null): Promise<Stream> {
     if (this.closed) throw new LimitError('acemux is shutting down', 5);
-    const key = streamKey(sel, extra);
+    const key = channel ? `channel=${channel.slug}` : streamKey(sel, extra);
     let s = this.streams.get(key);
     if (s === undefined) {
       if (this.cfg.maxStreams > 0 && this.streams.size >= this.cfg.maxStreams) {
         throw new LimitError(`stream limit reached (${this.cfg.maxStreams})`, 10);
       }
-      s = this.start(key, sel, extra);
+      s = this.start(key, sel, extra, channel);
     }
     if (s.refs >= this.cfg.maxClientsPerStream) throw new LimitError(`client limit of this stream reached (${this.cfg.maxClientsPerStream})`, 10);
     if (this.cfg.maxClients > 0 && this.clients >= this.cfg.maxClients) throw new LimitError(`client limit reached (${this.cfg.maxClients})`, 10);
     this.ref(s);
     try {
-      await s.ready;
+      if (this.cfg.headersWithinMs > 0 && !s.answered) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([s.ready, new Promise<void>((r) => (timer = setTimeout(r, this.cfg.headersWithinMs)))]);
+        clearTimeout(timer);
+      } else {
+        await s.ready;
+      }
     } catch (e) {
       this.leave(s);
       throw e;
     }
-    if (s.state === 'stopped') {
+    if (stopped(s)) {
       this.leave(s);
       throw new StreamGoneError(`stream ended: ${s.stopReason}`);
     }
@@ -120,8 +194,7 @@ export class Supervisor {
     if (s.graceTimer !== null) {
       clearTimeout(s.graceTimer);
       s.graceTimer = null;
-      s.state = s.firstDataAt > 0 ? 'live' : 'starting';
-      this.log.info({ stream: s.key }, 'client re-attached during grace');
+      s.state = s.retryTimer ? 'recovering' : s.liveSince > 0 ? 'live' : 'starting';
     }
   }
 
@@ -148,48 +221,70 @@ export class Supervisor {
     if (s.sinks.delete(c)) this.leave(s);
   }
 
-  private start(key: string, sel: Selector, extra: ReadonlyArray<[string, string]>): Stream {
+  private start(key: string, sel: Selector, extra: ReadonlyArray<[string, string]>, channel: ChannelRef | null): Stream {
     const ring = new RingReader(createRing(this.cfg.ringBytes, this.cfg.maxClientsPerStream));
-    const s = new Stream(key, sel, extra, ring, (st, r) => new Egress(r, {
+    const first = channel ? channel.ids[0]! : sel;
+    const s = new Stream(key, first, extra, channel, ring, (st, r) => new Egress(r, {
       lagLimitBytes: this.cfg.lagLimitBytes,
       lagPolicy: this.cfg.lagPolicy,
       joinDelayMs: this.cfg.joinDelayMs,
+      clientTimeoutMs: this.cfg.clientTimeoutMs,
       onCut: (c, reason) => this.onCut(st, c, reason),
     }));
     this.streams.set(key, s); // S1
-    s.ready = this.open(s);
-    s.ready.catch((e: Error) => this.stop(s, e.message));
-    this.log.info({ stream: key }, 'stream starting');
+    this.events.record('stream-start', { stream: key, id: first.value }, 'stream starting');
+    this.spawn(s); // S5: keepalive from the first moment
+    void this.openSession(s, true);
     return s;
   }
 
-  private async open(s: Stream): Promise<void> {
-    const previous = this.stopping.get(s.key);
-    if (previous) await previous; // S2
-    const engine = this.pickEngine();
-    const pid = `${this.pidPrefix}-${++this.pidSeq}`;
-    const session = await startSession(engine, s.selector, s.extra, pid, this.cfg.engineTimeoutMs);
-    s.session = session;
-    if (s.state === 'stopped') {
-      void stopSession(session.commandUrl ?? '', this.cfg.stopTimeoutMs);
-      throw new StreamGoneError('stream stopped while starting');
+  // ---- sessions ----
+
+  private async openSession(s: Stream, first = false): Promise<void> {
+    if (first) {
+      const previous = this.stopping.get(s.key);
+      if (previous) await previous; // S2
     }
-    this.log.info({ stream: s.key, engine, pid, playback: session.playbackUrl }, 'engine session started');
-    this.spawn(s, { type: 'connect', playbackUrl: session.playbackUrl, statUrl: session.statUrl, splice: false });
+    if (stopped(s)) return;
+    this.countEngineLoad();
+    const engine = this.engines.pick(s.triedEngines);
+    const pid = `${this.pidPrefix}-${++this.pidSeq}`;
+    let session: EngineSession;
+    try {
+      session = await startSession(engine.url, s.selector, s.extra, pid, this.cfg.engineTimeoutMs);
+    } catch (e) {
+      if (stopped(s)) return;
+      const err = e instanceof EngineError ? e : new EngineError((e as Error).message, 502, 'bad-answer');
+      s.lastError = err;
+      if (err.kind === 'unreachable' || err.kind === 'timeout') this.engines.markFailure(engine.url, err.message);
+      s.triedEngines.add(engine.url);
+      return this.onFault(s, err.kind === 'engine' ? 'session' : 'engine', err.message);
+    }
+    if (stopped(s)) {
+      if (session.commandUrl) void stopSession(session.commandUrl, this.cfg.stopTimeoutMs);
+      return;
+    }
+    const old = s.session;
+    s.session = session;
+    if (old?.commandUrl) void stopSession(old.commandUrl, this.cfg.stopTimeoutMs);
+    this.send(s, { type: 'connect', playbackUrl: session.playbackUrl, statUrl: session.statUrl, splice: s.answered });
+    s.settle();
   }
 
-  /** The engine with the fewest of our streams (health-aware failover is the supervision issue's). */
-  private pickEngine(): string {
-    const load = new Map(this.cfg.engines.map((e) => [e, 0]));
-    for (const s of this.streams.values()) if (s.session) load.set(s.session.engine, (load.get(s.session.engine) ?? 0) + 1);
-    let best = this.cfg.engines[0]!;
-    for (const [e, n] of load) if (n < load.get(best)!) best = e;
-    return best;
+  private countEngineLoad(): void {
+    for (const e of this.engines.engines) e.streams = 0;
+    for (const s of this.streams.values()) {
+      const e = s.session && this.engines.get(s.session.engine);
+      if (e) e.streams++;
+    }
   }
 
-  private spawn(s: Stream, connect: ConnectCommand): void {
+  // ---- actors ----
+
+  private spawn(s: Stream): void {
     const { port1, port2 } = new MessageChannel();
     s.port = port1;
+    const connect = s.session && s.answered ? { type: 'connect' as const, playbackUrl: s.session.playbackUrl, statUrl: s.session.statUrl, splice: true } : null;
     const task: ActorTask = {
       streamId: s.key,
       ring: s.egress.ring.sab,
@@ -204,6 +299,8 @@ export class Supervisor {
       statIntervalMs: this.cfg.statIntervalMs,
       engineTimeoutMs: this.cfg.engineTimeoutMs,
       connect,
+      life: s.life,
+      crashAfterBytes: this.cfg.testCrashAfterBytes,
     };
     port1.on('message', (m: Report | typeof WAKE) => {
       if (m === WAKE) s.egress.drain();
@@ -213,30 +310,51 @@ export class Supervisor {
       () => port1.close(),
       (err: Error) => {
         port1.close();
-        if (s.state !== 'stopped') {
-          this.log.error({ stream: s.key, err: err.message }, 'stream actor died');
-          this.stop(s, `actor died: ${err.message}`);
-        }
+        if (s.state !== 'stopped' && s.port === port1) this.onActorDied(s, err);
       },
     );
   }
 
+  /** S5: a dead thread takes its actors with it; the rings and sockets live here, so restart. */
+  private onActorDied(s: Stream, err: Error): void {
+    const now = Date.now();
+    s.restarts = s.restarts.filter((t) => now - t < 60_000);
+    s.restarts.push(now);
+    if (s.restarts.length > ACTOR_RESTARTS_PER_MINUTE) return this.giveUp(s, `actor keeps dying: ${err.message}`);
+    s.life++;
+    s.liveSince = 0;
+    this.events.record('actor-restart', { stream: s.key, error: err.message, life: s.life }, 'stream actor died; restarting it');
+    this.spawn(s);
+  }
+
+  private send(s: Stream, c: Command): void {
+    s.port?.postMessage(c);
+  }
+
   private onReport(s: Stream, m: Report): void {
     switch (m.type) {
-      case 'first-data':
-        s.firstDataAt ||= Date.now();
-        if (s.state === 'starting' || s.state === 'recovering') s.state = 'live';
-        this.log.info({ stream: s.key, ms: Date.now() - s.createdAt }, 'first data from engine');
+      case 'first-data': {
+        const now = Date.now();
+        const recovered = s.state === 'recovering' || s.firstDataAt > 0;
+        s.firstDataAt ||= now;
+        s.liveSince = now;
+        if (s.state !== 'draining' && s.state !== 'stopped') s.state = 'live';
+        if (s.session) this.engines.markSuccess(s.session.engine);
+        this.events.record('stream-live', { stream: s.key, ms: now - s.createdAt, recovered, id: s.selector.value, engine: s.session?.engine }, recovered ? 'stream flowing again' : 'first data from engine');
         break;
+      }
       case 'stats':
         s.stats = m.stats;
         break;
       case 'stat':
         s.stat = m.stat;
+        if (m.error && /unknown playback session/i.test(m.error) && s.liveSince > 0) {
+          this.send(s, { type: 'disconnect' });
+          this.onFault(s, 'gone', `stat: ${m.error}`);
+        }
         break;
       case 'upstream-fault':
-        this.log.warn({ stream: s.key, fault: m.fault, detail: m.detail }, 'upstream fault');
-        this.stop(s, `upstream ${m.fault}: ${m.detail}`);
+        this.onFault(s, m.fault, m.detail);
         break;
       case 'connected':
       case 'stopped':
@@ -244,8 +362,96 @@ export class Supervisor {
     }
   }
 
+  // ---- policy ----
+
+  /** Every failure comes here: upstream faults from the actor, and failed getstream calls. */
+  private onFault(s: Stream, fault: UpstreamFault | 'session' | 'engine', detail: string): void {
+    if (s.state === 'stopped') return;
+    const now = Date.now();
+    const wasFlowing = s.liveSince > 0;
+    if (wasFlowing && now - s.liveSince >= this.cfg.stablePeriodMs) this.resetHealth(s);
+    s.liveSince = 0;
+    s.attempts++;
+    const action = this.decide(s, fault, wasFlowing);
+    if (action === null) return;
+    if (s.attempts > this.cfg.retryAttempts) return this.giveUp(s, `${detail} (after ${s.attempts - 1} retries)`);
+    if (action !== 'reconnect' && action !== 'new-session' && ++s.switches > this.cfg.maxSwitches) return this.giveUp(s, `${detail} (after ${s.switches - 1} switches)`);
+    const delay = action === 'next-id' || action === 'next-engine' ? (s.answered ? backoff(1, this.cfg.retryBaseMs, this.cfg.retryCapMs) : 0) : backoff(s.attempts, this.cfg.retryBaseMs, this.cfg.retryCapMs);
+    const kind = action === 'reconnect' ? 'reconnect' : action === 'new-session' ? 'retry' : 'failover';
+    if (s.state !== 'draining') s.state = 'recovering';
+    if (action === 'next-id') s.selector = this.nextId(s);
+    this.events.record(kind, { stream: s.key, fault, detail, action, attempt: s.attempts, switches: s.switches, delay_ms: delay, id: s.selector.value, engine: s.session?.engine }, `${kind}: ${detail}`);
+    if (s.retryTimer) clearTimeout(s.retryTimer);
+    s.retryTimer = setTimeout(() => {
+      s.retryTimer = null;
+      if (s.state === 'stopped') return;
+      if (action === 'reconnect' && s.session) {
+        this.send(s, { type: 'connect', playbackUrl: s.session.playbackUrl, statUrl: s.session.statUrl, splice: true });
+      } else {
+        void this.openSession(s);
+      }
+    }, delay);
+  }
+
+  /** What to do about a fault; null when the stream was given up. */
+  private decide(s: Stream, fault: UpstreamFault | 'session' | 'engine', wasFlowing: boolean): Action | null {
+    const alternates = s.channel !== null && s.channel.ids.length > 1;
+    const otherEngine = this.engines.engines.length > 1;
+    // Before anyone got headers, fail fast where there is nothing else to try: the client gets
+    // the engine's answer (502/504) instead of a retry loop.
+    if (!s.answered && !(fault === 'session' && alternates) && !(fault === 'engine' && (otherEngine || alternates))) {
+      if (fault === 'session' || fault === 'engine') {
+        this.giveUp(s, s.lastError?.message ?? fault);
+        return null;
+      }
+    }
+    if (fault === 'gone') return 'new-session';
+    if (wasFlowing && s.attempts === 1 && s.session) return 'reconnect';
+    if (fault === 'engine') {
+      if (otherEngine && s.triedEngines.size < this.engines.engines.length) return 'next-engine';
+      if (alternates) return 'next-id';
+      return 'new-session';
+    }
+    if (alternates) return 'next-id';
+    if (otherEngine) {
+      if (s.session) s.triedEngines.add(s.session.engine);
+      if (s.triedEngines.size >= this.engines.engines.length) s.triedEngines.clear();
+      return 'next-engine';
+    }
+    return 'new-session';
+  }
+
+  /** The next alternate not tried since the last stable period, wrapping around the list. */
+  private nextId(s: Stream): Selector {
+    const ids = s.channel!.ids;
+    s.triedIds.add(s.selector.value.toLowerCase());
+    for (let k = 1; k <= ids.length; k++) {
+      const i = (s.idIndex + k) % ids.length;
+      if (!s.triedIds.has(ids[i]!.value.toLowerCase())) {
+        s.idIndex = i;
+        return ids[i]!;
+      }
+    }
+    s.triedIds.clear(); // every id tried: wrap around
+    s.idIndex = (s.idIndex + 1) % ids.length;
+    return ids[s.idIndex]!;
+  }
+
+  private resetHealth(s: Stream): void {
+    s.attempts = 0;
+    s.switches = 0;
+    s.triedIds.clear();
+    s.triedEngines.clear();
+  }
+
+  private giveUp(s: Stream, reason: string): void {
+    this.events.record('give-up', { stream: s.key, reason, attempts: s.attempts, switches: s.switches }, 'giving up on stream');
+    s.settle(s.lastError ?? new EngineError(reason, 502, 'engine'));
+    this.stop(s, `gave up: ${reason}`);
+  }
+
   private onCut(s: Stream, c: Client, reason: CutReason): void {
-    this.log.warn({ stream: s.key, reason, lag: s.egress.lagBytes(c), bytes: c.bytes, ...c.info }, 'client cut');
+    this.events.record('client-cut', { stream: s.key, reason, lag_bytes: s.egress.lagBytes(c), bytes: c.bytes, remote: c.info.remote }, 'client cut');
   }
 
   /** S4. Idempotent. */
@@ -253,27 +459,26 @@ export class Supervisor {
     if (s.state === 'stopped') return;
     s.state = 'stopped';
     s.stopReason = reason;
+    s.settle(new StreamGoneError(reason));
     if (this.streams.get(s.key) === s) this.streams.delete(s.key); // S2
-    if (s.graceTimer !== null) clearTimeout(s.graceTimer);
-    s.graceTimer = null;
-    s.port?.postMessage({ type: 'stop' });
+    for (const t of [s.graceTimer, s.retryTimer]) if (t) clearTimeout(t);
+    s.graceTimer = s.retryTimer = null;
+    this.send(s, { type: 'stop' });
     for (const [c, sink] of s.sinks) {
       s.egress.remove(c);
       sink.end(); // in-flight bytes still go out: nobody writes the ring any more
     }
     const cmd = s.session?.commandUrl;
-    const p = cmd
-      ? stopSession(cmd, this.cfg.stopTimeoutMs).then((err) => {
-          this.log.info({ stream: s.key, reason, engineSaid: err ?? 'ok' }, 'stream stopped');
-        })
-      : Promise.resolve().then(() => this.log.info({ stream: s.key, reason }, 'stream stopped'));
-    const done = p.finally(() => {
+    const p = cmd ? stopSession(cmd, this.cfg.stopTimeoutMs) : Promise.resolve(null);
+    const done = p.then((engineSaid) => {
+      this.events.record('stream-stop', { stream: s.key, reason, engine_said: engineSaid ?? 'ok' }, 'stream stopped');
+    }).finally(() => {
       if (this.stopping.get(s.key) === done) this.stopping.delete(s.key);
     });
     this.stopping.set(s.key, done);
   }
 
-  /** For /ace/status?id=: the running stream whose selector value is `id`. */
+  /** For /ace/status?id=: the running stream playing `id`. */
   find(id: string): Stream | undefined {
     const v = id.toLowerCase();
     for (const s of this.streams.values()) if (s.selector.value.toLowerCase() === v) return s;

@@ -51,13 +51,31 @@ export interface Config {
   actorsPerWorker: number;
   statIntervalMs: number;
   logLevel: LogLevel;
+  /** Answer 200 and start keepalive if the engine has not accepted the session by then. */
+  headersWithinMs: number;
+  /** Retry backoff: base · 2^(attempt−1), capped, with jitter; give up after retryAttempts. */
+  retryBaseMs: number;
+  retryCapMs: number;
+  retryAttempts: number;
+  /** Healthy this long: retry counters, tried ids and engines reset. */
+  stablePeriodMs: number;
+  /** Cap on session/engine/alternate switches before giving up (reset by a stable period). */
+  maxSwitches: number;
+  /** How often each engine is probed with get_version (0 = never). */
+  engineProbeMs: number;
+  /** A client whose socket accepts nothing this long is cut. */
+  clientTimeoutMs: number;
+  /** Channels file (M3U or JSON) for /ace/channel/<name>; '' = none. */
+  channelsFile: string;
+  /** Test hook: an actor throws after this many upstream bytes on its first life (0 = off). */
+  testCrashAfterBytes: number;
 }
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-type Kind = 'string' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum';
+type Kind = 'string' | 'path' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum';
 
 interface Option {
   key: keyof Config | 'listen' | 'engineScheme' | 'engineHost' | 'enginePort';
@@ -79,8 +97,8 @@ export const OPTIONS: readonly Option[] = [
   { key: 'enginePort', flag: '--engine-port', env: 'ACEMUX_ENGINE_PORT', alias: 'ACEXY_PORT', kind: 'int', def: '6878', help: 'engine port' },
   { key: 'engineTimeoutMs', flag: '--engine-timeout', env: 'ACEMUX_ENGINE_TIMEOUT', alias: 'ACEXY_NO_RESPONSE_TIMEOUT', kind: 'duration', def: '30s', help: 'bound on engine API answers (getstream); past it 504' },
   { key: 'playbackHeadersTimeoutMs', flag: '--playback-timeout', env: 'ACEMUX_PLAYBACK_TIMEOUT', kind: 'duration', def: '45s', help: 'bound on playback response headers (engines prebuffer first)' },
-  { key: 'firstDataTimeoutMs', flag: '--first-data-timeout', env: 'ACEMUX_FIRST_DATA_TIMEOUT', alias: 'ACEXY_EMPTY_TIMEOUT', kind: 'duration', def: '60s', help: 'no data this long after start: the stream failed' },
-  { key: 'stallTimeoutMs', flag: '--stall-timeout', env: 'ACEMUX_STALL_TIMEOUT', kind: 'duration', def: '15s', help: 'no data this long once flowing: the upstream stalled' },
+  { key: 'firstDataTimeoutMs', flag: '--first-data-timeout', env: 'ACEMUX_FIRST_DATA_TIMEOUT', alias: 'ACEXY_EMPTY_TIMEOUT', kind: 'duration', def: '30s', help: 'no data this long after start: the stream failed' },
+  { key: 'stallTimeoutMs', flag: '--stall-timeout', env: 'ACEMUX_STALL_TIMEOUT', kind: 'duration', def: '10s', help: 'no data this long once flowing: the upstream stalled' },
   { key: 'stopTimeoutMs', flag: '--stop-timeout', env: 'ACEMUX_STOP_TIMEOUT', kind: 'duration', def: '3s', help: 'bound on the engine stop command' },
   { key: 'graceMs', flag: '--grace', env: 'ACEMUX_GRACE', kind: 'duration', def: '5s', help: 'keep a stream this long after its last client leaves' },
   { key: 'ringBytes', flag: '--ring-size', env: 'ACEMUX_RING_SIZE', alias: 'ACEXY_BUFFER_SIZE', kind: 'size', def: '6MiB', help: 'per-stream ring size (rounded up to 2^k packets)' },
@@ -96,6 +114,16 @@ export const OPTIONS: readonly Option[] = [
   { key: 'workers', flag: '--workers', env: 'ACEMUX_WORKERS', kind: 'int', def: '0', help: 'actor threads (0 = one per core, at most 4)' },
   { key: 'actorsPerWorker', flag: '--actors-per-worker', env: 'ACEMUX_ACTORS_PER_WORKER', kind: 'int', def: '256', help: 'stream actors one thread may host' },
   { key: 'statIntervalMs', flag: '--stat-interval', env: 'ACEMUX_STAT_INTERVAL', kind: 'duration', def: '5s', help: 'how often to poll the engine stat_url (0 = never)' },
+  { key: 'headersWithinMs', flag: '--headers-within', env: 'ACEMUX_HEADERS_WITHIN', kind: 'duration', def: '0', help: 'send 200 + keepalive if the engine has not accepted by then (0 = wait, bounded by --engine-timeout)' },
+  { key: 'retryBaseMs', flag: '--retry-base', env: 'ACEMUX_RETRY_BASE', kind: 'duration', def: '500ms', help: 'first retry delay (doubles each attempt, with jitter)' },
+  { key: 'retryCapMs', flag: '--retry-cap', env: 'ACEMUX_RETRY_CAP', kind: 'duration', def: '10s', help: 'longest retry delay' },
+  { key: 'retryAttempts', flag: '--retry-attempts', env: 'ACEMUX_RETRY_ATTEMPTS', kind: 'int', def: '8', help: 'consecutive failed attempts before giving up' },
+  { key: 'stablePeriodMs', flag: '--stable-period', env: 'ACEMUX_STABLE_PERIOD', kind: 'duration', def: '30s', help: 'healthy this long resets retry and failover counters' },
+  { key: 'maxSwitches', flag: '--max-switches', env: 'ACEMUX_MAX_SWITCHES', kind: 'int', def: '6', help: 'session/engine/alternate switches before giving up' },
+  { key: 'engineProbeMs', flag: '--engine-probe', env: 'ACEMUX_ENGINE_PROBE', kind: 'duration', def: '10s', help: 'probe each engine with get_version this often (0 = never)' },
+  { key: 'clientTimeoutMs', flag: '--client-timeout', env: 'ACEMUX_CLIENT_TIMEOUT', kind: 'duration', def: '20s', help: 'cut a client whose socket accepts nothing this long' },
+  { key: 'channelsFile', flag: '--channels', env: 'ACEMUX_CHANNELS', kind: 'path', def: '', help: 'channels file (M3U or JSON) with alternate ids, for /ace/channel/<name>' },
+  { key: 'testCrashAfterBytes', flag: '--test-crash-after', env: 'ACEMUX_TEST_CRASH_AFTER', kind: 'size', def: '0', help: 'test hook: crash an actor thread after this many bytes (0 = off)' },
   { key: 'logLevel', flag: '--log-level', env: 'ACEMUX_LOG_LEVEL', alias: 'ACEXY_LOG_LEVEL', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], def: 'info', help: 'log level' },
 ];
 
@@ -205,6 +233,16 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     actorsPerWorker: raw.actorsPerWorker as number,
     statIntervalMs: raw.statIntervalMs as number,
     logLevel: raw.logLevel as LogLevel,
+    headersWithinMs: raw.headersWithinMs as number,
+    retryBaseMs: raw.retryBaseMs as number,
+    retryCapMs: raw.retryCapMs as number,
+    retryAttempts: raw.retryAttempts as number,
+    stablePeriodMs: raw.stablePeriodMs as number,
+    maxSwitches: raw.maxSwitches as number,
+    engineProbeMs: raw.engineProbeMs as number,
+    clientTimeoutMs: raw.clientTimeoutMs as number,
+    channelsFile: raw.channelsFile as string,
+    testCrashAfterBytes: raw.testCrashAfterBytes as number,
   };
   check(cfg);
   return cfg;
@@ -213,6 +251,7 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
 function convert(o: Option, text: string): unknown {
   switch (o.kind) {
     case 'string': if (!text.trim()) throw new ConfigError('must not be empty'); return text.trim();
+    case 'path': return text.trim();
     case 'int': return parseInt10(text);
     case 'duration': return parseDuration(text);
     case 'size': return parseSize(text);
@@ -237,4 +276,7 @@ function check(c: Config): void {
   need(c.firstDataTimeoutMs > 0 && c.stallTimeoutMs > 0, 'data timeouts must be above 0');
   need(c.actorsPerWorker >= 1, '--actors-per-worker: must be at least 1');
   need(c.workers <= 64, '--workers: at most 64');
+  need(c.retryBaseMs >= 1 && c.retryCapMs >= c.retryBaseMs, '--retry-cap: must be at least --retry-base (which must be above 0)');
+  need(c.retryAttempts >= 1, '--retry-attempts: at least 1');
+  need(c.clientTimeoutMs >= 1000, '--client-timeout: at least 1s');
 }

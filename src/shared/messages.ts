@@ -24,13 +24,19 @@ export interface ActorTask {
   playbackHeadersTimeoutMs: number;
   statIntervalMs: number;
   engineTimeoutMs: number;
-  /** Connect to this right away (the supervisor already has a session). */
-  connect: ConnectCommand;
+  /** Connect right away when the supervisor already has a session (a restart); else wait. */
+  connect: ConnectCommand | null;
+  /** How many times this stream's actor has been restarted (0 on its first life). */
+  life: number;
+  /** Test hook (0 = off): throw on the thread after this many upstream bytes, first life only. */
+  crashAfterBytes: number;
 }
 
 /** Supervisor → actor. */
 export type Command =
   | ConnectCommand
+  /** Close the upstream and wait (keepalive goes on) for the next connect. */
+  | { type: 'disconnect' }
   | { type: 'stop' };
 
 export interface ConnectCommand {

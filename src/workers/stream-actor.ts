@@ -8,9 +8,10 @@
  * the head once per batch (batchBytes or batchMs, whichever first).
  *
  * Invariants kept here:
- *  A1 After every (re)connect the ring receives nothing from the new upstream before its first
- *     PAT, so a splice always lands on a clean start; after a splice the first PCR-carrying packet
- *     has discontinuity_indicator set.
+ *  A1 After every (re)connect the ring receives nothing from the new upstream before a PAT that is
+ *     followed by a keyframe (packets from that PAT are held aside until the keyframe shows), so a
+ *     start or splice always lands on a clean join point; after a splice the first PCR-carrying
+ *     packet has discontinuity_indicator set.
  *  A2 Join entries are added at the position of a PAT that is followed by a keyframe (or at every
  *     PAT when the PMT names no video), so a joining client starts where a player can.
  *  A3 When the ring refuses packets (a pinned laggard, ring.ts I2) the actor pauses the upstream
@@ -23,12 +24,21 @@ import type { Dispatcher } from 'undici';
 import { request } from 'undici';
 import { RingWriter, TS } from '../shared/ring';
 import { TsFramer } from '../shared/ts-framer';
-import { PsiTracker, pidOf, payloadUnitStart, isKeyframeStart, readPcr, setDiscontinuity, fillNullPackets, PAT_PID } from '../shared/ts-packet';
+import { PsiTracker, pidOf, isKeyframeStart, readPcr, setDiscontinuity, fillNullPackets, PAT_PID } from '../shared/ts-packet';
 import { parseEnvelope, parseStat } from '../shared/engine-api';
 import { WAKE, type ActorTask, type Command, type ConnectCommand, type Report, type UpstreamFault, type ActorStats } from '../shared/messages';
 
 const KEEPALIVE_PACKETS = 7; // 1316 bytes: one small write a tick keeps players' read timeouts at bay
 const RETRY_BLOCKED_MS = 10;
+/** A1's side buffer: one GOP of a high-bitrate stream; past it we give up waiting for a keyframe. */
+const HOLD_PACKETS = 16384;
+
+/** Where ingest is after a (re)connect (A1). */
+const enum Entry {
+  WaitPat,
+  HoldToKeyframe,
+  Flowing,
+}
 
 export class StreamActor {
   private readonly ring: RingWriter;
@@ -43,7 +53,9 @@ export class StreamActor {
   private gotData = false;
   private lastDataAt = 0;
   private lastWriteAt = 0;
-  private dropUntilPat = true;
+  private entry = Entry.WaitPat;
+  private readonly pre = Buffer.allocUnsafe(HOLD_PACKETS * TS);
+  private prePackets = 0;
   private needDiscontinuity = false;
   private patPos = 0;
   private patPending = false;
@@ -80,7 +92,7 @@ export class StreamActor {
     this.tickTimer = setInterval(() => this.tick(), tick);
     this.statsTimer = setInterval(() => this.sendStats(), 1000);
     this.lastWriteAt = this.clock();
-    this.connect(task.connect);
+    if (task.connect) this.connect(task.connect);
   }
 
   private clock(): number {
@@ -93,6 +105,7 @@ export class StreamActor {
 
   private onCommand(m: Command): void {
     if (m.type === 'connect') this.connect(m);
+    else if (m.type === 'disconnect') this.abortUpstream();
     else if (m.type === 'stop') this.stop();
   }
 
@@ -102,7 +115,8 @@ export class StreamActor {
     this.abortUpstream();
     const gen = ++this.connGen;
     this.framer.reset();
-    this.dropUntilPat = true;
+    this.entry = Entry.WaitPat;
+    this.prePackets = 0;
     this.patPending = false;
     if (cmd.splice) this.needDiscontinuity = true;
     this.gotData = false;
@@ -153,6 +167,7 @@ export class StreamActor {
     this.connGen++;
     const c = this.controller;
     this.controller = null;
+    this.connectedAt = 0;
     if (c && !c.aborted) c.abort(new Error('closed by acemux'));
     this.held = [];
     this.heldPackets = 0;
@@ -167,6 +182,12 @@ export class StreamActor {
   private onData(chunk: Buffer): void {
     this.lastDataAt = this.clock();
     this.stats.bytesIn += chunk.length;
+    if (this.task.crashAfterBytes > 0 && this.task.life === 0 && this.stats.bytesIn >= this.task.crashAfterBytes) {
+      // Test hook: an uncaught throw on the thread, as a real bug would be.
+      setImmediate(() => {
+        throw new Error('test hook: actor crash');
+      });
+    }
     if (!this.gotData) {
       this.gotData = true;
       this.report({ type: 'first-data' });
@@ -177,36 +198,70 @@ export class StreamActor {
   // ---- ingest (hot path: per packet, header bytes only) ----
 
   private ingest(src: Uint8Array, off: number, count: number): void {
-    let runStart = off;
-    let runLen = 0;
+    if (this.entry !== Entry.Flowing) {
+      const used = this.enter(src, off, count);
+      off += used * TS;
+      count -= used;
+      if ((this.entry as Entry) !== Entry.Flowing) return; // enter() moved it, or not yet
+    }
     const base = (this.ring.position + this.heldPackets) | 0;
-    let written = 0; // packets of this call placed before the current run
     for (let k = 0; k < count; k++) {
       const p = off + k * TS;
       const pid = pidOf(src, p);
-      if (this.dropUntilPat) {
-        if (pid !== PAT_PID) {
-          if (runLen > 0) { this.commit(src, runStart, runLen); written += runLen; runLen = 0; }
-          runStart = p + TS;
-          continue;
-        }
-        this.dropUntilPat = false;
-      }
-      const pos = (base + written + runLen) | 0;
       if (pid === PAT_PID || pid === this.psi.pmtPid) {
         if (this.psi.feed(src, p) === 'pat') {
-          this.patPos = pos;
+          this.patPos = (base + k) | 0;
           this.patPending = true;
-          if (this.psi.version > 0 && this.psi.videoPid < 0) this.addJoin(pos);
+          if (this.psi.version > 0 && this.psi.videoPid < 0) this.addJoin(this.patPos);
         }
       } else if (pid === this.psi.videoPid) {
-        if (this.patPending && payloadUnitStart(src, p) && isKeyframeStart(src, p, this.psi.videoCodec)) this.addJoin(this.patPos);
+        if (this.patPending && isKeyframeStart(src, p, this.psi.videoCodec)) this.addJoin(this.patPos);
       }
-      if (pid === this.psi.pcrPid) this.onPcr(src, p, pos);
-      runLen++;
+      if (pid === this.psi.pcrPid) this.onPcr(src, p, (base + k) | 0);
     }
-    if (runLen > 0) this.commit(src, runStart, runLen);
     this.stats.packets += count;
+    this.commit(src, off, count);
+  }
+
+  /**
+   * A1: skip to a PAT, then hold packets aside until a keyframe (or a PMT without video) proves it
+   * a clean join point; a newer PAT restarts the hold. Returns how many packets it consumed.
+   */
+  private enter(src: Uint8Array, off: number, count: number): number {
+    for (let k = 0; k < count; k++) {
+      const p = off + k * TS;
+      const pid = pidOf(src, p);
+      if (this.entry === Entry.WaitPat && pid !== PAT_PID) continue;
+      let clean = false;
+      if (pid === PAT_PID || pid === this.psi.pmtPid) {
+        const kind = this.psi.feed(src, p);
+        if (kind === 'pat') {
+          this.entry = Entry.HoldToKeyframe;
+          this.prePackets = 0;
+        } else if (kind === 'pmt' && this.psi.videoPid < 0) clean = true;
+      } else if (pid === this.psi.videoPid && this.psi.version > 0) {
+        clean = isKeyframeStart(src, p, this.psi.videoCodec);
+      }
+      if (pid === this.psi.pcrPid && this.needDiscontinuity && readPcr(src, p) >= 0) {
+        setDiscontinuity(src, p);
+        this.needDiscontinuity = false;
+        this.pcrFirst = -1;
+      }
+      if (clean || this.prePackets === HOLD_PACKETS) {
+        // The held run starts with the PAT: that is the join point; this packet follows it.
+        const at = (this.ring.position + this.heldPackets) | 0;
+        this.commit(this.pre, 0, this.prePackets);
+        this.stats.packets += this.prePackets;
+        this.prePackets = 0;
+        this.entry = Entry.Flowing;
+        this.patPending = false;
+        if (clean) this.addJoin(at);
+        return k; // this packet and the rest go through the normal path
+      }
+      this.pre.set(src.subarray(p, p + TS), this.prePackets * TS);
+      this.prePackets++;
+    }
+    return count;
   }
 
   private addJoin(pos: number): void {
@@ -222,7 +277,7 @@ export class StreamActor {
     const pcr = readPcr(src, p);
     if (pcr < 0) return;
     if (this.needDiscontinuity) {
-      // The packet is not in the ring yet; mark it in the source, which we own for this call.
+      // Not in the ring yet: mark it in the source, which is ours for the length of this call.
       setDiscontinuity(src, p);
       this.needDiscontinuity = false;
       this.pcrFirst = -1;

@@ -1,0 +1,81 @@
+/**
+ * The event log: every supervision decision (retry, reconnect, failover, give-up, client cut,
+ * actor restart, …) and every client session is recorded here once — logged with structure,
+ * counted by kind, kept in a bounded in-memory window for /ace/status and the admin API, and
+ * handed to subscribers (the on-disk journal, metrics, the dashboard's live feed).
+ *
+ * Not on the data path: events happen per decision or per session, never per packet or write.
+ */
+import type { Logger } from 'pino';
+
+export type EventKind =
+  | 'stream-start'
+  | 'stream-live'
+  | 'stream-stop'
+  | 'retry'
+  | 'reconnect'
+  | 'failover'
+  | 'give-up'
+  | 'actor-restart'
+  | 'client-cut'
+  | 'client-session'
+  | 'engine-health';
+
+export interface AceEvent {
+  seq: number;
+  /** ms since the epoch */
+  time: number;
+  kind: EventKind;
+  stream?: string;
+  [field: string]: unknown;
+}
+
+const LEVEL: Record<EventKind, 'info' | 'warn' | 'error'> = {
+  'stream-start': 'info',
+  'stream-live': 'info',
+  'stream-stop': 'info',
+  retry: 'warn',
+  reconnect: 'warn',
+  failover: 'warn',
+  'give-up': 'error',
+  'actor-restart': 'error',
+  'client-cut': 'warn',
+  'client-session': 'info',
+  'engine-health': 'warn',
+};
+
+export class EventLog {
+  private readonly recent: AceEvent[] = [];
+  private seq = 0;
+  readonly counts: Record<string, number> = {};
+  private readonly subscribers = new Set<(e: AceEvent) => void>();
+
+  constructor(private readonly log: Logger, private readonly keep = 200) {}
+
+  record(kind: EventKind, fields: Record<string, unknown> & { stream?: string }, msg?: string): AceEvent {
+    const e: AceEvent = { seq: ++this.seq, time: Date.now(), kind, ...fields };
+    this.counts[kind] = (this.counts[kind] ?? 0) + 1;
+    this.recent.push(e);
+    if (this.recent.length > this.keep) this.recent.shift();
+    this.log[LEVEL[kind]]({ event: kind, ...fields }, msg ?? kind);
+    for (const fn of this.subscribers) {
+      try {
+        fn(e);
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'event subscriber failed');
+      }
+    }
+    return e;
+  }
+
+  /** The newest `n` events, newest last; optionally only one stream's. */
+  last(n: number, stream?: string): AceEvent[] {
+    const list = stream === undefined ? this.recent : this.recent.filter((e) => e.stream === stream);
+    return list.slice(-n);
+  }
+
+  subscribe(fn: (e: AceEvent) => void): () => void {
+    this.subscribers.add(fn);
+    return () => this.subscribers.delete(fn);
+  }
+}
