@@ -9,10 +9,14 @@
  * Invariants kept here (with ring.ts I2/I3):
  *  E1 A client's slot pins its cursor, which is the start of its write in flight; the cursor moves
  *     only in that write's completion callback, or by a skip when nothing is in flight.
- *  E2 A client past the lag limit is skipped to the newest join point once its write completes
- *     ('skip'), or cut ('disconnect'). One whose write does not complete by the cut limit (or that
- *     blocks the writer) is cut: its socket is destroyed, so libuv drops the rest of the write
- *     before the writer may reuse those bytes. Other clients never wait for it.
+ *  E2 Lag is measured against the leader (the client furthest ahead), not the head: when every
+ *     client is slower than the upstream (an engine's burst, an unthrottled source) the ring's
+ *     pins hold the writer back (ring.ts I2), the upstream is paused, and nobody is skipped. A
+ *     client more than the lag limit behind the leader is the slow one: it is skipped to the
+ *     newest join point once its write completes ('skip'), or cut ('disconnect'). A client whose
+ *     write stays in flight while it holds the writer back is cut — its socket destroyed, so
+ *     libuv drops the rest of the write — as is one whose write has not completed within
+ *     clientTimeoutMs (half-open). Other clients never wait for it.
  *  E3 A removed client leaves nothing behind: slot released, listeners and callbacks inert.
  */
 import { RingReader, ahead, TS } from '../shared/ring';
@@ -73,23 +77,29 @@ export interface EgressOptions {
 }
 
 const noop = () => {};
+/** Largest single write: 256 KiB (DESIGN fact 3: past ~64 KB a write costs no less per byte). */
+const MAX_WRITE_PACKETS = 1394;
+/** Drain at least this often even with no new data, to apply timeouts. */
+const POLICE_MS = 250;
+/** A lone client holding the writer back this long with a write in flight is cut (E2). */
+const BLOCKED_CUT_MS = 2000;
 
 export class Egress {
   readonly ring: RingReader;
   readonly clients: Client[] = [];
   private readonly lagLimit: number;
-  /** Past this lag a write still in flight is about to be overrun: cut (E2). */
-  private readonly cutLimit: number;
+  /** The most advanced completed cursor, recomputed each drain (E2). */
+  private leader = 0;
   bytesOut = 0;
   cuts = 0;
   skips = 0;
   /** Coarse clock, read once per drain: no clock call per write. */
   private now = Date.now();
+  private seenHead = 0;
 
   constructor(ring: RingReader, private readonly opts: EgressOptions) {
     this.ring = ring;
     this.lagLimit = Math.max(1, Math.floor(opts.lagLimitBytes / TS));
-    this.cutLimit = ring.cap - (ring.cap >> 3);
   }
 
   /** Adds a client at a clean join point and writes to it at once; null when the ring has no slot. */
@@ -115,23 +125,33 @@ export class Egress {
   }
 
   /** On a WAKE: write what is new to every idle client; police the ones still writing. */
+  /** On the egress clock: drain when the head moved, and now and then anyway (client timeouts). */
+  poll(now: number): void {
+    if (this.ring.head() !== this.seenHead || now - this.now >= POLICE_MS) this.drain();
+  }
+
   drain(): void {
     this.ring.clearWake();
     this.now = Date.now();
     const head = this.ring.head();
+    this.seenHead = head;
     const blocked = this.ring.blocked();
     const list = this.clients;
+    if (list.length === 0) return;
+    let leader = list[0]!.cursor;
+    for (let i = 1; i < list.length; i++) if (ahead(list[i]!.cursor, leader) > 0) leader = list[i]!.cursor;
+    this.leader = leader;
     for (let i = list.length - 1; i >= 0; i--) {
       const c = list[i]!;
-      if (!c.writing) this.pump(c, head);
-      else {
-        const lag = ahead(head, c.cursor);
-        if (lag > this.cutLimit || (blocked && lag > this.ring.cap >> 1) || (this.opts.lagPolicy === 'disconnect' && lag > this.lagLimit)) {
-          this.cut(c, lag > this.lagLimit ? 'stalled' : 'lagging');
-        } else if (this.now - c.writeAt > this.opts.clientTimeoutMs) {
-          this.cut(c, 'timeout');
-        }
+      if (!c.writing) {
+        this.pump(c, head);
+        continue;
       }
+      const behind = ahead(leader, c.cursor);
+      const stuck = this.now - c.writeAt;
+      if (behind > this.lagLimit && (blocked || this.opts.lagPolicy === 'disconnect' || stuck > BLOCKED_CUT_MS)) this.cut(c, this.opts.lagPolicy === 'disconnect' && !blocked ? 'lagging' : 'stalled');
+      else if (blocked && stuck > BLOCKED_CUT_MS && ahead(head, c.cursor) > this.lagLimit) this.cut(c, 'stalled');
+      else if (stuck > this.opts.clientTimeoutMs) this.cut(c, 'timeout');
     }
   }
 
@@ -145,7 +165,7 @@ export class Egress {
   private pump(c: Client, head: number): void {
     let lag = ahead(head, c.cursor);
     if (lag <= 0) return;
-    if (lag > this.lagLimit) {
+    if (ahead(this.leader, c.cursor) > this.lagLimit) {
       if (this.opts.lagPolicy === 'disconnect') return this.cut(c, 'lagging');
       const to = this.ring.joinPoint(0);
       if (ahead(to, c.cursor) > 0) {
@@ -157,8 +177,11 @@ export class Egress {
         if (lag <= 0) return;
       }
     }
-    const [a, b] = this.ring.views(c.cursor, head);
-    c.setEnd(head);
+    // Bounded writes: each completes soon (so a stuck one means a stuck client), and a client
+    // catching up shares the loop fairly with the others.
+    const end = lag > MAX_WRITE_PACKETS ? (c.cursor + MAX_WRITE_PACKETS) | 0 : head;
+    const [a, b] = this.ring.views(c.cursor, end);
+    c.setEnd(end);
     c.writeAt = this.now;
     if (b === null) {
       c.sink.write(a, c.onWritten);
@@ -186,11 +209,42 @@ export class Egress {
     if (c.firstWriteAt === 0) c.firstWriteAt = Date.now();
     c.cursor = end;
     this.ring.pin(c.slot, end);
+    if (ahead(end, this.leader) > 0) this.leader = end;
     this.pump(c, this.ring.head());
   }
 
   /** Bytes the client is behind the live edge. */
   lagBytes(c: Client): number {
     return Math.max(0, ahead(this.ring.head(), c.cursor)) * TS;
+  }
+}
+
+/**
+ * One timer for every stream's egress. Polling the heads every batchMs replaced a ping per
+ * publication: the writes come out as big (rate × batchMs) and the actors post nothing in
+ * steady state. Runs only while some stream exists.
+ */
+export class EgressClock {
+  private readonly all = new Set<Egress>();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly periodMs: number) {}
+
+  add(e: Egress): void {
+    this.all.add(e);
+    this.timer ??= setInterval(() => this.tick(), this.periodMs);
+  }
+
+  remove(e: Egress): void {
+    this.all.delete(e);
+    if (this.all.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    for (const e of this.all) e.poll(now);
   }
 }

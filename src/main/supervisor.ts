@@ -31,7 +31,7 @@ import type { Piscina } from 'piscina';
 import type { Config } from '../shared/config';
 import { createRing, RingReader } from '../shared/ring';
 import { WAKE, type ActorTask, type Command, type Report, type ActorStats, type EngineStat, type UpstreamFault } from '../shared/messages';
-import { Egress, type Client, type Sink, type CutReason } from './egress';
+import { Egress, EgressClock, type Client, type Sink, type CutReason } from './egress';
 import { startSession, stopSession, EngineError, type EngineSession } from './engine-client';
 import type { EventLog } from './events';
 import type { EnginePool } from './engines';
@@ -143,13 +143,16 @@ export class Supervisor {
   private readonly pidPrefix = `acemux-${randomBytes(3).toString('hex')}`;
   clients = 0;
   closed = false;
+  private readonly clock: EgressClock;
 
   constructor(
     private readonly cfg: Config,
     private readonly pool: Piscina,
     readonly engines: EnginePool,
     readonly events: EventLog,
-  ) {}
+  ) {
+    this.clock = new EgressClock(cfg.batchMs);
+  }
 
   /**
    * Takes a reference on the stream (starting it if needed) and waits until it has an engine
@@ -232,6 +235,7 @@ export class Supervisor {
       onCut: (c, reason) => this.onCut(st, c, reason),
     }));
     this.streams.set(key, s); // S1
+    this.clock.add(s.egress);
     this.events.record('stream-start', { stream: key, id: first.value }, 'stream starting');
     this.spawn(s); // S5: keepalive from the first moment
     void this.openSession(s, true);
@@ -398,8 +402,9 @@ export class Supervisor {
     const alternates = s.channel !== null && s.channel.ids.length > 1;
     const otherEngine = this.engines.engines.length > 1;
     // Before anyone got headers, fail fast where there is nothing else to try: the client gets
-    // the engine's answer (502/504) instead of a retry loop.
-    if (!s.answered && !(fault === 'session' && alternates) && !(fault === 'engine' && (otherEngine || alternates))) {
+    // the engine's answer (502/504) instead of a retry loop — unless the operator chose early
+    // headers (headersWithinMs), asking for keepalive and retries rather than errors.
+    if (!s.answered && this.cfg.headersWithinMs === 0 && !(fault === 'session' && alternates) && !(fault === 'engine' && (otherEngine || alternates))) {
       if (fault === 'session' || fault === 'engine') {
         this.giveUp(s, s.lastError?.message ?? fault);
         return null;
@@ -461,6 +466,7 @@ export class Supervisor {
     s.stopReason = reason;
     s.settle(new StreamGoneError(reason));
     if (this.streams.get(s.key) === s) this.streams.delete(s.key); // S2
+    this.clock.remove(s.egress);
     for (const t of [s.graceTimer, s.retryTimer]) if (t) clearTimeout(t);
     s.graceTimer = s.retryTimer = null;
     this.send(s, { type: 'stop' });

@@ -35,9 +35,9 @@ export interface Config {
   lagPolicy: LagPolicy;
   /** Joining clients start at the newest clean join point at least this far behind live. */
   joinDelayMs: number;
-  /** The actor publishes the head after this many bytes ... */
+  /** The actor wakes main at once when this many bytes are waiting (bursts) ... */
   batchBytes: number;
-  /** ... or this long after the first unpublished byte, whichever comes first. */
+  /** ... otherwise main writes what is new every batchMs (the egress clock). */
   batchMs: number;
   /** Keepalive: with no upstream data for this long, the actor writes null packets. */
   keepaliveMs: number;
@@ -105,13 +105,13 @@ export const OPTIONS: readonly Option[] = [
   { key: 'lagLimitBytes', flag: '--lag-limit', env: 'ACEMUX_LAG_LIMIT', kind: 'size', def: '0', help: 'max client lag before skip/cut (default: half the ring)' },
   { key: 'lagPolicy', flag: '--lag-policy', env: 'ACEMUX_LAG_POLICY', kind: 'enum', values: ['skip', 'disconnect'], def: 'skip', help: 'what to do with a client past the lag limit' },
   { key: 'joinDelayMs', flag: '--join-delay', env: 'ACEMUX_JOIN_DELAY', kind: 'duration', def: '0', help: 'start joining clients this far behind the live edge' },
-  { key: 'batchBytes', flag: '--batch-size', env: 'ACEMUX_BATCH_SIZE', kind: 'size', def: '16KiB', help: 'publish the ring head after this many bytes' },
-  { key: 'batchMs', flag: '--batch-time', env: 'ACEMUX_BATCH_TIME', kind: 'duration', def: '10ms', help: '... or after this long' },
+  { key: 'batchBytes', flag: '--batch-size', env: 'ACEMUX_BATCH_SIZE', kind: 'size', def: '256KiB', help: 'wake the egress at once when this many bytes wait' },
+  { key: 'batchMs', flag: '--batch-time', env: 'ACEMUX_BATCH_TIME', kind: 'duration', def: '30ms', help: 'egress clock: new bytes go out to clients this often' },
   { key: 'keepaliveMs', flag: '--keepalive', env: 'ACEMUX_KEEPALIVE', kind: 'duration', def: '250ms', help: 'send null packets when upstream is silent this long (0 = off)' },
   { key: 'maxStreams', flag: '--max-streams', env: 'ACEMUX_MAX_STREAMS', kind: 'int', def: '0', help: 'concurrent streams (0 = unlimited)' },
   { key: 'maxClientsPerStream', flag: '--max-clients-per-stream', env: 'ACEMUX_MAX_CLIENTS_PER_STREAM', kind: 'int', def: '1000', help: 'clients of one stream' },
   { key: 'maxClients', flag: '--max-clients', env: 'ACEMUX_MAX_CLIENTS', kind: 'int', def: '0', help: 'clients in all (0 = unlimited)' },
-  { key: 'workers', flag: '--workers', env: 'ACEMUX_WORKERS', kind: 'int', def: '0', help: 'actor threads (0 = one per core, at most 4)' },
+  { key: 'workers', flag: '--workers', env: 'ACEMUX_WORKERS', kind: 'int', def: '0', help: 'actor threads (0 = cores − 1, at least 1, at most 4)' },
   { key: 'actorsPerWorker', flag: '--actors-per-worker', env: 'ACEMUX_ACTORS_PER_WORKER', kind: 'int', def: '256', help: 'stream actors one thread may host' },
   { key: 'statIntervalMs', flag: '--stat-interval', env: 'ACEMUX_STAT_INTERVAL', kind: 'duration', def: '5s', help: 'how often to poll the engine stat_url (0 = never)' },
   { key: 'headersWithinMs', flag: '--headers-within', env: 'ACEMUX_HEADERS_WITHIN', kind: 'duration', def: '0', help: 'send 200 + keepalive if the engine has not accepted by then (0 = wait, bounded by --engine-timeout)' },

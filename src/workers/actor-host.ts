@@ -10,7 +10,9 @@ import type { ActorTask } from '../shared/messages';
 // No connection cap per engine origin (acexy's transport allowed 10 and hung the 11th stream).
 const agent = new Agent({ connections: null, keepAliveTimeout: 4000 });
 
-export default async function runActor(task: ActorTask): Promise<string> {
+/** A warm-up task loads this module (and undici) on every thread before the first stream needs it. */
+export default async function runActor(task: ActorTask | { warmup: true }): Promise<string> {
+  if ('warmup' in task) return 'warm';
   const actor = new StreamActor(task, agent);
   await actor.done;
   return task.streamId;
