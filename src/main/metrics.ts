@@ -1,0 +1,149 @@
+/**
+ * Prometheus metrics for /metrics. Three ways in, none on the data path:
+ * - events: `observeEvent` (subscribed to the EventLog) counts decisions and cuts by kind/reason;
+ * - deltas and timings pushed by their owners: `addBytes`, `observeFirstByte`, `observeStreamStart`;
+ * - state pulled at scrape time: the collector set with `setCollector` runs before each render
+ *   and refreshes the gauges (streams by state, clients, engines, lag samples) from the supervisor.
+ *
+ * Conventions: every name starts `acemux_`; counters end `_total`; units are base units named in
+ * the suffix (`_seconds`, `_bytes`). The Registry is this instance's own, so tests and several
+ * servers in one process never collide on prom-client's global one.
+ */
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AceEvent } from './events';
+
+const PREFIX = 'acemux_';
+/** Zeroed at every refresh, so a state that empties shows 0 rather than its last count. */
+const STREAM_STATES = ['starting', 'live', 'recovering', 'draining', 'stopped'] as const;
+const MiB = 1024 * 1024;
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  private readonly streams: Gauge<'state'>;
+  private readonly clients: Gauge;
+  private readonly bytesIn: Counter;
+  private readonly bytesOut: Counter;
+  private readonly reconnects: Counter;
+  private readonly failovers: Counter;
+  private readonly retries: Counter;
+  private readonly giveUps: Counter;
+  private readonly clientCuts: Counter<'reason'>;
+  private readonly events: Counter<'kind'>;
+  private readonly engineUp: Gauge<'engine'>;
+  private readonly clientLag: Histogram;
+  private readonly firstByte: Histogram;
+  private readonly streamStart: Histogram;
+  private readonly loopLag: Gauge;
+  private readonly loopDelay: IntervalHistogram;
+  private collector: (() => void) | null = null;
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    const counter = <L extends string>(name: string, help: string, labelNames: L[] = []) => new Counter<L>({ name: PREFIX + name, help, labelNames, registers });
+    const gauge = <L extends string>(name: string, help: string, labelNames: L[] = []) => new Gauge<L>({ name: PREFIX + name, help, labelNames, registers });
+    const histogram = (name: string, help: string, buckets: number[]) => new Histogram({ name: PREFIX + name, help, buckets, registers });
+
+    this.streams = gauge('streams', 'Streams in the registry, by lifecycle state.', ['state']);
+    this.clients = gauge('clients', 'Clients attached to a stream.');
+    this.bytesIn = counter('bytes_in_total', 'Bytes read from engines.');
+    this.bytesOut = counter('bytes_out_total', 'Bytes written to clients.');
+    this.reconnects = counter('upstream_reconnects_total', 'Upstream reconnects to the same engine.');
+    this.failovers = counter('failovers_total', 'Streams switched to another engine.');
+    this.retries = counter('retries_total', 'Retried stream starts.');
+    this.giveUps = counter('give_ups_total', 'Streams given up after their retries.');
+    this.clientCuts = counter('client_cuts_total', 'Clients disconnected by acemux, by reason.', ['reason']);
+    this.events = counter('events_total', 'Events recorded by the event log, by kind.', ['kind']);
+    this.engineUp = gauge('engine_up', 'Engine health verdict: 1 healthy, 0 not.', ['engine']);
+    // 188 B (one packet) … 16 MiB (beyond any default ring): where laggards sit relative to the ring.
+    this.clientLag = histogram('client_lag_bytes', 'Client distance behind the live edge, sampled at each scrape.', [188, 16 * 1024, 64 * 1024, 256 * 1024, MiB, 2 * MiB, 4 * MiB, 8 * MiB, 16 * MiB]);
+    const latency = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+    this.firstByte = histogram('first_byte_seconds', 'From a client request to its first stream byte written.', latency);
+    // Engines prebuffer for seconds before the first data, so this one needs a longer tail.
+    this.streamStart = histogram('stream_start_seconds', 'From the first request of a stream to the engine\'s first data.', [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 45, 60]);
+    this.loopLag = gauge('event_loop_lag_seconds', 'Main thread event loop delay, p99 since the previous scrape.');
+
+    // Our own monitor rather than the default metrics' one: it is reset at each scrape so the
+    // gauge shows the recent window, and it is there even with default metrics off.
+    this.loopDelay = monitorEventLoopDelay({ resolution: 10 });
+    this.loopDelay.enable();
+
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+  }
+
+  /** Runs before every render: refresh the pulled gauges here. */
+  setCollector(fn: () => void): void {
+    this.collector = fn;
+  }
+
+  /** For an EventLog subscription: one event in, the counters it stands for incremented. */
+  observeEvent(e: AceEvent): void {
+    this.events.inc({ kind: e.kind });
+    switch (e.kind) {
+      case 'reconnect':
+        this.reconnects.inc();
+        break;
+      case 'failover':
+        this.failovers.inc();
+        break;
+      case 'retry':
+        this.retries.inc();
+        break;
+      case 'give-up':
+        this.giveUps.inc();
+        break;
+      case 'client-cut':
+        this.clientCuts.inc({ reason: typeof e.reason === 'string' ? e.reason : 'unknown' });
+        break;
+      case 'engine-health':
+        if (typeof e.engine === 'string' && typeof e.healthy === 'boolean') this.setEngineUp(e.engine, e.healthy);
+        break;
+    }
+  }
+
+  /** Counters are fed by deltas since the caller's previous sample; negatives are ignored. */
+  addBytes(inDelta: number, outDelta: number): void {
+    if (inDelta > 0) this.bytesIn.inc(inDelta);
+    if (outDelta > 0) this.bytesOut.inc(outDelta);
+  }
+
+  /** Streams by state; states not named are set to 0. */
+  setStreams(byState: Partial<Record<string, number>>): void {
+    for (const s of STREAM_STATES) this.streams.set({ state: s }, 0);
+    for (const [state, n] of Object.entries(byState)) this.streams.set({ state }, n ?? 0);
+  }
+
+  setClients(n: number): void {
+    this.clients.set(n);
+  }
+
+  setEngineUp(engine: string, up: boolean): void {
+    this.engineUp.set({ engine }, up ? 1 : 0);
+  }
+
+  observeClientLag(bytes: number): void {
+    this.clientLag.observe(bytes);
+  }
+
+  observeFirstByte(seconds: number): void {
+    this.firstByte.observe(seconds);
+  }
+
+  observeStreamStart(seconds: number): void {
+    this.streamStart.observe(seconds);
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    this.collector?.();
+    // The histogram reads 0 until it has a sample; percentile() is in nanoseconds.
+    this.loopLag.set(this.loopDelay.count > 0 ? this.loopDelay.percentile(99) / 1e9 : 0);
+    this.loopDelay.reset();
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  /** Stops the event loop monitor. */
+  close(): void {
+    this.loopDelay.disable();
+  }
+}

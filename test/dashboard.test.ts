@@ -1,0 +1,214 @@
+import t from 'tap';
+import { existsSync } from 'node:fs';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dashboardHtml } from '../src/main/dashboard';
+
+const CHROMIUM = '/usr/bin/chromium';
+/** Browser-side checks are expressions evaluated in the page (this project compiles without the DOM lib). */
+const text = (sel: string) => `document.querySelector(${JSON.stringify(sel)})?.textContent`;
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const A = 'a'.repeat(8) + '0123456789abcdef0123456789abcdef';
+const B = 'b'.repeat(40);
+
+t.test('the page is self-contained and cached', async (t) => {
+  const html = dashboardHtml();
+  t.equal(dashboardHtml(), html, 'same string from the cache');
+  t.match(html, /^<!doctype html>/i);
+  t.match(html, "new EventSource('/api/live' + location.search)");
+  t.notMatch(html, /<(script|link|img|iframe)[^>]+(src|href)=/i, 'loads nothing');
+  const urls = html.match(/https?:\/\/[^\s'"<>)]+/g) ?? [];
+  t.same(urls, ['http://www.w3.org/2000/svg'], 'the only URL is the SVG namespace, which is never fetched');
+  t.notMatch(html, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/, 'server data never becomes markup');
+});
+
+t.test('looks in the checkout first, then beside dashboard.js; reads once', async (t) => {
+  const fs = await import('node:fs');
+  const load = (answers: Array<string | NodeJS.ErrnoException>) => {
+    const asked: string[] = [];
+    const mod = t.mockRequire('../src/main/dashboard', {
+      'node:fs': {
+        ...fs,
+        readFileSync: (path: string) => {
+          asked.push(path);
+          const a = answers.shift()!;
+          if (typeof a !== 'string') throw a;
+          return a;
+        },
+      },
+    }) as typeof import('../src/main/dashboard');
+    return { mod, asked };
+  };
+  const err = (code: string) => Object.assign(new Error(code), { code });
+
+  const fallback = load([err('ENOENT'), '<html>beside</html>']);
+  t.equal(fallback.mod.dashboardHtml(), '<html>beside</html>');
+  t.equal(fallback.mod.dashboardHtml(), '<html>beside</html>');
+  t.equal(fallback.asked.length, 2, 'two paths tried, then cached');
+  t.match(fallback.asked[0], /src[/\\]main[/\\]dashboard\.html$/);
+  t.match(fallback.asked[1], /dashboard\.html$/);
+
+  const none = load([err('ENOENT'), err('ENOENT')]);
+  t.throws(() => none.mod.dashboardHtml(), /dashboard\.html not found/);
+  const denied = load([err('EACCES')]);
+  t.throws(() => denied.mod.dashboardHtml(), /EACCES/, 'other errors are not hidden');
+});
+
+/** A stream status shaped like routes.ts describe(). */
+function stream(id: string, tick: number, clients: number) {
+  return {
+    clients,
+    stream_id: id,
+    stat_url: null,
+    state: tick < 2 ? 'starting' : 'live',
+    selector: 'id',
+    engine: 'http://engine:6878',
+    pid: 'acemux-1',
+    uptime_s: tick * 0.3,
+    bytes_in: tick * 60_000,
+    bytes_out: tick * 60_000 * clients,
+    bitrate: 1_400_000,
+    video_codec: 'h264',
+    join_points: tick,
+    junk_bytes: 0,
+    null_packets: 0,
+    ring_bytes: 6_160_384,
+    skips: 0,
+    cuts: 0,
+    engine_stat: null,
+    client_list: Array.from({ length: clients }, (_, i) => ({ remote: `10.0.0.${i + 1}:5000`, since: new Date().toISOString(), bytes: tick * 60_000, lag_bytes: 188 * i, skips: 0 })),
+  };
+}
+
+const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install -y chromium); CI installs it`;
+
+t.test('renders and updates from the live feed in headless Chromium', { timeout: 60_000, skip }, async (t) => {
+  const { chromium } = await import('playwright-core');
+
+  const liveUrls: string[] = [];
+  const feeds = new Set<ServerResponse>();
+  let tick = 0;
+  const snapshot = () => {
+    tick++;
+    const streams = [stream(A, tick, 1 + (tick % 4))];
+    if (tick >= 3 && tick < 8) streams.push(stream(B, tick - 2, 2));
+    return {
+      time: Date.now(),
+      streams,
+      engines: [
+        { url: 'http://engine:6878', healthy: true, version: '3.2.3', streams: streams.length },
+        { url: 'http://engine2:6878', healthy: false, streams: 0, lastError: 'connect ECONNREFUSED' },
+      ],
+      // 30 events, oldest first as EventLog.last() gives them; the newest is seq tick + 29.
+      events: Array.from({ length: 30 }, (_, i) => ({
+        seq: tick + i,
+        time: Date.now() - (30 - i) * 1000,
+        kind: i % 5 === 4 ? 'client-cut' : 'stream-start',
+        stream: A,
+        reason: i % 5 === 4 ? 'lagging' : undefined,
+        n: tick + i,
+        note: '<img src=x onerror="window.pwned=1">',
+      })),
+    };
+  };
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(dashboardHtml());
+    } else if (url.pathname === '/api/live') {
+      liveUrls.push(req.url!);
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+      res.write(': hello\n\n');
+      feeds.add(res);
+      res.on('close', () => feeds.delete(res));
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  const timer = setInterval(() => {
+    if (feeds.size === 0) return;
+    const data = `event: snapshot\ndata: ${JSON.stringify(snapshot())}\n\n`;
+    for (const f of feeds) f.write(data);
+  }, 300);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  t.teardown(async () => {
+    clearInterval(timer);
+    await browser.close();
+    for (const f of feeds) f.destroy();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+  const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+  const errors: string[] = [];
+  const foreign: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  page.on('request', (r) => !r.url().startsWith(origin) && foreign.push(r.url()));
+
+  await page.goto(`${origin}/?key=s3cret`);
+  const count = page.locator(`[data-testid="clients-${A}"]`);
+  await count.waitFor({ timeout: 10_000 });
+  t.equal(liveUrls[0], '/api/live?key=s3cret', 'the key is passed through to the feed');
+  t.equal(await page.getAttribute('[data-testid="conn"]', 'data-state'), 'live', 'connection indicator says live');
+
+  const first = (await count.textContent())!;
+  t.match(first, /^[1-4]$/, 'client count rendered');
+  await page.waitForFunction(`${text(`[data-testid="clients-${A}"]`)} !== ${JSON.stringify(first)}`, undefined, { timeout: 5_000 });
+  t.not(await count.textContent(), first, 'client count updates');
+
+  const row = page.locator(`[data-testid="stream-${A}"]`);
+  t.match(await row.textContent(), /aaaaaaaa…cdef/, 'id shortened');
+  t.match(await row.locator('.badge').textContent(), /^(starting|live)$/);
+  await page.waitForFunction(`${text(`[data-testid="stream-${A}"] .badge`)} === 'live'`, undefined, { timeout: 5_000 });
+  t.match(await row.textContent(), /1\.40 Mb\/s/, 'bitrate formatted');
+  t.match(await row.textContent(), /h264/);
+
+  // A second stream comes and goes.
+  await page.locator(`[data-testid="clients-${B}"]`).waitFor({ timeout: 5_000 });
+  t.equal(await page.locator('tr.stream').count(), 2);
+  await page.locator(`[data-testid="stream-${B}"]`).waitFor({ state: 'detached', timeout: 5_000 });
+  t.equal(await page.locator('tr.stream').count(), 1, 'a stream that ended leaves the table');
+
+  // The sparkline has drawn a line from the bytes_out deltas.
+  const points = await row.locator('svg.spark polyline').getAttribute('points');
+  t.ok(points && points.split(' ').length >= 3, `sparkline drawn (${points?.split(' ').length} points)`);
+
+  // Clicking a row shows its clients.
+  await row.click();
+  await page.locator('tr.detail:not([hidden])').waitFor({ timeout: 2_000 });
+  t.match(await page.locator('tr.detail:not([hidden])').textContent(), /10\.0\.0\.1:5000/);
+
+  // Engines and events.
+  const engines = await page.locator('#engines li').allTextContents();
+  t.equal(engines.length, 2);
+  t.match(engines[0], /up.*engine:6878.*3\.2\.3/);
+  t.match(engines[1], /down.*engine2:6878.*ECONNREFUSED/);
+  const shown = await page.locator('#events li').allTextContents();
+  t.equal(shown.length, 20, 'the newest 20 events');
+  const ns = shown.map((s) => Number(/n=(\d+)/.exec(s)![1]));
+  t.same(ns, [...ns].sort((a, b) => b - a), 'newest first');
+  t.equal(ns[0] - ns[19], 19, 'consecutive');
+  const firstEvent = shown[0];
+  t.match(firstEvent, /<img src=x/, 'markup in fields shows as text');
+  t.equal(await page.evaluate('window.pwned'), undefined, 'and never runs');
+  t.equal(await page.locator('#events img').count(), 0);
+  t.match(await page.locator('#t-engines').textContent(), /1 \/ 2/);
+
+  // The server goes away: the indicator says so.
+  for (const f of feeds) f.destroy();
+  server.closeAllConnections();
+  await page.waitForFunction(`document.querySelector('[data-testid="conn"]').dataset.state !== 'live'`, undefined, { timeout: 5_000 });
+  t.not(await page.getAttribute('[data-testid="conn"]', 'data-state'), 'live', 'connection loss shown');
+
+  // On a phone-sized screen the table still fits its card (it scrolls inside, not the page).
+  await page.setViewportSize({ width: 380, height: 800 });
+  const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
+  t.ok(overflow <= 0, `no horizontal page scroll at 380 px (${overflow})`);
+
+  t.same(foreign, [], 'no request leaves the origin');
+  t.same(errors.filter((e) => !/api\/live|ERR_|Failed to load resource/.test(e)), [], 'no script errors');
+});
