@@ -4,7 +4,6 @@ import { loadConfig, helpText, ConfigError } from '../shared/config';
 import { createLogger } from './log';
 import { startServer } from './server';
 
-const SHUTDOWN_BOUND_MS = 10_000;
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
@@ -41,7 +40,7 @@ async function main(): Promise<void> {
     setTimeout(() => {
       log.error('shutdown took too long; exiting');
       process.exit(1);
-    }, SHUTDOWN_BOUND_MS).unref();
+    }, cfg.shutdownTimeoutMs).unref();
     running.close().then(() => process.exit(0), () => process.exit(1));
   };
   process.once('SIGTERM', () => stop('SIGTERM'));

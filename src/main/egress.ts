@@ -30,7 +30,7 @@ export interface Sink {
   destroy(): void;
 }
 
-export type CutReason = 'lagging' | 'stalled' | 'timeout' | 'write-error';
+export type CutReason = 'lagging' | 'stalled' | 'timeout' | 'write-error' | 'operator';
 
 export class Client {
   cursor: number;
@@ -74,6 +74,8 @@ export interface EgressOptions {
   clientTimeoutMs: number;
   /** Told when the egress cuts a client; the owner then ends its session. */
   onCut: (client: Client, reason: CutReason) => void;
+  /** Told when a client's first write has completed (first-byte metrics). */
+  onFirstWrite?: (client: Client) => void;
 }
 
 const noop = () => {};
@@ -206,7 +208,10 @@ export class Egress {
     const n = ahead(end, c.cursor) * TS;
     c.bytes += n;
     this.bytesOut += n;
-    if (c.firstWriteAt === 0) c.firstWriteAt = Date.now();
+    if (c.firstWriteAt === 0) {
+      c.firstWriteAt = Date.now();
+      this.opts.onFirstWrite?.(c);
+    }
     c.cursor = end;
     this.ring.pin(c.slot, end);
     if (ahead(end, this.leader) > 0) this.leader = end;

@@ -50,7 +50,10 @@ export class EventLog {
   readonly counts: Record<string, number> = {};
   private readonly subscribers = new Set<(e: AceEvent) => void>();
 
-  constructor(private readonly log: Logger, private readonly keep = 200) {}
+  /** `startSeq`: the journal's last seq, so numbering continues across restarts. */
+  constructor(private readonly log: Logger, startSeq = 0, private readonly keep = 200) {
+    this.seq = startSeq;
+  }
 
   record(kind: EventKind, fields: Record<string, unknown> & { stream?: string }, msg?: string): AceEvent {
     const e: AceEvent = { seq: ++this.seq, time: Date.now(), kind, ...fields };

@@ -15,7 +15,7 @@
  *   Rotation happens between frames, before a frame that would push the file past maxFileBytes
  *   (a single frame larger than that gets a file of its own).
  * - J4 Seq numbers grow across files and restarts: `lastSeq` is recovered on open, and the
- *   EventLog must continue from it (see seedSeq below). Paging by `before` relies on that order.
+ *   EventLog must continue from it (its constructor takes the starting seq). Paging by `before` relies on that order.
  *
  * Not on the data path: append is called per event (per decision or session), never per packet.
  * It encodes synchronously and leaves the I/O to a write chain, so it never blocks the loop.
@@ -337,15 +337,4 @@ export class Journal {
       await fsp.rm(this.path(f.n), { force: true });
     }
   }
-}
-
-/**
- * Continues an EventLog's numbering after the journal's last persisted event (J4). EventLog keeps
- * its counter private and starts at 0; until it takes a starting seq in its constructor, this sets
- * it. Call before the first record().
- */
-export function seedSeq(log: object, journal: { lastSeq: number }): void {
-  const l = log as { seq?: unknown };
-  if (typeof l.seq !== 'number') throw new Error('seedSeq: not an EventLog');
-  l.seq = Math.max(l.seq, journal.lastSeq);
 }

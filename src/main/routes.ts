@@ -1,18 +1,26 @@
 /**
- * The HTTP surface, acexy-compatible: /ace/getstream (GET, HEAD) and /ace/status. Every refusal
- * is a status with a short JSON body {"error": "..."}; nothing here decides policy (that is the
- * supervisor's) or touches stream bytes (that is the egress's).
+ * The HTTP surface: acexy-compatible /ace/getstream (GET, HEAD) and /ace/status, channels
+ * (/ace/channel/<name>), the rewritten playlist, probes (/livez, /readyz), /metrics, the
+ * dashboard (/) and the admin API (/api/, in admin.ts). Every refusal is a status with a short
+ * JSON body {"error": "..."}; nothing here decides policy (that is the supervisor's) or touches
+ * stream bytes (that is the egress's).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { HEX40 } from '../shared/engine-api';
 import { TS } from '../shared/ring';
+import { slugOf } from './channels';
 import { Supervisor, LimitError, StreamGoneError, EngineError, type Selector, type Stream, type ChannelRef } from './supervisor';
+import type { Admin } from './admin';
+import type { Metrics } from './metrics';
+import type { EnginePool } from './engines';
+import { dashboardHtml } from './dashboard';
+import { loadSource, rewritePlaylist, publicBase } from './playlist';
 
 const SELECTORS = ['id', 'infohash', 'content_id'] as const;
 /** Ours to set: a client's pid would let two players steal one engine session from each other. */
-const OWNED = new Set(['pid', 'sid', 'format']);
+const OWNED = new Set(['pid', 'sid', 'format', 'token']);
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.headersSent) {
@@ -50,8 +58,24 @@ export function parseStreamQuery(q: URLSearchParams): Parsed {
   return { sel, extra };
 }
 
+export interface RoutesOptions {
+  channels: ReadonlyMap<string, ChannelRef>;
+  admin: Admin;
+  metrics: Metrics;
+  engines: EnginePool;
+  streamToken: string;
+  playlist: string;
+  publicUrl: string;
+  engineTimeoutMs: number;
+}
+
 export class Routes {
-  constructor(private readonly sup: Supervisor, private readonly log: Logger, private readonly channels: ReadonlyMap<string, ChannelRef> = new Map()) {}
+  private clientSeq = 0;
+  private readonly channels: ReadonlyMap<string, ChannelRef>;
+
+  constructor(private readonly sup: Supervisor, private readonly log: Logger, private readonly o: RoutesOptions) {
+    this.channels = o.channels;
+  }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
     let url: URL;
@@ -61,6 +85,43 @@ export class Routes {
       return fail(res, 400, 'malformed request target');
     }
     const path = url.pathname;
+    const readOnly = req.method === 'GET' || req.method === 'HEAD';
+    if (path.startsWith('/api/')) {
+      void this.o.admin.handle(req, res, url).catch((e: Error) => {
+        this.log.error({ err: e.stack }, 'admin API failed');
+        fail(res, 500, 'internal error');
+      });
+      return;
+    }
+    if (path === '/livez') return readOnly ? sendJson(res, 200, { status: 'alive' }) : this.notAllowed(req, res);
+    if (path === '/readyz') {
+      if (!readOnly) return this.notAllowed(req, res);
+      const ready = this.o.engines.anyHealthy();
+      return sendJson(res, ready ? 200 : 503, { ready, engines: this.o.engines.engines.map((e) => ({ url: e.url, healthy: e.healthy })) });
+    }
+    if (path === '/metrics') {
+      if (!readOnly) return this.notAllowed(req, res);
+      void this.o.metrics.render().then(({ contentType, body }) => {
+        res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
+        res.end(body);
+      }, (e: Error) => fail(res, 500, `metrics: ${e.message}`));
+      return;
+    }
+    if (path === '/' || path === '/dashboard') {
+      if (!readOnly) return this.notAllowed(req, res);
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'" });
+      res.end(dashboardHtml());
+      return;
+    }
+    if (path === '/playlist.m3u' || path === '/playlist.m3u8') {
+      if (!readOnly) return this.notAllowed(req, res);
+      void this.playlist(req, res, url);
+      return;
+    }
+    if ((path === '/ace/getstream' || path === '/ace/getstream/' || path.startsWith('/ace/channel/')) && this.o.streamToken && readOnly) {
+      const token = url.searchParams.get('token') ?? '';
+      if (token !== this.o.streamToken) return fail(res, 401, 'missing or wrong token');
+    }
     if (path === '/ace/getstream' || path === '/ace/getstream/') {
       if (req.method !== 'GET' && req.method !== 'HEAD') return fail(res, 405, `method ${req.method} not allowed`, { allow: 'GET, HEAD', connection: 'close' });
       void this.getstream(req, res, url.searchParams);
@@ -74,7 +135,7 @@ export class Routes {
       } catch {
         return fail(res, 400, 'malformed channel name');
       }
-      const channel = this.channels.get(slug);
+      const channel = this.channels.get(slug) ?? this.channels.get(slugOf(slug));
       if (!channel) return fail(res, 404, this.channels.size ? `no channel "${slug}"` : 'no channels file configured (ACEMUX_CHANNELS)');
       const extra = [...url.searchParams].filter(([k]) => !OWNED.has(k));
       if (url.searchParams.has('pid') || url.searchParams.has('sid')) return fail(res, 400, 'pid is set by acemux, which owns engine player ids; remove it');
@@ -86,6 +147,26 @@ export class Routes {
       return this.status(res, url.searchParams);
     }
     return fail(res, 404, `no such path: ${path}`);
+  }
+
+  private notAllowed(req: IncomingMessage, res: ServerResponse): void {
+    fail(res, 405, `method ${req.method} not allowed`, { allow: 'GET, HEAD', connection: 'close' });
+  }
+
+  private async playlist(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    if (!this.o.playlist) return fail(res, 404, 'no playlist configured (ACEMUX_PLAYLIST)');
+    let text: string;
+    try {
+      text = await loadSource(this.o.playlist, this.o.engineTimeoutMs);
+    } catch (e) {
+      return fail(res, 502, (e as Error).message);
+    }
+    const base = publicBase(req.headers.host, this.o.publicUrl || undefined, `http://${req.socket.localAddress}:${req.socket.localPort}`);
+    const token = this.o.streamToken ? url.searchParams.get('token') ?? undefined : undefined;
+    if (this.o.streamToken && token !== this.o.streamToken) return fail(res, 401, 'missing or wrong token');
+    const body = rewritePlaylist(text, base, { token });
+    res.writeHead(200, { 'content-type': 'audio/x-mpegurl; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+    res.end(req.method === 'HEAD' ? undefined : body);
   }
 
   private async getstream(req: IncomingMessage, res: ServerResponse, q: URLSearchParams): Promise<void> {
@@ -129,7 +210,7 @@ export class Routes {
     res.flushHeaders();
     socket.setNoDelay(true);
     const sink = socket as Socket;
-    const client = this.sup.attach(s, sink, { remote: `${socket.remoteAddress}:${socket.remotePort}` });
+    const client = this.sup.attach(s, sink, { id: ++this.clientSeq, remote: `${socket.remoteAddress}:${socket.remotePort}`, t0 });
     this.log.debug({ stream: s.key, ms: Date.now() - t0 }, 'client attached');
     socket.once('close', () => {
       this.sup.detach(s, client);
@@ -180,6 +261,6 @@ export function describe(s: Stream): Record<string, unknown> {
     skips: eg.skips,
     cuts: eg.cuts,
     engine_stat: s.stat,
-    client_list: eg.clients.map((c) => ({ remote: c.info.remote, since: new Date(c.since).toISOString(), bytes: c.bytes, lag_bytes: eg.lagBytes(c), skips: c.skips })),
+    client_list: eg.clients.map((c) => ({ id: c.info.id, remote: c.info.remote, since: new Date(c.since).toISOString(), bytes: c.bytes, lag_bytes: eg.lagBytes(c), skips: c.skips })),
   };
 }

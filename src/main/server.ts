@@ -14,6 +14,9 @@ import { Routes } from './routes';
 import { EventLog } from './events';
 import { EnginePool } from './engines';
 import { loadChannels, type ChannelMap } from './channels';
+import { Journal } from './journal';
+import { Metrics } from './metrics';
+import { Admin } from './admin';
 
 export interface Running {
   server: Server;
@@ -44,11 +47,29 @@ export async function startServer(cfg: Config, log: Logger): Promise<Running> {
   const pool = actorPool(cfg);
   // Load the actor module on every thread now, not on the first viewer's request.
   await Promise.all(Array.from({ length: pool.options.maxThreads * 2 }, () => pool.run({ warmup: true })));
-  const events = new EventLog(log);
+  const journal = cfg.stateDir ? await Journal.open(cfg.stateDir, { onError: (e) => log.error({ err: e.message }, 'event journal write failed') }) : null;
+  const events = new EventLog(log, journal?.lastSeq ?? 0);
+  if (journal) events.subscribe((e) => journal.append(e));
+  const metrics = new Metrics();
+  events.subscribe((e) => {
+    metrics.observeEvent(e);
+    if (e.kind === 'stream-live' && !e.recovered && typeof e.ms === 'number') metrics.observeStreamStart(e.ms / 1000);
+  });
   const engines = new EnginePool(cfg.engines, events, cfg.engineTimeoutMs);
   const supervisor = new Supervisor(cfg, pool, engines, events);
-  const channels: ChannelMap = cfg.channelsFile ? (await loadChannels(cfg.channelsFile)).channels : new Map();
-  const routes = new Routes(supervisor, log, channels);
+  supervisor.onFirstWrite = (c) => {
+    if (typeof c.info.t0 === 'number') metrics.observeFirstByte((c.firstWriteAt - c.info.t0) / 1000);
+  };
+  metrics.setCollector(() => collect(supervisor, engines, metrics));
+  let channels: ChannelMap = new Map();
+  if (cfg.channelsFile) {
+    const loaded = await loadChannels(cfg.channelsFile);
+    channels = loaded.channels;
+    for (const w of loaded.warnings) log.warn({ file: cfg.channelsFile }, w);
+    log.info({ channels: channels.size }, 'channels file loaded');
+  }
+  const admin = new Admin(supervisor, engines, journal, cfg.apiKey);
+  const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs });
   const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => routes.handle(req, res));
   // Malformed or oversize requests never reach the routes: answer them in JSON too.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
@@ -64,12 +85,40 @@ export async function startServer(cfg: Config, log: Logger): Promise<Running> {
   const port = (server.address() as AddressInfo).port;
   engines.start(cfg.engineProbeMs);
   let closing: Promise<void> | null = null;
+  // Graceful shutdown: stop accepting, end every client response, stop the engine sessions
+  // (bounded), flush the journal; the CLI bounds the whole of it.
   const close = () => (closing ??= (async () => {
     server.close();
     engines.stop();
+    admin.close();
     await supervisor.close();
     server.closeAllConnections();
     await pool.destroy();
+    metrics.close();
+    await journal?.close();
   })());
   return { server, supervisor, events, engines, port, close };
 }
+
+/** Refreshes the gauges from live state before each scrape. */
+function collect(sup: Supervisor, engines: EnginePool, metrics: Metrics): void {
+  const byState: Record<string, number> = { starting: 0, live: 0, recovering: 0, draining: 0 };
+  let bytesIn = 0;
+  let bytesOut = 0;
+  for (const s of sup.streams.values()) {
+    byState[s.state] = (byState[s.state] ?? 0) + 1;
+    for (const c of s.egress.clients) metrics.observeClientLag(s.egress.lagBytes(c));
+    bytesIn += s.stats?.bytesIn ?? 0;
+    bytesOut += s.egress.bytesOut;
+  }
+  metrics.setStreams(byState);
+  metrics.setClients(sup.clients);
+  for (const e of engines.engines) metrics.setEngineUp(e.url, e.healthy);
+  // Counters take deltas; streams come and go, so count what finished streams carried too.
+  const seen = lastBytes.get(sup) ?? { in: 0, out: 0 };
+  const totalIn = bytesIn + sup.bytesDone.in;
+  const totalOut = bytesOut + sup.bytesDone.out;
+  metrics.addBytes(Math.max(0, totalIn - seen.in), Math.max(0, totalOut - seen.out));
+  lastBytes.set(sup, { in: Math.max(seen.in, totalIn), out: Math.max(seen.out, totalOut) });
+}
+const lastBytes = new WeakMap<Supervisor, { in: number; out: number }>();

@@ -144,6 +144,10 @@ export class Supervisor {
   clients = 0;
   closed = false;
   private readonly clock: EgressClock;
+  /** Bytes carried by streams that have stopped (for the byte counters). */
+  readonly bytesDone = { in: 0, out: 0 };
+  /** Hook for first-byte metrics (set by the server). */
+  onFirstWrite: ((c: Client) => void) | null = null;
 
   constructor(
     private readonly cfg: Config,
@@ -233,6 +237,7 @@ export class Supervisor {
       joinDelayMs: this.cfg.joinDelayMs,
       clientTimeoutMs: this.cfg.clientTimeoutMs,
       onCut: (c, reason) => this.onCut(st, c, reason),
+      onFirstWrite: (c) => this.onFirstWrite?.(c),
     }));
     this.streams.set(key, s); // S1
     this.clock.add(s.egress);
@@ -467,6 +472,8 @@ export class Supervisor {
     s.settle(new StreamGoneError(reason));
     if (this.streams.get(s.key) === s) this.streams.delete(s.key); // S2
     this.clock.remove(s.egress);
+    this.bytesDone.in += s.stats?.bytesIn ?? 0;
+    this.bytesDone.out += s.egress.bytesOut;
     for (const t of [s.graceTimer, s.retryTimer]) if (t) clearTimeout(t);
     s.graceTimer = s.retryTimer = null;
     this.send(s, { type: 'stop' });
@@ -484,10 +491,36 @@ export class Supervisor {
     this.stopping.set(s.key, done);
   }
 
+  /** Operator: end one client's response. */
+  disconnect(s: Stream, clientId: number): boolean {
+    for (const [c, sink] of s.sinks) {
+      if (c.info.id !== clientId) continue;
+      this.onCut(s, c, 'operator');
+      s.egress.remove(c);
+      sink.end();
+      return true;
+    }
+    return false;
+  }
+
+  /** Operator: move a channel to its next alternate id now. False when it has none. */
+  nextAlternate(s: Stream): boolean {
+    if (!s.channel || s.channel.ids.length < 2 || s.state === 'stopped') return false;
+    if (s.retryTimer) clearTimeout(s.retryTimer);
+    s.retryTimer = null;
+    s.selector = this.nextId(s);
+    s.liveSince = 0;
+    if (s.state !== 'draining') s.state = 'recovering';
+    this.events.record('failover', { stream: s.key, action: 'next-id', reason: 'operator', id: s.selector.value }, 'failover: operator asked for the next alternate');
+    this.send(s, { type: 'disconnect' });
+    void this.openSession(s);
+    return true;
+  }
+
   /** For /ace/status?id=: the running stream playing `id`. */
   find(id: string): Stream | undefined {
     const v = id.toLowerCase();
-    for (const s of this.streams.values()) if (s.selector.value.toLowerCase() === v) return s;
+    for (const s of this.streams.values()) if (s.selector.value.toLowerCase() === v || s.channel?.slug === v) return s;
     return undefined;
   }
 

@@ -69,6 +69,18 @@ export interface Config {
   channelsFile: string;
   /** Test hook: an actor throws after this many upstream bytes on its first life (0 = off). */
   testCrashAfterBytes: number;
+  /** Where the event journal lives; '' = no journal. */
+  stateDir: string;
+  /** When set, /api/ requires it (Bearer or X-API-Key). */
+  apiKey: string;
+  /** When set, stream URLs require ?token=<it>. */
+  streamToken: string;
+  /** Source M3U (file or URL) that /playlist.m3u rewrites; '' = none. */
+  playlist: string;
+  /** Base URL for links in /playlist.m3u; '' = from the request's Host. */
+  publicUrl: string;
+  /** SIGTERM: everything closed within this, or exit anyway. */
+  shutdownTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -124,6 +136,12 @@ export const OPTIONS: readonly Option[] = [
   { key: 'clientTimeoutMs', flag: '--client-timeout', env: 'ACEMUX_CLIENT_TIMEOUT', kind: 'duration', def: '20s', help: 'cut a client whose socket accepts nothing this long' },
   { key: 'channelsFile', flag: '--channels', env: 'ACEMUX_CHANNELS', kind: 'path', def: '', help: 'channels file (M3U or JSON) with alternate ids, for /ace/channel/<name>' },
   { key: 'testCrashAfterBytes', flag: '--test-crash-after', env: 'ACEMUX_TEST_CRASH_AFTER', kind: 'size', def: '0', help: 'test hook: crash an actor thread after this many bytes (0 = off)' },
+  { key: 'stateDir', flag: '--state-dir', env: 'ACEMUX_STATE_DIR', kind: 'path', def: 'acemux-state', help: "event journal directory ('' = no journal)" },
+  { key: 'apiKey', flag: '--api-key', env: 'ACEMUX_API_KEY', kind: 'path', def: '', help: '/api/ requires this key (Authorization: Bearer, X-API-Key)' },
+  { key: 'streamToken', flag: '--stream-token', env: 'ACEMUX_STREAM_TOKEN', kind: 'path', def: '', help: 'stream URLs require ?token=<this>' },
+  { key: 'playlist', flag: '--playlist', env: 'ACEMUX_PLAYLIST', kind: 'path', def: '', help: 'source M3U (file or URL) served rewritten at /playlist.m3u' },
+  { key: 'publicUrl', flag: '--public-url', env: 'ACEMUX_PUBLIC_URL', kind: 'path', def: '', help: "base URL for playlist links (default: the request's Host)" },
+  { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout', env: 'ACEMUX_SHUTDOWN_TIMEOUT', kind: 'duration', def: '10s', help: 'bound on graceful shutdown' },
   { key: 'logLevel', flag: '--log-level', env: 'ACEMUX_LOG_LEVEL', alias: 'ACEXY_LOG_LEVEL', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], def: 'info', help: 'log level' },
 ];
 
@@ -243,6 +261,12 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     clientTimeoutMs: raw.clientTimeoutMs as number,
     channelsFile: raw.channelsFile as string,
     testCrashAfterBytes: raw.testCrashAfterBytes as number,
+    stateDir: raw.stateDir as string,
+    apiKey: raw.apiKey as string,
+    streamToken: raw.streamToken as string,
+    playlist: raw.playlist as string,
+    publicUrl: (raw.publicUrl as string).replace(/\/+$/, ''),
+    shutdownTimeoutMs: raw.shutdownTimeoutMs as number,
   };
   check(cfg);
   return cfg;

@@ -1,6 +1,8 @@
 /** Runs the real acemux (dist/main/cli.js) as a child process on an ephemeral port. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export interface Acemux {
@@ -28,7 +30,9 @@ export async function freePort(): Promise<number> {
 export async function startAcemux(engine: string | string[], flags: string[] = [], env: Record<string, string> = {}): Promise<Acemux> {
   const port = await freePort();
   const engines = Array.isArray(engine) ? engine : [engine];
-  const args = [CLI, '--listen', `127.0.0.1:${port}`, ...engines.flatMap((e) => ['--engine', e]), ...flags];
+  // Each run gets its own journal directory unless the test names one.
+  const state = flags.includes('--state-dir') ? [] : ['--state-dir', mkdtempSync(join(tmpdir(), 'acemux-state-'))];
+  const args = [CLI, '--listen', `127.0.0.1:${port}`, ...engines.flatMap((e) => ['--engine', e]), ...state, ...flags];
   const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   let buf = '';

@@ -1,0 +1,140 @@
+/**
+ * The admin API under /api/ (JSON) and the dashboard's live feed (/api/live, server-sent
+ * events). With an API key configured every /api/ call needs it — `Authorization: Bearer <key>`,
+ * `X-API-Key: <key>`, or `?key=` (EventSource cannot set headers) — else 401.
+ * Operator actions go through the supervisor, like every other decision.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Supervisor, Stream } from './supervisor';
+import type { EnginePool } from './engines';
+import type { Journal } from './journal';
+import { describe, sendJson } from './routes';
+
+const LIVE_MS = 1000;
+
+function keyMatches(given: string | undefined, key: string): boolean {
+  if (!given) return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(key);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export class Admin {
+  private readonly live = new Set<ServerResponse>();
+  private liveTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly sup: Supervisor,
+    private readonly engines: EnginePool,
+    private readonly journal: Journal | null,
+    private readonly apiKey: string,
+  ) {}
+
+  authorized(req: IncomingMessage, url: URL): boolean {
+    if (!this.apiKey) return true;
+    const auth = req.headers.authorization;
+    const bearer = auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined;
+    const header = req.headers['x-api-key'];
+    return keyMatches(bearer, this.apiKey) || keyMatches(typeof header === 'string' ? header : undefined, this.apiKey) || keyMatches(url.searchParams.get('key') ?? undefined, this.apiKey);
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const fail = (status: number, error: string, headers: Record<string, string> = {}) => sendJson(res, status, { error }, headers);
+    if (!this.authorized(req, url)) return fail(401, 'missing or wrong API key', { 'www-authenticate': 'Bearer' });
+    const parts = url.pathname.split('/').filter(Boolean).slice(1); // drop "api"
+    const m = req.method ?? 'GET';
+    const route = `${m} ${parts.map((p, i) => (i % 2 === 1 ? ':' : p)).join('/')}`;
+    const stream = parts[1] ? this.find(decodeURIComponent(parts[1])) : undefined;
+    const needStream = () => (stream ? false : (fail(404, 'stream not running'), true));
+    switch (route) {
+      case 'GET streams':
+        return sendJson(res, 200, { streams: [...this.sup.streams.values()].map(describe) });
+      case 'GET streams/:':
+        if (needStream()) return;
+        return sendJson(res, 200, { ...describe(stream!), events: this.sup.events.last(50, stream!.key) });
+      case 'DELETE streams/:':
+      case 'POST streams/:/stop':
+        if (needStream()) return;
+        this.sup.stop(stream!, 'stopped by operator');
+        return sendJson(res, 200, { stopped: stream!.key });
+      case 'DELETE streams/:/clients/:': {
+        if (needStream()) return;
+        const id = Number(parts[3]);
+        if (!Number.isInteger(id) || !this.sup.disconnect(stream!, id)) return fail(404, 'no such client on this stream');
+        return sendJson(res, 200, { disconnected: id });
+      }
+      case 'POST streams/:/next':
+        if (needStream()) return;
+        if (!this.sup.nextAlternate(stream!)) return fail(409, 'this stream is not a channel with alternate ids');
+        return sendJson(res, 200, { stream: stream!.key, now: stream!.selector.value });
+      case 'GET engines':
+        return sendJson(res, 200, { engines: this.engineList() });
+      case 'GET events':
+        return this.eventsPage(res, url);
+      case 'GET live':
+        return this.openLive(req, res);
+    }
+    const known = ['streams', 'engines', 'events', 'live'].includes(parts[0] ?? '');
+    return known ? fail(405, `method ${m} not allowed here`) : fail(404, `no such API path: ${url.pathname}`);
+  }
+
+  private find(id: string): Stream | undefined {
+    return this.sup.find(id) ?? this.sup.streams.get(id);
+  }
+
+  private engineList() {
+    return this.engines.engines.map((e) => ({ url: e.url, healthy: e.healthy, version: e.version, streams: e.streams, lastError: e.lastError, lastProbeAt: e.lastProbeAt || null }));
+  }
+
+  private async eventsPage(res: ServerResponse, url: URL): Promise<void> {
+    const q = url.searchParams;
+    const num = (name: string) => {
+      const v = q.get(name);
+      if (v === null) return undefined;
+      const n = Number(v);
+      return Number.isInteger(n) && n > 0 ? n : NaN;
+    };
+    const before = num('before');
+    const limit = num('limit');
+    if (Number.isNaN(before) || Number.isNaN(limit)) return sendJson(res, 400, { error: 'before and limit must be positive whole numbers' });
+    const kind = q.get('kind') ?? undefined;
+    const stream = q.get('stream') ?? undefined;
+    if (this.journal) return sendJson(res, 200, await this.journal.page({ before, limit, kind, stream }));
+    // No journal: page through what is in memory.
+    const n = Math.min(limit ?? 50, 500);
+    const all = this.sup.events.last(200).filter((e) => (!kind || e.kind === kind) && (!stream || e.stream === stream) && (!before || e.seq < before)).reverse();
+    const events = all.slice(0, n);
+    sendJson(res, 200, { events, next: all.length > n ? events[events.length - 1]!.seq : null });
+  }
+
+  snapshot() {
+    return { time: Date.now(), streams: [...this.sup.streams.values()].map(describe), engines: this.engineList(), events: this.sup.events.last(20) };
+  }
+
+  private openLive(req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    res.write(`retry: 2000\nevent: snapshot\ndata: ${JSON.stringify(this.snapshot())}\n\n`);
+    this.live.add(res);
+    this.liveTimer ??= setInterval(() => this.pushLive(), LIVE_MS);
+    req.socket.once('close', () => {
+      this.live.delete(res);
+      if (this.live.size === 0 && this.liveTimer) {
+        clearInterval(this.liveTimer);
+        this.liveTimer = null;
+      }
+    });
+  }
+
+  private pushLive(): void {
+    const msg = `event: snapshot\ndata: ${JSON.stringify(this.snapshot())}\n\n`;
+    for (const res of this.live) res.write(msg);
+  }
+
+  close(): void {
+    if (this.liveTimer) clearInterval(this.liveTimer);
+    this.liveTimer = null;
+    for (const res of this.live) res.end();
+    this.live.clear();
+  }
+}
