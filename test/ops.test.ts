@@ -97,6 +97,13 @@ t.test('admin API: key required; list, detail, disconnect, next alternate, stop,
   t.equal(detail.body.clients, 2);
   t.equal(detail.body.stream_id, a);
   t.equal((await api('/streams/ffffffffffffffffffffffffffffffffffffffff')).status, 404);
+  const actor = await api('/streams/one/actor');
+  t.equal(actor.status, 200, "the actor's own view, over comlink");
+  t.equal(actor.body.entry, 'flowing');
+  t.equal(actor.body.upstream.connected, true);
+  t.equal(actor.body.psi.videoCodec, 'h264');
+  t.same(actor.body.psi.streams.map((e: { streamType: number }) => e.streamType), [0x1b, 0x0f], 'PMT: H.264 + AAC');
+  t.ok(actor.body.stats.bytesIn > 0);
 
   const victim = detail.body.client_list[0].id;
   t.equal((await api(`/streams/one/clients/${victim}`, 'DELETE')).status, 200, 'disconnect a client');

@@ -91,6 +91,15 @@ t.test('a pinned reader is never overwritten (I2); the writer stops short instea
   t.notOk(w.blocked(), 'BLOCKED clears once there is room');
 });
 
+t.test('stats travel in the ring, not in messages', async (t) => {
+  const sab = createRing(SMALL, 4);
+  const w = new RingWriter(sab);
+  const r = new RingReader(sab);
+  t.equal(r.readStats().videoCodec, null);
+  w.writeStats({ bytesIn: 5e9, packets: 7, junkBytes: 1, resyncs: 2, nullPacketsSent: 3, bitrate: 4_000_000, videoCodec: 'hevc', joinPoints: 9, blockedMs: 11 });
+  t.same(r.readStats(), { bytesIn: 5e9, packets: 7, junkBytes: 1, resyncs: 2, nullPacketsSent: 3, bitrate: 4_000_000, videoCodec: 'hevc', joinPoints: 9, blockedMs: 11 });
+});
+
 t.test('WAKE pings once until main clears it (I5)', async (t) => {
   const sab = createRing(SMALL, 4);
   const w = new RingWriter(sab);

@@ -64,6 +64,14 @@ export class Admin {
         if (!Number.isInteger(id) || !this.sup.disconnect(stream!, id)) return fail(404, 'no such client on this stream');
         return sendJson(res, 200, { disconnected: id });
       }
+      case 'GET streams/:/actor': {
+        if (needStream()) return;
+        try {
+          return sendJson(res, 200, await this.sup.inspect(stream!));
+        } catch (e) {
+          return fail(504, (e as Error).message);
+        }
+      }
       case 'POST streams/:/next':
         if (needStream()) return;
         if (!this.sup.nextAlternate(stream!)) return fail(409, 'this stream is not a channel with alternate ids');

@@ -108,7 +108,7 @@ function collect(sup: Supervisor, engines: EnginePool, metrics: Metrics): void {
   for (const s of sup.streams.values()) {
     byState[s.state] = (byState[s.state] ?? 0) + 1;
     for (const c of s.egress.clients) metrics.observeClientLag(s.egress.lagBytes(c));
-    bytesIn += s.stats?.bytesIn ?? 0;
+    bytesIn += s.stats.bytesIn;
     bytesOut += s.egress.bytesOut;
   }
   metrics.setStreams(byState);

@@ -30,7 +30,9 @@ import { randomBytes } from 'node:crypto';
 import type { Piscina } from 'piscina';
 import type { Config } from '../shared/config';
 import { createRing, RingReader } from '../shared/ring';
-import { WAKE, type ActorTask, type Command, type Report, type ActorStats, type EngineStat, type UpstreamFault } from '../shared/messages';
+import * as Comlink from 'comlink';
+import nodeEndpoint from 'comlink/dist/umd/node-adapter';
+import { WAKE, type ActorTask, type Command, type Report, type ActorStats, type EngineStat, type UpstreamFault, type ActorApi, type ActorInspection } from '../shared/messages';
 import { Egress, EgressClock, type Client, type Sink, type CutReason } from './egress';
 import { startSession, stopSession, EngineError, type EngineSession } from './engine-client';
 import type { EventLog } from './events';
@@ -77,9 +79,15 @@ export class Stream {
   firstDataAt = 0;
   refs = 0;
   port: MessagePort | null = null;
+  /** comlink proxy of the actor's ActorApi (on-demand introspection). */
+  inspector: Comlink.Remote<ActorApi> | null = null;
+  inspectPort: MessagePort | null = null;
   graceTimer: NodeJS.Timeout | null = null;
   retryTimer: NodeJS.Timeout | null = null;
-  stats: ActorStats | null = null;
+  /** The actor's counters, read from the ring. */
+  get stats(): ActorStats {
+    return this.egress.ring.readStats();
+  }
   stat: EngineStat | null = null;
   stopReason = '';
   readonly sinks = new Map<Client, ClientSink>();
@@ -293,6 +301,10 @@ export class Supervisor {
   private spawn(s: Stream): void {
     const { port1, port2 } = new MessageChannel();
     s.port = port1;
+    const rpc = new MessageChannel();
+    s.inspectPort?.close();
+    s.inspectPort = rpc.port1;
+    s.inspector = Comlink.wrap<ActorApi>(nodeEndpoint(rpc.port1 as never));
     const connect = s.session && s.answered ? { type: 'connect' as const, playbackUrl: s.session.playbackUrl, statUrl: s.session.statUrl, splice: true } : null;
     const task: ActorTask = {
       streamId: s.key,
@@ -310,15 +322,20 @@ export class Supervisor {
       connect,
       life: s.life,
       crashAfterBytes: this.cfg.testCrashAfterBytes,
+      inspectPort: rpc.port2,
     };
     port1.on('message', (m: Report | typeof WAKE) => {
       if (m === WAKE) s.egress.drain();
       else this.onReport(s, m);
     });
-    this.pool.run(task, { transferList: [port2] as never }).then(
-      () => port1.close(),
+    this.pool.run(task, { transferList: [port2, rpc.port2] as never }).then(
+      () => {
+        port1.close();
+        rpc.port1.close();
+      },
       (err: Error) => {
         port1.close();
+        rpc.port1.close();
         if (s.state !== 'stopped' && s.port === port1) this.onActorDied(s, err);
       },
     );
@@ -352,9 +369,6 @@ export class Supervisor {
         this.events.record('stream-live', { stream: s.key, ms: now - s.createdAt, recovered, id: s.selector.value, engine: s.session?.engine }, recovered ? 'stream flowing again' : 'first data from engine');
         break;
       }
-      case 'stats':
-        s.stats = m.stats;
-        break;
       case 'stat':
         s.stat = m.stat;
         if (m.error && /unknown playback session/i.test(m.error) && s.liveSince > 0) {
@@ -472,7 +486,7 @@ export class Supervisor {
     s.settle(new StreamGoneError(reason));
     if (this.streams.get(s.key) === s) this.streams.delete(s.key); // S2
     this.clock.remove(s.egress);
-    this.bytesDone.in += s.stats?.bytesIn ?? 0;
+    this.bytesDone.in += s.stats.bytesIn;
     this.bytesDone.out += s.egress.bytesOut;
     for (const t of [s.graceTimer, s.retryTimer]) if (t) clearTimeout(t);
     s.graceTimer = s.retryTimer = null;
@@ -489,6 +503,20 @@ export class Supervisor {
       if (this.stopping.get(s.key) === done) this.stopping.delete(s.key);
     });
     this.stopping.set(s.key, done);
+  }
+
+  /** Operator: the actor's own view, over comlink; bounded, since a busy or dead actor may not answer. */
+  async inspect(s: Stream, timeoutMs = 2000): Promise<ActorInspection> {
+    if (!s.inspector || s.state === 'stopped') throw new StreamGoneError('stream not running');
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        s.inspector.inspect() as Promise<ActorInspection>,
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the actor did not answer in time')), timeoutMs))),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Operator: end one client's response. */

@@ -30,6 +30,23 @@ export interface ActorTask {
   life: number;
   /** Test hook (0 = off): throw on the thread after this many upstream bytes, first life only. */
   crashAfterBytes: number;
+  /** A port of its own for comlink RPC (ActorApi): plain messages on a comlink port crash it. */
+  inspectPort: MessagePort;
+}
+
+/** What the actor answers over comlink, on demand (GET /api/streams/<id>/actor). */
+export interface ActorApi {
+  inspect(): ActorInspection;
+}
+
+export interface ActorInspection {
+  life: number;
+  upstream: { connected: boolean; playbackUrl: string | null; gotData: boolean; sinceConnectMs: number | null; sinceDataMs: number | null };
+  entry: 'wait-pat' | 'hold-to-keyframe' | 'flowing';
+  psi: { pmtPid: number; pcrPid: number; videoPid: number; videoCodec: string | null; streams: Array<{ pid: number; streamType: number }> };
+  framer: { packets: number; junkBytes: number; resyncs: number };
+  ring: { position: number; heldPackets: number; blocked: boolean; touchedBytes: number; capacityBytes: number };
+  stats: ActorStats;
 }
 
 /** Supervisor → actor. */
@@ -71,10 +88,9 @@ export type Report =
   | { type: 'first-data' }
   | { type: 'upstream-fault'; fault: UpstreamFault; detail: string; status?: number }
   | { type: 'stat'; stat: EngineStat | null; error?: string }
-  | { type: 'stats'; stats: ActorStats }
   | { type: 'stopped' };
 
-/** Sampled once a second; what /ace/status shows of the actor. */
+/** The actor's counters, carried in the ring's stats block (ring.ts), refreshed each tick. */
 export interface ActorStats {
   bytesIn: number;
   packets: number;

@@ -3,7 +3,9 @@
  * egress (main thread) reads it for every client of the stream. Bytes never travel in messages.
  *
  * Layout, in Int32 words then bytes:
- *   header[HDR] | joins[JOIN_CAP × (pos, ms)] | slots[maxReaders × (active, pos)] | data[cap × 188]
+ *   header[HDR] | stats[8 × f64] | joins[JOIN_CAP × (pos, ms)] | slots[maxReaders × (active, pos)] | data[cap × 188]
+ * The stats block carries the actor's counters to main with plain stores (monitoring only, read
+ * on demand): a postMessage of them every second cost more than all the rest of an idle actor.
  *
  * Positions count packets and wrap modulo 2^32: compare them only with `ahead(a, b)` = (a − b)|0.
  * cap is a power of two, so `pos & mask` finds a packet's slot even across the counter's wrap.
@@ -24,6 +26,8 @@
  *     before draining, so a ping during a drain causes one more drain and none is ever lost.
  */
 
+import type { ActorStats } from './messages';
+
 export const TS = 188;
 
 // Buffer#copy into a SAB-backed Buffer measured 0.37 µs per 7.5 KB here, TypedArray#set of a
@@ -39,7 +43,12 @@ const H_SLOTS_HIGH = 4; // slots [0, high) may be active; main raises it, writer
 const H_BLOCKED = 5; // 1 while the writer waits on a pinned reader
 const H_CAP = 6;
 const H_MAXR = 7;
+const H_CODEC = 8; // VIDEO_CODECS index + 1; 0 = unknown
 const HDR = 16;
+const STATS_F64 = 8;
+/** Header and stats, in Int32 words. */
+const PRE = HDR + STATS_F64 * 2;
+const VIDEO_CODECS = ['h264', 'hevc', 'mpeg2'] as const;
 
 /** (a − b) as a signed 32-bit distance: positive when a is ahead of b. */
 export function ahead(a: number, b: number): number {
@@ -55,7 +64,7 @@ export function ringCapacityPackets(bytes: number): number {
 /** Main allocates rings, so they outlive an actor's thread (and its crash). */
 export function createRing(bytes: number, maxReaders: number): SharedArrayBuffer {
   const cap = ringCapacityPackets(bytes);
-  const words = HDR + JOIN_CAP * 2 + maxReaders * 2;
+  const words = PRE + JOIN_CAP * 2 + maxReaders * 2;
   const sab = new SharedArrayBuffer(words * 4 + cap * TS);
   const h = new Int32Array(sab, 0, HDR);
   h[H_CAP] = cap;
@@ -67,6 +76,7 @@ export function createRing(bytes: number, maxReaders: number): SharedArrayBuffer
 export class Ring {
   readonly sab: SharedArrayBuffer;
   readonly h: Int32Array;
+  readonly stats: Float64Array;
   readonly joins: Int32Array;
   readonly slots: Int32Array;
   readonly data: Buffer;
@@ -80,9 +90,10 @@ export class Ring {
     this.cap = this.h[H_CAP]!;
     this.mask = this.cap - 1;
     this.maxReaders = this.h[H_MAXR]!;
-    this.joins = new Int32Array(sab, HDR * 4, JOIN_CAP * 2);
-    this.slots = new Int32Array(sab, (HDR + JOIN_CAP * 2) * 4, this.maxReaders * 2);
-    const dataOff = (HDR + JOIN_CAP * 2 + this.maxReaders * 2) * 4;
+    this.stats = new Float64Array(sab, HDR * 4, STATS_F64);
+    this.joins = new Int32Array(sab, PRE * 4, JOIN_CAP * 2);
+    this.slots = new Int32Array(sab, (PRE + JOIN_CAP * 2) * 4, this.maxReaders * 2);
+    const dataOff = (PRE + JOIN_CAP * 2 + this.maxReaders * 2) * 4;
     this.data = Buffer.from(sab, dataOff, this.cap * TS);
   }
 
@@ -96,6 +107,26 @@ export class Ring {
 
   blocked(): boolean {
     return Atomics.load(this.h, H_BLOCKED) === 1;
+  }
+
+  readStats(): ActorStats {
+    const f = this.stats;
+    const codec = Atomics.load(this.h, H_CODEC);
+    return { bytesIn: f[0]!, packets: f[1]!, junkBytes: f[2]!, resyncs: f[3]!, nullPacketsSent: f[4]!, bitrate: f[5]!, joinPoints: f[6]!, blockedMs: f[7]!, videoCodec: codec > 0 ? VIDEO_CODECS[codec - 1]! : null };
+  }
+
+  /** The actor's side of readStats(). */
+  writeStats(s: ActorStats): void {
+    const f = this.stats;
+    f[0] = s.bytesIn;
+    f[1] = s.packets;
+    f[2] = s.junkBytes;
+    f[3] = s.resyncs;
+    f[4] = s.nullPacketsSent;
+    f[5] = s.bitrate;
+    f[6] = s.joinPoints;
+    f[7] = s.blockedMs;
+    Atomics.store(this.h, H_CODEC, s.videoCodec ? VIDEO_CODECS.indexOf(s.videoCodec as (typeof VIDEO_CODECS)[number]) + 1 : 0);
   }
 }
 

@@ -27,7 +27,7 @@ import { RingWriter, TS } from '../shared/ring';
 import { TsFramer } from '../shared/ts-framer';
 import { PsiTracker, pidOf, isKeyframeStart, readPcr, setDiscontinuity, fillNullPackets, PAT_PID } from '../shared/ts-packet';
 import { parseEnvelope, parseStat } from '../shared/engine-api';
-import { WAKE, type ActorTask, type Command, type ConnectCommand, type Report, type UpstreamFault, type ActorStats } from '../shared/messages';
+import { WAKE, type ActorTask, type Command, type ConnectCommand, type Report, type UpstreamFault, type ActorStats, type ActorInspection } from '../shared/messages';
 
 const KEEPALIVE_PACKETS = 7; // 1316 bytes: one small write a tick keeps players' read timeouts at bay
 const RETRY_BLOCKED_MS = 10;
@@ -78,8 +78,8 @@ export class StreamActor {
   private sincePing = 0;
   private tickTimer: NodeJS.Timeout;
   private statTimer: NodeJS.Timeout | null = null;
-  private statsTimer: NodeJS.Timeout;
   private statUrl: string | null = null;
+  private playbackUrl: string | null = null;
   private stopped = false;
   private finish!: () => void;
   readonly done: Promise<void>;
@@ -97,7 +97,6 @@ export class StreamActor {
     this.port.on('message', (m: Command) => this.onCommand(m));
     const tick = Math.max(50, Math.min(task.keepaliveMs || 250, 250));
     this.tickTimer = setInterval(() => this.tick(), tick);
-    this.statsTimer = setInterval(() => this.sendStats(), 1000);
     this.lastWriteAt = this.clock();
     if (task.connect) this.connect(task.connect);
   }
@@ -129,6 +128,7 @@ export class StreamActor {
     this.gotData = false;
     this.connectedAt = this.clock();
     this.statUrl = cmd.statUrl;
+    this.playbackUrl = cmd.playbackUrl;
     this.scheduleStat();
     const url = new URL(cmd.playbackUrl);
     const stale = () => gen !== this.connGen || this.stopped;
@@ -373,6 +373,7 @@ export class StreamActor {
   private tick(): void {
     const now = this.clock();
     this.touchAhead();
+    this.publishStats();
     if (this.task.keepaliveMs > 0 && this.heldPackets === 0 && now - this.lastWriteAt >= this.task.keepaliveMs) {
       const n = this.ring.write(this.nulls, 0, KEEPALIVE_PACKETS);
       this.stats.nullPacketsSent += n;
@@ -409,12 +410,35 @@ export class StreamActor {
     }
   }
 
-  private sendStats(): void {
+  /** Counters go to main through the ring's stats block, not messages. */
+  private publishStats(): void {
     this.stats.junkBytes = this.framer.junkBytes;
     this.stats.resyncs = this.framer.resyncs;
     this.stats.videoCodec = this.psi.videoCodec;
     this.stats.blockedMs = this.blockedMs;
-    this.report({ type: 'stats', stats: this.stats });
+    this.ring.writeStats(this.stats);
+  }
+
+  /** Answered over comlink when an operator asks; never on the data path. */
+  inspect(): ActorInspection {
+    const now = this.clock();
+    const entry = this.entry === Entry.WaitPat ? 'wait-pat' : this.entry === Entry.HoldToKeyframe ? 'hold-to-keyframe' : 'flowing';
+    this.publishStats();
+    return {
+      life: this.task.life,
+      upstream: {
+        connected: this.controller !== null,
+        playbackUrl: this.playbackUrl,
+        gotData: this.gotData,
+        sinceConnectMs: this.connectedAt ? now - this.connectedAt : null,
+        sinceDataMs: this.gotData ? now - this.lastDataAt : null,
+      },
+      entry,
+      psi: { pmtPid: this.psi.pmtPid, pcrPid: this.psi.pcrPid, videoPid: this.psi.videoPid, videoCodec: this.psi.videoCodec, streams: this.psi.streams.map((e) => ({ pid: e.pid, streamType: e.streamType })) },
+      framer: { packets: this.framer.packets, junkBytes: this.framer.junkBytes, resyncs: this.framer.resyncs },
+      ring: { position: this.ring.position, heldPackets: this.heldPackets, blocked: this.ring.blocked(), touchedBytes: this.touched, capacityBytes: this.ring.data.length },
+      stats: { ...this.stats },
+    };
   }
 
   stop(): void {
@@ -424,7 +448,8 @@ export class StreamActor {
     this.stopped = true;
     this.abortUpstream();
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    for (const t of [this.tickTimer, this.statsTimer, this.statTimer]) if (t) clearInterval(t);
+    this.publishStats();
+    for (const t of [this.tickTimer, this.statTimer]) if (t) clearInterval(t);
     this.port.close();
     this.finish();
   }
