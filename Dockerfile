@@ -16,7 +16,8 @@ RUN npm run build
 
 FROM node:24-slim AS runtime
 ENV NODE_ENV=production \
-    ACEMUX_LISTEN=:8080
+    ACEMUX_LISTEN=:8080 \
+    ACEMUX_STATE_DIR=/var/lib/acemux
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force

@@ -205,6 +205,7 @@ t.test('a stalled client holding the writer back is cut; the others and the writ
     seq += w.write(packets(seq, n), 0, n); // a refused packet is offered again next round
     w.publish(0);
     eg.drain();
+    if (i === 0) c.writeAt -= 3000; // its first write, never completed, as if stuck for 3 s
     fast.complete();
   }
   t.ok(stalled.destroyed, 'socket destroyed');

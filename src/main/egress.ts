@@ -13,10 +13,11 @@
  *     client is slower than the upstream (an engine's burst, an unthrottled source) the ring's
  *     pins hold the writer back (ring.ts I2), the upstream is paused, and nobody is skipped. A
  *     client more than the lag limit behind the leader is the slow one: it is skipped to the
- *     newest join point once its write completes ('skip'), or cut ('disconnect'). A client whose
- *     write stays in flight while it holds the writer back is cut — its socket destroyed, so
- *     libuv drops the rest of the write — as is one whose write has not completed within
- *     clientTimeoutMs (half-open). Other clients never wait for it.
+ *     newest join point once its write completes ('skip'), or cut ('disconnect'). A client past
+ *     the limit whose write has been stuck for BLOCKED_CUT_MS (or that alone holds the writer
+ *     back that long) is cut — its socket destroyed, so libuv drops the rest of the write — as is
+ *     one whose write has not completed within clientTimeoutMs (half-open). Other clients never
+ *     wait for it.
  *  E3 A removed client leaves nothing behind: slot released, listeners and callbacks inert.
  */
 import { RingReader, ahead, TS } from '../shared/ring';
@@ -93,6 +94,7 @@ export class Egress {
   /** The most advanced completed cursor, recomputed each drain (E2). */
   private leader = 0;
   bytesOut = 0;
+  writes = 0;
   cuts = 0;
   skips = 0;
   /** Coarse clock, read once per drain: no clock call per write. */
@@ -111,7 +113,7 @@ export class Egress {
     if (slot < 0) return null;
     const c = new Client(this, sink, slot, start, info);
     this.clients.push(c);
-    this.pump(c, this.ring.head());
+    this.pump(c, this.ring.head()); // a joiner's first bytes go out now, not on the next tick
     return c;
   }
 
@@ -151,8 +153,10 @@ export class Egress {
       }
       const behind = ahead(leader, c.cursor);
       const stuck = this.now - c.writeAt;
-      if (behind > this.lagLimit && (blocked || this.opts.lagPolicy === 'disconnect' || stuck > BLOCKED_CUT_MS)) this.cut(c, this.opts.lagPolicy === 'disconnect' && !blocked ? 'lagging' : 'stalled');
-      else if (blocked && stuck > BLOCKED_CUT_MS && ahead(head, c.cursor) > this.lagLimit) this.cut(c, 'stalled');
+      // A slow client whose write still completes is skipped when it does (pump); only one whose
+      // write is stuck is cut, and that happens long before its pin could hold the writer back.
+      if (behind > this.lagLimit && this.opts.lagPolicy === 'disconnect') this.cut(c, 'lagging');
+      else if (stuck > BLOCKED_CUT_MS && (behind > this.lagLimit || (blocked && ahead(head, c.cursor) > this.lagLimit))) this.cut(c, 'stalled');
       else if (stuck > this.opts.clientTimeoutMs) this.cut(c, 'timeout');
     }
   }
@@ -185,6 +189,7 @@ export class Egress {
     const [a, b] = this.ring.views(c.cursor, end);
     c.setEnd(end);
     c.writeAt = this.now;
+    this.writes++;
     if (b === null) {
       c.sink.write(a, c.onWritten);
     } else {
@@ -215,7 +220,9 @@ export class Egress {
     c.cursor = end;
     this.ring.pin(c.slot, end);
     if (ahead(end, this.leader) > 0) this.leader = end;
-    this.pump(c, this.ring.head());
+    // Catch up at once only to the head the last drain saw; what arrived since waits for the next
+    // tick, or the writes would shrink back to the size of upstream chunks.
+    this.pump(c, this.seenHead);
   }
 
   /** Bytes the client is behind the live edge. */

@@ -252,6 +252,7 @@ export function describe(s: Stream): Record<string, unknown> {
     uptime_s: Math.round(uptime * 10) / 10,
     bytes_in: st.bytesIn,
     bytes_out: eg.bytesOut,
+    avg_write_bytes: eg.writes ? Math.round(eg.bytesOut / eg.writes) : 0,
     bitrate: st.bitrate,
     video_codec: st.videoCodec,
     join_points: st.joinPoints,

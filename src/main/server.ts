@@ -47,7 +47,13 @@ export async function startServer(cfg: Config, log: Logger): Promise<Running> {
   const pool = actorPool(cfg);
   // Load the actor module on every thread now, not on the first viewer's request.
   await Promise.all(Array.from({ length: pool.options.maxThreads * 2 }, () => pool.run({ warmup: true })));
-  const journal = cfg.stateDir ? await Journal.open(cfg.stateDir, { onError: (e) => log.error({ err: e.message }, 'event journal write failed') }) : null;
+  // A journal that cannot be opened (read-only directory, say) costs history, not service.
+  const journal = cfg.stateDir
+    ? await Journal.open(cfg.stateDir, { onError: (e) => log.error({ err: e.message }, 'event journal write failed') }).catch((e: Error) => {
+        log.error({ dir: cfg.stateDir, err: e.message }, 'event journal disabled: cannot open its directory');
+        return null;
+      })
+    : null;
   const events = new EventLog(log, journal?.lastSeq ?? 0);
   if (journal) events.subscribe((e) => journal.append(e));
   const metrics = new Metrics();

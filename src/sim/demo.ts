@@ -32,7 +32,7 @@ async function main(): Promise<void> {
   const once = process.argv.includes('--once');
   const port = Number(process.env.PORT ?? 8080);
   const sim = await startEngineSim({ port: 0 });
-  const cfg = loadConfig(['--listen', `127.0.0.1:${once ? 0 : port}`, '--engine', sim.origin, '--log-level', process.env.ACEMUX_LOG_LEVEL ?? 'warn'], {});
+  const cfg = loadConfig(['--listen', `127.0.0.1:${once ? 0 : port}`, '--engine', sim.origin, '--state-dir', '', '--log-level', process.env.ACEMUX_LOG_LEVEL ?? 'warn'], {});
   const acemux = await startServer(cfg, createLogger(cfg.logLevel));
   const base = `http://127.0.0.1:${acemux.port}`;
   const urls = CHANNELS.map((id) => `${base}/ace/getstream?id=${id}`);
