@@ -123,12 +123,12 @@ export class Routes {
       if (token !== this.o.streamToken) return fail(res, 401, 'missing or wrong token');
     }
     if (path === '/ace/getstream' || path === '/ace/getstream/') {
-      if (req.method !== 'GET' && req.method !== 'HEAD') return fail(res, 405, `method ${req.method} not allowed`, { allow: 'GET, HEAD', connection: 'close' });
+      if (!readOnly) return this.notAllowed(req, res);
       void this.getstream(req, res, url.searchParams);
       return;
     }
     if (path.startsWith('/ace/channel/')) {
-      if (req.method !== 'GET' && req.method !== 'HEAD') return fail(res, 405, `method ${req.method} not allowed`, { allow: 'GET, HEAD', connection: 'close' });
+      if (!readOnly) return this.notAllowed(req, res);
       let slug: string;
       try {
         slug = decodeURIComponent(path.slice('/ace/channel/'.length)).toLowerCase().replace(/\/$/, '');
@@ -143,7 +143,7 @@ export class Routes {
       return;
     }
     if (path === '/ace/status' || path === '/ace/status/') {
-      if (req.method !== 'GET' && req.method !== 'HEAD') return fail(res, 405, `method ${req.method} not allowed`, { allow: 'GET, HEAD', connection: 'close' });
+      if (!readOnly) return this.notAllowed(req, res);
       return this.status(res, url.searchParams);
     }
     return fail(res, 404, `no such path: ${path}`);
