@@ -92,7 +92,8 @@ export class Admin {
   }
 
   private engineList() {
-    return this.engines.engines.map((e) => ({ url: e.url, healthy: e.healthy, version: e.version, streams: e.streams, lastError: e.lastError, lastProbeAt: e.lastProbeAt || null }));
+    const load = this.sup.engineLoads();
+    return this.engines.engines.map((e) => ({ url: e.url, healthy: e.healthy, version: e.version, streams: load.get(e.url) ?? 0, lastError: e.lastError, lastProbeAt: e.lastProbeAt || null }));
   }
 
   private async eventsPage(res: ServerResponse, url: URL): Promise<void> {

@@ -1,9 +1,7 @@
 /**
- * The engines acemux may use, and what we know of their health. Probed with get_version every
- * engineProbeMs; a stream's failure on an engine counts against it too. The supervisor asks for
- * the least-loaded healthy engine; when none is known healthy it still gets one (the least
- * recently failed), because refusing every stream on a probe's word would turn a flaky probe
- * into an outage.
+ * The engines acemux may use, and what we know of their health: probed with get_version every
+ * engineProbeMs; a stream's failure on an engine counts against it too. Facts only — which engine
+ * a stream goes to is the supervisor's decision (Supervisor.pickEngine).
  */
 import type { EventLog } from './events';
 import { engineVersion } from './engine-client';
@@ -15,8 +13,6 @@ export interface EngineState {
   lastError?: string;
   lastProbeAt: number;
   failedAt: number;
-  /** Streams currently on this engine (kept by the supervisor). */
-  streams: number;
 }
 
 export class EnginePool {
@@ -25,7 +21,7 @@ export class EnginePool {
 
   constructor(urls: string[], private readonly events: EventLog, private readonly timeoutMs: number) {
     // Healthy until shown otherwise: a first request should not wait for a probe.
-    this.engines = urls.map((url) => ({ url, healthy: true, lastProbeAt: 0, failedAt: 0, streams: 0 }));
+    this.engines = urls.map((url) => ({ url, healthy: true, lastProbeAt: 0, failedAt: 0 }));
   }
 
   start(intervalMs: number): void {
@@ -46,18 +42,6 @@ export class EnginePool {
 
   anyHealthy(): boolean {
     return this.engines.some((e) => e.healthy);
-  }
-
-  /** Least-loaded healthy engine not in `avoid`; else any healthy; else the least recently failed. */
-  pick(avoid: ReadonlySet<string> = new Set()): EngineState {
-    const by = (list: EngineState[]) => list.reduce((a, b) => (b.streams < a.streams ? b : a));
-    const healthy = this.engines.filter((e) => e.healthy);
-    const fresh = healthy.filter((e) => !avoid.has(e.url));
-    if (fresh.length) return by(fresh);
-    const untried = this.engines.filter((e) => !avoid.has(e.url));
-    if (untried.length) return untried.reduce((a, b) => (b.failedAt < a.failedAt ? b : a));
-    if (healthy.length) return by(healthy);
-    return this.engines.reduce((a, b) => (b.failedAt < a.failedAt ? b : a));
   }
 
   /** A stream failed on this engine in a way that points at the engine (unreachable, timeouts). */

@@ -66,7 +66,8 @@ export async function startServer(cfg: Config, log: Logger): Promise<Running> {
   supervisor.onFirstWrite = (c) => {
     if (typeof c.info.t0 === 'number') metrics.observeFirstByte((c.firstWriteAt - c.info.t0) / 1000);
   };
-  metrics.setCollector(() => collect(supervisor, engines, metrics));
+  const counted = { in: 0, out: 0 };
+  metrics.setCollector(() => collect(supervisor, engines, metrics, counted));
   let channels: ChannelMap = new Map();
   if (cfg.channelsFile) {
     const loaded = await loadChannels(cfg.channelsFile);
@@ -106,11 +107,12 @@ export async function startServer(cfg: Config, log: Logger): Promise<Running> {
   return { server, supervisor, events, engines, port, close };
 }
 
-/** Refreshes the gauges from live state before each scrape. */
-function collect(sup: Supervisor, engines: EnginePool, metrics: Metrics): void {
+/** Refreshes the gauges from live state before each scrape; `counted` is what the byte counters
+ *  already hold (they take deltas, and finished streams' bytes live in sup.bytesDone). */
+function collect(sup: Supervisor, engines: EnginePool, metrics: Metrics, counted: { in: number; out: number }): void {
   const byState: Record<string, number> = { starting: 0, live: 0, recovering: 0, draining: 0 };
-  let bytesIn = 0;
-  let bytesOut = 0;
+  let bytesIn = sup.bytesDone.in;
+  let bytesOut = sup.bytesDone.out;
   for (const s of sup.streams.values()) {
     byState[s.state] = (byState[s.state] ?? 0) + 1;
     for (const c of s.egress.clients) metrics.observeClientLag(s.egress.lagBytes(c));
@@ -120,11 +122,7 @@ function collect(sup: Supervisor, engines: EnginePool, metrics: Metrics): void {
   metrics.setStreams(byState);
   metrics.setClients(sup.clients);
   for (const e of engines.engines) metrics.setEngineUp(e.url, e.healthy);
-  // Counters take deltas; streams come and go, so count what finished streams carried too.
-  const seen = lastBytes.get(sup) ?? { in: 0, out: 0 };
-  const totalIn = bytesIn + sup.bytesDone.in;
-  const totalOut = bytesOut + sup.bytesDone.out;
-  metrics.addBytes(Math.max(0, totalIn - seen.in), Math.max(0, totalOut - seen.out));
-  lastBytes.set(sup, { in: Math.max(seen.in, totalIn), out: Math.max(seen.out, totalOut) });
+  metrics.addBytes(Math.max(0, bytesIn - counted.in), Math.max(0, bytesOut - counted.out));
+  counted.in = Math.max(counted.in, bytesIn);
+  counted.out = Math.max(counted.out, bytesOut);
 }
-const lastBytes = new WeakMap<Supervisor, { in: number; out: number }>();

@@ -36,7 +36,7 @@ import { WAKE, type ActorTask, type Command, type Report, type ActorStats, type 
 import { Egress, EgressClock, type Client, type Sink, type CutReason } from './egress';
 import { startSession, stopSession, EngineError, type EngineSession } from './engine-client';
 import type { EventLog } from './events';
-import type { EnginePool } from './engines';
+import type { EnginePool, EngineState } from './engines';
 
 export type StreamState = 'starting' | 'live' | 'recovering' | 'draining' | 'stopped';
 
@@ -263,8 +263,7 @@ export class Supervisor {
       if (previous) await previous; // S2
     }
     if (stopped(s)) return;
-    this.countEngineLoad();
-    const engine = this.engines.pick(s.triedEngines);
+    const engine = this.pickEngine(s.triedEngines);
     const pid = `${this.pidPrefix}-${++this.pidSeq}`;
     let session: EngineSession;
     try {
@@ -288,12 +287,30 @@ export class Supervisor {
     s.settle();
   }
 
-  private countEngineLoad(): void {
-    for (const e of this.engines.engines) e.streams = 0;
-    for (const s of this.streams.values()) {
-      const e = s.session && this.engines.get(s.session.engine);
-      if (e) e.streams++;
-    }
+  /** Streams per engine, derived from the registry (never stored, so never stale). */
+  engineLoads(): Map<string, number> {
+    const load = new Map<string, number>();
+    for (const st of this.streams.values()) if (st.session) load.set(st.session.engine, (load.get(st.session.engine) ?? 0) + 1);
+    return load;
+  }
+
+  /**
+   * The least-loaded healthy engine not in `avoid`; else an untried one (the least recently
+   * failed); else any healthy one; else the least recently failed. Never none: refusing every
+   * stream on a probe's word would turn a flaky probe into an outage.
+   */
+  private pickEngine(avoid: ReadonlySet<string>): EngineState {
+    const all = this.engines.engines;
+    const load = this.engineLoads();
+    const n = (e: EngineState) => load.get(e.url) ?? 0;
+    const leastLoaded = (list: EngineState[]) => list.reduce((a, b) => (n(b) < n(a) ? b : a));
+    const longestOk = (list: EngineState[]) => list.reduce((a, b) => (b.failedAt < a.failedAt ? b : a));
+    const healthy = all.filter((e) => e.healthy);
+    const fresh = healthy.filter((e) => !avoid.has(e.url));
+    if (fresh.length) return leastLoaded(fresh);
+    const untried = all.filter((e) => !avoid.has(e.url));
+    if (untried.length) return longestOk(untried);
+    return healthy.length ? leastLoaded(healthy) : longestOk(all);
   }
 
   // ---- actors ----
@@ -560,4 +577,3 @@ export class Supervisor {
   }
 }
 
-export { EngineError };

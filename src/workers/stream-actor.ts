@@ -23,7 +23,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
 import { request } from 'undici';
-import { RingWriter, TS } from '../shared/ring';
+import { RingWriter, TS, copyBytes } from '../shared/ring';
 import { TsFramer } from '../shared/ts-framer';
 import { PsiTracker, pidOf, isKeyframeStart, readPcr, setDiscontinuity, fillNullPackets, PAT_PID } from '../shared/ts-packet';
 import { parseEnvelope, parseStat } from '../shared/engine-api';
@@ -249,11 +249,7 @@ export class StreamActor {
       } else if (pid === this.psi.videoPid && this.psi.version > 0) {
         clean = isKeyframeStart(src, p, this.psi.videoCodec);
       }
-      if (pid === this.psi.pcrPid && this.needDiscontinuity && readPcr(src, p) >= 0) {
-        setDiscontinuity(src, p);
-        this.needDiscontinuity = false;
-        this.pcrFirst = -1;
-      }
+      if (pid === this.psi.pcrPid && this.needDiscontinuity) this.markSplice(src, p, readPcr(src, p));
       if (clean || this.prePackets === HOLD_PACKETS) {
         // The held run starts with the PAT: that is the join point; this packet follows it.
         const at = (this.ring.position + this.heldPackets) | 0;
@@ -266,7 +262,7 @@ export class StreamActor {
         return k; // this packet and the rest go through the normal path
       }
       this.pre ??= Buffer.allocUnsafe(HOLD_PACKETS * TS);
-      this.pre.set(src.subarray(p, p + TS), this.prePackets * TS);
+      copyBytes.call(src, this.pre, this.prePackets * TS, p, p + TS);
       this.prePackets++;
     }
     return count;
@@ -281,15 +277,19 @@ export class StreamActor {
     this.stats.joinPoints++;
   }
 
+  /** A1: the first PCR-carrying packet after a splice says so. It is not in the ring yet: mark it
+   *  in the source, which is ours for the length of this call. */
+  private markSplice(src: Uint8Array, p: number, pcr: number): void {
+    if (pcr < 0) return;
+    setDiscontinuity(src, p);
+    this.needDiscontinuity = false;
+    this.pcrFirst = -1;
+  }
+
   private onPcr(src: Uint8Array, p: number, pos: number): void {
     const pcr = readPcr(src, p);
     if (pcr < 0) return;
-    if (this.needDiscontinuity) {
-      // Not in the ring yet: mark it in the source, which is ours for the length of this call.
-      setDiscontinuity(src, p);
-      this.needDiscontinuity = false;
-      this.pcrFirst = -1;
-    }
+    if (this.needDiscontinuity) this.markSplice(src, p, pcr);
     // Bitrate from the media clock, not arrivals (the engine's burst would overstate it).
     if (this.pcrFirst < 0 || pcr < this.pcrFirst || pcr - this.pcrFirst > 27e6 * 10) {
       this.pcrFirst = pcr;
