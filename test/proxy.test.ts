@@ -220,8 +220,10 @@ t.test('engine failures are answered, never hung on', async (t) => {
   t.match(e3.body.error, /unreachable/);
 });
 
-t.test('ffprobe decodes 5 s of a proxied channel without errors', { skip: spawnSync('ffprobe', ['-version']).error ? 'ffprobe not installed' : false }, async (t) => {
-  const sim = await startSim();
+// Engines send close-delimited or chunked bodies, with chunks cut anywhere in a packet.
+for (const body of ['close-delimited', 'chunked'] as const)
+t.test(`ffprobe decodes 5 s of a proxied channel without errors (${body} playback body)`, { skip: spawnSync('ffprobe', ['-version']).error ? 'ffprobe not installed' : false }, async (t) => {
+  const sim = await startSim(body === 'chunked' ? ['--chunked'] : []);
   const ace = await startAcemux(sim.origin);
   t.teardown(async () => { await ace.stop(); await sim.stop(); });
   const r = await fetchStream(`${ace.origin}/ace/getstream?id=${contentId(9)}`, { ms: 5500 });

@@ -3,7 +3,7 @@
  * of its ring. It executes the supervisor's commands (connect, stop) and reports facts (connected,
  * first data, faults, stat figures); it decides nothing about retries.
  *
- * Ingest, per upstream chunk: re-frame into whole 188-byte packets (TsFramer), look at each
+ * Ingest, per upstream chunk (upstream.ts hands out views of a reused read buffer): re-frame into whole 188-byte packets (TsFramer), look at each
  * packet's header only (PSI, keyframe starts, PCR), copy runs of packets into the ring, publish
  * the head (an atomic store). Main polls the heads on its egress clock; the actor pings it only
  * when blocked or when batchBytes are waiting (a burst): a postMessage per chunk cost ~46 µs.
@@ -23,6 +23,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
 import { request } from 'undici';
+import { Upstream } from './upstream';
 import { RingWriter, TS, copyBytes } from '../shared/ring';
 import { TsFramer } from '../shared/ts-framer';
 import { PsiTracker, pidOf, isKeyframeStart, readPcr, setDiscontinuity, fillNullPackets, PAT_PID } from '../shared/ts-packet';
@@ -51,7 +52,7 @@ export class StreamActor {
   private readonly psi = new PsiTracker();
   private readonly nulls = Buffer.alloc(KEEPALIVE_PACKETS * TS);
 
-  private controller: Dispatcher.DispatchController | null = null;
+  private upstream: Upstream | null = null;
   private connGen = 0;
   private connectedAt = 0;
   private gotData = false;
@@ -130,52 +131,35 @@ export class StreamActor {
     this.statUrl = cmd.statUrl;
     this.playbackUrl = cmd.playbackUrl;
     this.scheduleStat();
-    const url = new URL(cmd.playbackUrl);
     const stale = () => gen !== this.connGen || this.stopped;
-    const handler: Dispatcher.DispatchHandler = {
-      onRequestStart: (controller) => {
-        if (stale()) controller.abort(new Error('superseded'));
-        else this.controller = controller;
-      },
-      onResponseStart: (controller, status) => {
-        if (stale()) return controller.abort(new Error('superseded'));
+    this.upstream = new Upstream(new URL(cmd.playbackUrl), this.task.playbackHeadersTimeoutMs, {
+      onStart: (status) => {
+        if (stale()) return;
         if (status !== 200) {
           const gone = status === 403 || status === 404 || status === 410;
-          this.fault(gone ? 'gone' : 'status', `playback answered HTTP ${status}`, status);
-          return controller.abort(new Error(`HTTP ${status}`));
+          return this.fault(gone ? 'gone' : 'status', `playback answered HTTP ${status}`, status);
         }
         this.report({ type: 'connected', status });
       },
-      onResponseData: (controller, chunk) => {
-        if (stale()) return controller.abort(new Error('superseded'));
-        this.onData(chunk);
+      onData: (chunk) => {
+        if (!stale()) this.onData(chunk);
       },
-      onResponseEnd: () => {
+      onEnd: () => {
         if (!stale()) this.fault('ended', 'the engine closed the stream');
       },
-      onResponseError: (_c, err) => {
+      onError: (code, message) => {
         if (stale()) return;
-        const code = (err as { code?: string }).code;
-        if (code === 'UND_ERR_HEADERS_TIMEOUT') this.fault('headers-timeout', 'no playback headers in time');
-        else this.fault(this.gotData ? 'error' : 'connect', `${code ?? err.name}: ${err.message}`);
+        if (code === 'HEADERS_TIMEOUT') this.fault('headers-timeout', 'no playback headers in time');
+        else this.fault(this.gotData ? 'error' : 'connect', `${code}: ${message}`);
       },
-    };
-    this.agent.dispatch({
-      origin: url.origin,
-      path: url.pathname + url.search,
-      method: 'GET',
-      headers: { 'accept-encoding': 'identity' },
-      headersTimeout: this.task.playbackHeadersTimeoutMs,
-      bodyTimeout: 0, // endless body: our own watchdog (tick) judges stalls
-    }, handler);
+    });
   }
 
   private abortUpstream(): void {
     this.connGen++;
-    const c = this.controller;
-    this.controller = null;
+    this.upstream?.close();
+    this.upstream = null;
     this.connectedAt = 0;
-    if (c && !c.aborted) c.abort(new Error('closed by acemux'));
     this.held = [];
     this.heldPackets = 0;
   }
@@ -317,7 +301,7 @@ export class StreamActor {
     this.heldPackets += count;
     if (this.retryTimer === null) {
       this.blockedSince = Date.now();
-      this.controller?.pause();
+      this.upstream?.pause();
       this.publish(); // wake main so it can cut the laggard that pins us
       this.retryTimer = setTimeout(() => this.retryHeld(), RETRY_BLOCKED_MS);
     }
@@ -341,7 +325,7 @@ export class StreamActor {
     this.blockedMs += Date.now() - this.blockedSince;
     this.lastWriteAt = this.clock();
     this.publish();
-    this.controller?.resume();
+    this.upstream?.resume();
   }
 
   private publish(): void {
@@ -382,7 +366,7 @@ export class StreamActor {
     }
     // The watchdog: while an upstream is open, silence past a threshold is a fault. Paused by us
     // (held packets) is not silence.
-    if (this.controller === null || this.heldPackets > 0) return;
+    if (this.upstream === null || this.heldPackets > 0) return;
     if (!this.gotData && now - this.connectedAt > this.task.firstDataTimeoutMs) {
       this.fault('no-data', `no data ${this.task.firstDataTimeoutMs} ms after connecting`);
     } else if (this.gotData && now - this.lastDataAt > this.task.stallTimeoutMs) {
@@ -427,7 +411,7 @@ export class StreamActor {
     return {
       life: this.task.life,
       upstream: {
-        connected: this.controller !== null,
+        connected: this.upstream !== null,
         playbackUrl: this.playbackUrl,
         gotData: this.gotData,
         sinceConnectMs: this.connectedAt ? now - this.connectedAt : null,

@@ -1,0 +1,212 @@
+import t from 'tap';
+import net from 'node:net';
+import { once } from 'node:events';
+import { Upstream, ChunkedDecoder, parseHead, type UpstreamHandler } from '../src/workers/upstream';
+
+// ---- the chunked decoder, cut at every byte ----
+
+const body = Buffer.from('hello, chunked world: ' + 'x'.repeat(300));
+function chunkedWire(parts: number[], ext = false, trailer = false): Buffer {
+  const out: string[] = [];
+  let at = 0;
+  for (const n of parts) {
+    out.push(n.toString(16) + (ext ? ';name=value' : '') + '\r\n' + body.toString('latin1', at, at + n) + '\r\n');
+    at += n;
+  }
+  out.push('0\r\n' + (trailer ? 'X-Trailer: 1\r\n' : '') + '\r\n');
+  return Buffer.from(out.join(''), 'latin1');
+}
+
+t.test('ChunkedDecoder: the same bytes out whatever the cuts, extensions and trailers', async (t) => {
+  for (const [ext, trailer] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+    const wire = chunkedWire([10, 1, 200, 111], ext, trailer);
+    for (let cut = 1; cut < wire.length; cut += 7) {
+      const got: Buffer[] = [];
+      const d = new ChunkedDecoder((b) => got.push(Buffer.from(b)));
+      for (let i = 0; i < wire.length; i += cut) t.equal(d.push(wire, i, Math.min(wire.length, i + cut)), null);
+      t.ok(d.done, 'the last chunk ends the body');
+      t.same(Buffer.concat(got), body, `ext=${ext} trailer=${trailer} cut=${cut}`);
+    }
+  }
+});
+
+t.test('ChunkedDecoder: upper-case hex, and bytes after the end are ignored', async (t) => {
+  const got: Buffer[] = [];
+  const d = new ChunkedDecoder((b) => got.push(Buffer.from(b)));
+  const wire = Buffer.from('A\r\n0123456789\r\n0\r\n\r\nGARBAGE');
+  t.equal(d.push(wire, 0, wire.length), null);
+  t.ok(d.done);
+  t.equal(Buffer.concat(got).toString(), '0123456789');
+});
+
+t.test('ChunkedDecoder: malformed framing is an error', async (t) => {
+  for (const [wire, msg] of [
+    ['zz\r\n', /bad chunk size/],
+    ['\r\n', /bad chunk size/],
+    [';ext\r\n', /bad chunk size/],
+    ['1234567890abc\r\n', /too large/],
+    ['3\r\nabcX\r\n', /missing CRLF/],
+  ] as const) {
+    const d = new ChunkedDecoder(() => {});
+    const b = Buffer.from(wire);
+    t.match(d.push(b, 0, b.length), msg, JSON.stringify(wire));
+  }
+});
+
+t.test('parseHead', async (t) => {
+  t.same(parseHead('HTTP/1.1 200 OK\r\nContent-Type: video/mp2t'), { status: 200, chunked: false, length: -1 });
+  t.same(parseHead('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5'), { status: 200, chunked: true, length: -1 });
+  t.same(parseHead('HTTP/1.0 404 Not Found\r\ncontent-length: 12'), { status: 404, chunked: false, length: 12 });
+  t.same(parseHead('HTTP/1.1 200'), { status: 200, chunked: false, length: -1 });
+  t.match(parseHead('ICY 200 OK'), /bad status line/);
+  t.match(parseHead('HTTP/1.1 200 OK\r\nno colon here'), /bad header line/);
+  t.match(parseHead('HTTP/1.1 200 OK\r\nContent-Length: -3'), /bad content-length/);
+});
+
+// ---- the reader over real sockets ----
+
+interface Seen {
+  status: number | null;
+  data: Buffer[];
+  end: number;
+  errors: { code: string; message: string }[];
+  done: Promise<void>;
+}
+
+function recorder(): { h: UpstreamHandler; seen: Seen } {
+  let finish!: () => void;
+  const seen: Seen = { status: null, data: [], end: 0, errors: [], done: new Promise((r) => (finish = r)) };
+  const h: UpstreamHandler = {
+    onStart: (s) => (seen.status = s),
+    onData: (b) => seen.data.push(Buffer.from(b)), // a copy: the view is only valid during the call
+    onEnd: () => {
+      seen.end++;
+      finish();
+    },
+    onError: (code, message) => {
+      seen.errors.push({ code, message });
+      finish();
+    },
+  };
+  return { h, seen };
+}
+
+/** A server that answers every connection with `serve` once the request head has arrived. */
+async function server(t: Tap.Test, serve: (sock: net.Socket, request: string) => void): Promise<URL> {
+  const srv = net.createServer((sock) => {
+    let req = '';
+    sock.on('error', () => {});
+    sock.on('data', (d) => {
+      const had = req.includes('\r\n\r\n');
+      req += d.toString('latin1');
+      if (!had && req.includes('\r\n\r\n')) serve(sock, req);
+    });
+  });
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  t.teardown(() => new Promise<void>((r) => srv.close(() => r())));
+  return new URL(`http://127.0.0.1:${(srv.address() as net.AddressInfo).port}/content/abc?x=1`);
+}
+
+const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+t.test('close-delimited body: the request is a plain GET, every byte arrives, close ends it', async (t) => {
+  let request = '';
+  const url = await server(t, (sock, req) => {
+    request = req;
+    sock.write('HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n\r\nfirst-');
+    setTimeout(() => sock.end('second'), 20);
+  });
+  const { h, seen } = recorder();
+  new Upstream(url, 2000, h);
+  await seen.done;
+  t.match(request, /^GET \/content\/abc\?x=1 HTTP\/1\.1\r\nHost: 127\.0\.0\.1:\d+\r\nAccept-Encoding: identity\r\n/);
+  t.equal(seen.status, 200);
+  t.equal(Buffer.concat(seen.data).toString(), 'first-second');
+  t.equal(seen.end, 1);
+  t.same(seen.errors, []);
+});
+
+t.test('chunked body written in odd pieces, head split too', async (t) => {
+  const wire = Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n'), chunkedWire([50, 7, 250, 15])]);
+  const url = await server(t, (sock) => {
+    let at = 0;
+    const step = () => {
+      if (at >= wire.length) return;
+      sock.write(wire.subarray(at, at + 13));
+      at += 13;
+      setTimeout(step, 1);
+    };
+    step();
+  });
+  const { h, seen } = recorder();
+  new Upstream(url, 2000, h);
+  await seen.done;
+  t.same(Buffer.concat(seen.data), body);
+  t.equal(seen.end, 1, 'the zero chunk ends it');
+});
+
+t.test('Content-Length body ends after its length', async (t) => {
+  const url = await server(t, (sock) => sock.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabcdeEXTRA'));
+  const { h, seen } = recorder();
+  new Upstream(url, 2000, h);
+  await seen.done;
+  t.equal(Buffer.concat(seen.data).toString(), 'abcde');
+  t.equal(seen.end, 1);
+});
+
+t.test('a status other than 200 is reported as it is', async (t) => {
+  const url = await server(t, (sock) => sock.end('HTTP/1.1 410 Gone\r\nContent-Length: 0\r\n\r\n'));
+  const { h, seen } = recorder();
+  new Upstream(url, 2000, h);
+  await seen.done;
+  t.equal(seen.status, 410);
+});
+
+t.test('faults: no head in time, bad head, oversize head, bad chunk, truncated, refused', async (t) => {
+  const cases: [string, (sock: net.Socket) => void, string, RegExp][] = [
+    ['silent engine', () => {}, 'HEADERS_TIMEOUT', /no response headers within 150 ms/],
+    ['not HTTP', (s) => s.write('SOMETHING ELSE\r\n\r\n'), 'BAD_RESPONSE', /bad status line/],
+    ['oversize head', (s) => s.write('HTTP/1.1 200 OK\r\nX-Big: ' + 'a'.repeat(20000)), 'BAD_RESPONSE', /over 16384 bytes/],
+    ['bad chunk size', (s) => s.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nnope\r\n'), 'BAD_RESPONSE', /bad chunk size/],
+    ['chunked cut short', (s) => s.end('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab'), 'TRUNCATED', /mid-body/],
+    ['closed before answering', (s) => s.end(), 'ECONNRESET', /before a response/],
+  ];
+  for (const [name, serve, code, message] of cases) {
+    const url = await server(t, serve);
+    const { h, seen } = recorder();
+    new Upstream(url, 150, h);
+    await seen.done;
+    t.equal(seen.errors.length, 1, name);
+    t.equal(seen.errors[0]?.code, code, name);
+    t.match(seen.errors[0]?.message, message, name);
+    t.equal(seen.end, 0, name);
+  }
+  const { h, seen } = recorder();
+  new Upstream(new URL('http://127.0.0.1:1/x'), 1000, h);
+  await seen.done;
+  t.equal(seen.errors[0]?.code, 'ECONNREFUSED');
+});
+
+t.test('pause holds the data back, resume lets it through; close silences it', async (t) => {
+  let peer!: net.Socket;
+  const url = await server(t, (sock) => {
+    peer = sock;
+    sock.write('HTTP/1.1 200 OK\r\n\r\nA');
+  });
+  const { h, seen } = recorder();
+  const up = new Upstream(url, 2000, h);
+  while (seen.data.length === 0) await tick(5);
+  up.pause();
+  peer.write('B');
+  await tick(100);
+  t.equal(Buffer.concat(seen.data).toString(), 'A', 'nothing while paused');
+  up.resume();
+  while (seen.data.length < 2) await tick(5);
+  t.equal(Buffer.concat(seen.data).toString(), 'AB');
+  up.close();
+  peer.end('C');
+  await tick(100);
+  t.equal(Buffer.concat(seen.data).toString(), 'AB', 'nothing after close');
+  t.equal(seen.end + seen.errors.length, 0, 'no end or error after close');
+});
