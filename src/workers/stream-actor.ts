@@ -233,10 +233,14 @@ export class StreamActor {
       } else if (pid === this.psi.videoPid && this.psi.version > 0) {
         clean = isKeyframeStart(src, p, this.psi.videoCodec);
       }
-      if (pid === this.psi.pcrPid && this.needDiscontinuity) this.markSplice(src, p, readPcr(src, p));
       if (clean || this.prePackets === HOLD_PACKETS) {
-        // The held run starts with the PAT: that is the join point; this packet follows it.
+        // The held run starts with the PAT: that is the join point; this packet follows it. Only
+        // now is it known which packets reach the ring (a newer PAT drops the held ones), so the
+        // splice is marked here, or by onPcr when the held run carries no PCR.
         const at = (this.ring.position + this.heldPackets) | 0;
+        for (let q = 0; q < this.prePackets && this.needDiscontinuity; q++) {
+          if (pidOf(this.pre!, q * TS) === this.psi.pcrPid) this.markSplice(this.pre!, q * TS, readPcr(this.pre!, q * TS));
+        }
         if (this.prePackets > 0) this.commit(this.pre!, 0, this.prePackets);
         this.stats.packets += this.prePackets;
         this.prePackets = 0;
@@ -262,7 +266,7 @@ export class StreamActor {
   }
 
   /** A1: the first PCR-carrying packet after a splice says so. It is not in the ring yet: mark it
-   *  in the source, which is ours for the length of this call. */
+   *  in the source (the held run, or a read buffer that is ours for the length of this call). */
   private markSplice(src: Uint8Array, p: number, pcr: number): void {
     if (pcr < 0) return;
     setDiscontinuity(src, p);

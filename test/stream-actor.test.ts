@@ -1,0 +1,74 @@
+/**
+ * The stream actor in-process, against a real HTTP server that plays the sample file from any
+ * packet: what lands in the ring after a splice.
+ */
+import t from 'tap';
+import http from 'node:http';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { MessageChannel } from 'node:worker_threads';
+import { Agent } from 'undici';
+import { StreamActor } from '../src/workers/stream-actor';
+import { createRing, RingReader, ahead } from '../src/shared/ring';
+import { pidOf, readPcr, discontinuityIndicator, PAT_PID, TS_PACKET_SIZE as TS } from '../src/shared/ts-packet';
+import type { ActorTask, Report } from '../src/shared/messages';
+
+const sample = readFileSync(join(__dirname, '..', 'assets', 'sample.ts'));
+
+/** GET /from/<packet>/<count>: that run of the sample, then the body ends. */
+async function sampleServer(t: Tap.Test): Promise<string> {
+  const srv = http.createServer((req, res) => {
+    const [, , from, count] = (req.url ?? '').split('/').map(Number);
+    res.writeHead(200, { 'content-type': 'video/mp2t' });
+    res.end(sample.subarray(from! * TS, (from! + count!) * TS));
+  });
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  t.teardown(() => new Promise<void>((r) => srv.close(() => r())));
+  return `http://127.0.0.1:${(srv.address() as { port: number }).port}`;
+}
+
+t.test('a splice into the middle of a GOP: the ring resumes at PAT + keyframe, and only the first PCR packet after it is flagged', async (t) => {
+  const origin = await sampleServer(t);
+  const ring = createRing(4 << 20, 4);
+  const { port1, port2 } = new MessageChannel();
+  const inspect = new MessageChannel();
+  const reports: Report[] = [];
+  port2.on('message', (m: Report | number) => typeof m === 'object' && reports.push(m));
+  const task: ActorTask = {
+    streamId: 'test', ring, port: port1, epoch: Date.now(), batchBytes: 64 * 1024, batchMs: 30, keepaliveMs: 0,
+    firstDataTimeoutMs: 5000, stallTimeoutMs: 5000, playbackHeadersTimeoutMs: 5000, statIntervalMs: 0, engineTimeoutMs: 5000,
+    connect: { type: 'connect', playbackUrl: `${origin}/from/0/3000`, statUrl: null, splice: false },
+    life: 0, crashAfterBytes: 0, inspectPort: inspect.port1,
+  };
+  const agent = new Agent();
+  const actor = new StreamActor(task, agent);
+  t.teardown(async () => {
+    actor.stop();
+    port2.close();
+    inspect.port2.close();
+    await agent.close();
+  });
+  const until = async (ok: () => boolean) => {
+    for (let i = 0; i < 500 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+    t.ok(ok());
+  };
+  await until(() => reports.some((r) => r.type === 'upstream-fault' && r.fault === 'ended'));
+  const reader = new RingReader(ring);
+  const spliceAt = reader.head();
+
+  // The sample has a PAT every ~94 packets and a keyframe every ~930: from packet 1000 the actor
+  // sees PATs at 1029, 1123, … and PCR packets between them long before the keyframe at 1862.
+  port2.postMessage({ type: 'connect', playbackUrl: `${origin}/from/1000/2000`, statUrl: null, splice: true });
+  await until(() => ahead(reader.head(), spliceAt) > 1000);
+
+  const [a, b] = reader.views(spliceAt, reader.head());
+  const after = b ? Buffer.concat([a, b]) : Buffer.from(a);
+  t.equal(pidOf(after, 0), PAT_PID, 'the splice starts at a PAT');
+  const pcrs: number[] = [];
+  for (let off = 0; off + TS <= after.length; off += TS) if (readPcr(after, off) >= 0) pcrs.push(off);
+  t.ok(pcrs.length > 10, `PCR packets after the splice (${pcrs.length})`);
+  t.ok(discontinuityIndicator(after, pcrs[0]!), 'the first PCR packet after the splice has discontinuity_indicator set');
+  t.same(pcrs.slice(1).filter((off) => discontinuityIndicator(after, off)), [], 'no later PCR packet is flagged');
+});
