@@ -27,7 +27,7 @@ function frame(input: Uint8Array, cuts: Iterable<number>) {
   let outLen = 0;
   let calls = 0;
   let carryCalls = 0;
-  const backing = new Uint8Array(input.length);
+  const backing = new Uint8Array(input.length + 16);
   let chunk = backing;
   const framer = new TsFramer((src, off, count) => {
     calls++;
@@ -38,11 +38,24 @@ function frame(input: Uint8Array, cuts: Iterable<number>) {
     outLen += count * TS_PACKET_SIZE;
   });
   let pos = 0;
+  let nth = 0;
   for (const end of [...cuts, input.length]) {
-    chunk = backing.subarray(0, end - pos);
-    chunk.set(input.subarray(pos, end));
-    framer.push(chunk);
-    chunk.fill(0xaa);
+    if (nth++ % 2 === 0) {
+      chunk = backing.subarray(0, end - pos);
+      chunk.set(input.subarray(pos, end));
+      framer.push(chunk);
+    } else {
+      // Every other chunk as a range of a bigger buffer whose bytes around it are sync bytes:
+      // reading outside [from, to) would show.
+      const from = 1 + (nth % 7);
+      const to = from + end - pos;
+      chunk = backing;
+      backing.fill(SYNC_BYTE, 0, from);
+      backing.set(input.subarray(pos, end), from);
+      backing.fill(SYNC_BYTE, to, to + 16);
+      framer.push(backing, from, to);
+    }
+    chunk.fill(0xaa, 0, end - pos + 24);
     pos = end;
   }
   framer.flush();

@@ -133,7 +133,7 @@ export class Stream {
 /** Re-reads state after an await (TypeScript would keep the narrowing from before it). */
 const stopped = (s: Stream): boolean => s.state === 'stopped';
 
-export function streamKey(sel: Selector, extra: ReadonlyArray<[string, string]>): string {
+function streamKey(sel: Selector, extra: ReadonlyArray<[string, string]>): string {
   const rest = [...extra].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([k, v]) => `&${k}=${v}`).join('');
   return `${sel.name}=${sel.value.toLowerCase()}${rest}`;
 }
@@ -329,7 +329,6 @@ export class Supervisor {
       port: port2,
       epoch: s.createdAt,
       batchBytes: this.cfg.batchBytes,
-      batchMs: this.cfg.batchMs,
       keepaliveMs: this.cfg.keepaliveMs,
       firstDataTimeoutMs: this.cfg.firstDataTimeoutMs,
       stallTimeoutMs: this.cfg.stallTimeoutMs,
@@ -395,9 +394,6 @@ export class Supervisor {
         break;
       case 'upstream-fault':
         this.onFault(s, m.fault, m.detail);
-        break;
-      case 'connected':
-      case 'stopped':
         break;
     }
   }

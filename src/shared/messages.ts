@@ -17,7 +17,6 @@ export interface ActorTask {
   /** Date.now() when the ring was made: the stream clock counts from here. */
   epoch: number;
   batchBytes: number;
-  batchMs: number;
   keepaliveMs: number;
   firstDataTimeoutMs: number;
   stallTimeoutMs: number;
@@ -84,11 +83,9 @@ export interface EngineStat {
 
 /** Actor → supervisor. */
 export type Report =
-  | { type: 'connected'; status: number }
   | { type: 'first-data' }
-  | { type: 'upstream-fault'; fault: UpstreamFault; detail: string; status?: number }
-  | { type: 'stat'; stat: EngineStat | null; error?: string }
-  | { type: 'stopped' };
+  | { type: 'upstream-fault'; fault: UpstreamFault; detail: string }
+  | { type: 'stat'; stat: EngineStat | null; error?: string };
 
 /** The actor's counters, carried in the ring's stats block (ring.ts), refreshed each tick. */
 export interface ActorStats {

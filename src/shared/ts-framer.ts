@@ -60,12 +60,13 @@ export class TsFramer {
     this.reset();
   }
 
-  push(chunk: Uint8Array): void {
-    const n = chunk.length;
-    let i = this.carryLen > 0 ? this.drainCarry(chunk) : 0;
+  /** Feeds chunk[from, to): a caller's reused read buffer needs no view per read. */
+  push(chunk: Uint8Array, from = 0, to = chunk.length): void {
+    const n = to;
+    let i = this.carryLen > 0 ? this.drainCarry(chunk, from, n) : from;
     while (i < n) {
       if (!this.synced) {
-        const k = this.scan(chunk, i);
+        const k = this.scan(chunk, i, n);
         this.drop(k - i);
         if (k + TS_PACKET_SIZE >= n) return this.keep(chunk, k, n); // confirm with the next chunk
         this.lock();
@@ -77,7 +78,7 @@ export class TsFramer {
       if (j > i) this.emit(chunk, i, (j - i) / TS_PACKET_SIZE);
       if (j + TS_PACKET_SIZE >= n) return this.keep(chunk, j, n); // the last one waits for its successor
       // The packet at j is suspect.
-      const k = this.scan(chunk, j + 1);
+      const k = this.scan(chunk, j + 1, n);
       const overlaps = k < j + TS_PACKET_SIZE;
       if (overlaps && k + TS_PACKET_SIZE >= n) return this.keep(chunk, j, n); // decide with more bytes
       this.synced = false;
@@ -92,7 +93,7 @@ export class TsFramer {
 
   /**
    * First offset >= i that starts a sync candidate: 0x47 there and at +188, or a 0x47 too close to
-   * the end to check. chunk.length if there is none.
+   * the end (n) to check. n if there is none.
    * When +376 is inside the chunk but is not 0x47, the candidate is weak: a coincidence in junk, or
    * two good packets before more junk. A strong candidate (0x47 at +188 and +376) starting inside
    * the weak one's packet proves the coincidence and wins; otherwise the weak one stands, since
@@ -100,8 +101,7 @@ export class TsFramer {
    * packets, 3.6k truncations/junk runs) rejecting lost 2-3.5x more packets than this tie-break,
    * and ignoring +376 lost and invented a few percent more.
    */
-  private scan(chunk: Uint8Array, i: number): number {
-    const n = chunk.length;
+  private scan(chunk: Uint8Array, i: number, n: number): number {
     let weak = -1;
     for (let k = i; k < n; k++) {
       if (weak >= 0 && k >= weak + TS_PACKET_SIZE) return weak;
@@ -116,14 +116,13 @@ export class TsFramer {
 
   /**
    * Settles the carried bytes using the chunk: the same rule as push(), on the carry followed by
-   * the chunk. Returns the chunk index to go on from (in sync: a packet start; else: hunt there).
+   * chunk[from, n). Returns the chunk index to go on from (in sync: a packet start; else: hunt there).
    * Runs once per chunk; only resync work loops, and copies are plain loops of < 376 bytes
    * (no subarray views allocated).
    */
-  private drainCarry(chunk: Uint8Array): number {
-    const n = chunk.length;
+  private drainCarry(chunk: Uint8Array, from: number, n: number): number {
     const w = this.carry;
-    let pos = 0;
+    let pos = from;
     for (;;) {
       let len = this.carryLen;
       if (len < TS_PACKET_SIZE) {

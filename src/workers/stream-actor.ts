@@ -53,7 +53,6 @@ export class StreamActor {
   private readonly nulls = Buffer.alloc(KEEPALIVE_PACKETS * TS);
 
   private upstream: Upstream | null = null;
-  private connGen = 0;
   private connectedAt = 0;
   private gotData = false;
   private lastDataAt = 0;
@@ -72,7 +71,6 @@ export class StreamActor {
   private held: Buffer[] = [];
   private heldPackets = 0;
   private blockedSince = 0;
-  private blockedMs = 0;
   private retryTimer: NodeJS.Timeout | null = null;
 
   /** Packets published since main was last pinged. */
@@ -120,7 +118,6 @@ export class StreamActor {
 
   private connect(cmd: ConnectCommand): void {
     this.abortUpstream();
-    const gen = ++this.connGen;
     this.framer.reset();
     this.entry = Entry.WaitPat;
     this.prePackets = 0;
@@ -131,24 +128,18 @@ export class StreamActor {
     this.statUrl = cmd.statUrl;
     this.playbackUrl = cmd.playbackUrl;
     this.scheduleStat();
-    const stale = () => gen !== this.connGen || this.stopped;
+    // No callback of a closed Upstream ever runs (upstream.ts U2), and every reconnect and stop
+    // closes the previous one: these handlers only ever hear from the current connection.
     this.upstream = new Upstream(new URL(cmd.playbackUrl), this.task.playbackHeadersTimeoutMs, {
       onStart: (status) => {
-        if (stale()) return;
         if (status !== 200) {
           const gone = status === 403 || status === 404 || status === 410;
-          return this.fault(gone ? 'gone' : 'status', `playback answered HTTP ${status}`, status);
+          this.fault(gone ? 'gone' : 'status', `playback answered HTTP ${status}`);
         }
-        this.report({ type: 'connected', status });
       },
-      onData: (chunk) => {
-        if (!stale()) this.onData(chunk);
-      },
-      onEnd: () => {
-        if (!stale()) this.fault('ended', 'the engine closed the stream');
-      },
+      onData: (buf, from, to) => this.onData(buf, from, to),
+      onEnd: () => this.fault('ended', 'the engine closed the stream'),
       onError: (code, message) => {
-        if (stale()) return;
         if (code === 'HEADERS_TIMEOUT') this.fault('headers-timeout', 'no playback headers in time');
         else this.fault(this.gotData ? 'error' : 'connect', `${code}: ${message}`);
       },
@@ -156,7 +147,6 @@ export class StreamActor {
   }
 
   private abortUpstream(): void {
-    this.connGen++;
     this.upstream?.close();
     this.upstream = null;
     this.connectedAt = 0;
@@ -165,14 +155,15 @@ export class StreamActor {
   }
 
   /** Reports a fault once per connection and drops the upstream; the supervisor decides next. */
-  private fault(fault: UpstreamFault, detail: string, status?: number): void {
+  private fault(fault: UpstreamFault, detail: string): void {
     this.abortUpstream();
-    this.report({ type: 'upstream-fault', fault, detail, status });
+    this.report({ type: 'upstream-fault', fault, detail });
   }
 
-  private onData(chunk: Buffer): void {
-    this.lastDataAt = this.clock();
-    this.stats.bytesIn += chunk.length;
+  private onData(buf: Buffer, from: number, to: number): void {
+    const now = this.clock();
+    this.lastDataAt = now; // also the clock for everything this read writes: one read of it per read
+    this.stats.bytesIn += to - from;
     if (this.task.crashAfterBytes > 0 && this.task.life === 0 && this.stats.bytesIn >= this.task.crashAfterBytes) {
       // Test hook: an uncaught throw on the thread, as a real bug would be.
       setImmediate(() => {
@@ -183,7 +174,8 @@ export class StreamActor {
       this.gotData = true;
       this.report({ type: 'first-data' });
     }
-    this.framer.push(chunk);
+    this.framer.push(buf, from, to);
+    this.publish(now); // once per read: the framer may hand over several runs
   }
 
   // ---- ingest (hot path: per packet, header bytes only) ----
@@ -258,7 +250,7 @@ export class StreamActor {
 
   private addJoin(pos: number): void {
     this.patPending = false;
-    const now = this.clock();
+    const now = this.lastDataAt;
     if (now - this.lastJoinMs < 100 && this.psi.videoPid < 0) return; // PAT-only joins: enough is enough
     this.lastJoinMs = now;
     this.ring.addJoin(pos, now);
@@ -295,9 +287,8 @@ export class StreamActor {
   private commit(src: Uint8Array, off: number, count: number): void {
     if (this.heldPackets > 0) return this.hold(src, off, count);
     const n = this.ring.write(src, off, count);
-    this.lastWriteAt = this.clock();
+    this.lastWriteAt = this.lastDataAt;
     if (n < count) this.hold(src, off + n * TS, count - n);
-    this.publish();
   }
 
   private hold(src: Uint8Array, off: number, count: number): void {
@@ -326,20 +317,20 @@ export class StreamActor {
       }
       this.held.shift();
     }
-    this.blockedMs += Date.now() - this.blockedSince;
+    this.stats.blockedMs += Date.now() - this.blockedSince;
     this.lastWriteAt = this.clock();
     this.publish();
     this.upstream?.resume();
   }
 
-  private publish(): void {
+  private publish(now = this.clock()): void {
     const moved = this.ring.unpublished();
     const blocked = this.ring.blocked();
     if (moved === 0 && !blocked) return;
     this.sincePing += moved;
     const urgent = blocked || this.sincePing * TS >= this.task.batchBytes;
     if (urgent) this.sincePing = 0;
-    if (this.ring.publish(this.clock(), urgent)) this.port.postMessage(WAKE);
+    if (this.ring.publish(now, urgent)) this.port.postMessage(WAKE);
   }
 
   // ---- timers: keepalive, watchdog, stat ----
@@ -403,7 +394,6 @@ export class StreamActor {
     this.stats.junkBytes = this.framer.junkBytes;
     this.stats.resyncs = this.framer.resyncs;
     this.stats.videoCodec = this.psi.videoCodec;
-    this.stats.blockedMs = this.blockedMs;
     this.ring.writeStats(this.stats);
   }
 
@@ -432,7 +422,6 @@ export class StreamActor {
   stop(): void {
     if (this.stopped) return;
     this.publish();
-    this.report({ type: 'stopped' });
     this.stopped = true;
     this.abortUpstream();
     if (this.retryTimer) clearTimeout(this.retryTimer);

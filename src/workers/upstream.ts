@@ -8,8 +8,8 @@
  * rate drove a major GC every ~1.5 s. A response head and a chunked body are all we need to parse.
  *
  * Invariants:
- *  U1 The handler sees every body byte once, in order, without chunked framing. A chunk passed to
- *     onData is a view of a buffer that the next read reuses: valid only during the call.
+ *  U1 The handler sees every body byte once, in order, without chunked framing, as a range of a
+ *     buffer that the next read reuses: valid only during the call (no view is made per read).
  *  U2 At most one of onEnd / onError, and no callback at all after close().
  *  U3 A bad status line, an oversize head (MAX_HEAD) or a bad chunk size is an error, never a hang;
  *     so is a missing head after headersTimeoutMs.
@@ -20,7 +20,8 @@ import tls from 'node:tls';
 export interface UpstreamHandler {
   /** The response head arrived. */
   onStart(status: number): void;
-  onData(chunk: Buffer): void;
+  /** Body bytes buf[from, to). */
+  onData(buf: Buffer, from: number, to: number): void;
   /** The body ended where its framing said (or the connection closed a close-delimited body). */
   onEnd(): void;
   /** code: a socket error code (ECONNREFUSED…), HEADERS_TIMEOUT, BAD_RESPONSE or TRUNCATED. */
@@ -37,7 +38,6 @@ const enum Body {
   Close, // everything until the connection closes
   Length,
   Chunked,
-  Done,
 }
 
 export class Upstream {
@@ -45,8 +45,8 @@ export class Upstream {
   private body = Body.Head;
   private head: Buffer | null = null;
   private remaining = 0; // Length: bytes left
-  private readonly chunks = new ChunkedDecoder((b) => {
-    if (!this.closed) this.handler.onData(b); // the handler may close us mid-buffer (U2)
+  private readonly chunks = new ChunkedDecoder((b, from, to) => {
+    if (!this.closed) this.handler.onData(b, from, to); // the handler may close us mid-buffer (U2)
   });
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -58,7 +58,6 @@ export class Upstream {
     const onread = { buffer: READ_BUF, callback: (n: number) => this.onRead(READ_BUF, n) };
     this.socket = https ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host }) : net.connect({ host, port, onread });
     if (https) this.socket.on('data', (d: Buffer) => this.onRead(d, d.length));
-    this.socket.setNoDelay(true);
     this.socket.write(`GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n`);
     this.socket.on('end', () => this.onEof());
     this.socket.on('close', () => this.onEof());
@@ -90,11 +89,11 @@ export class Upstream {
       if (from < 0 || this.closed) return !this.closed;
     }
     if (from >= n) return true;
-    if (this.body === Body.Close) this.handler.onData(buf.subarray(from, n));
+    if (this.body === Body.Close) this.handler.onData(buf, from, n);
     else if (this.body === Body.Length) {
       const take = Math.min(this.remaining, n - from);
       this.remaining -= take;
-      this.handler.onData(buf.subarray(from, from + take));
+      this.handler.onData(buf, from, from + take);
       if (this.remaining === 0) this.end();
     } else if (this.body === Body.Chunked) {
       const err = this.chunks.push(buf, from, n);
@@ -137,7 +136,6 @@ export class Upstream {
   }
 
   private end(): void {
-    this.body = Body.Done;
     if (this.closed) return;
     this.close();
     this.handler.onEnd();
@@ -190,13 +188,17 @@ const enum Chunk {
 
 /** Incremental chunked transfer decoding; cuts may fall anywhere, even inside a CRLF. */
 export class ChunkedDecoder {
-  done = false;
   private state = Chunk.Size;
   private size = 0;
   private digits = 0;
   private lineLen = 0;
 
-  constructor(private readonly onData: (b: Buffer) => void) {}
+  constructor(private readonly onData: (b: Buffer, from: number, to: number) => void) {}
+
+  /** The last chunk and its trailers have been read. */
+  get done(): boolean {
+    return this.state === Chunk.Done;
+  }
 
   /** Feeds buf[from, to); returns an error message, or null. */
   push(buf: Buffer, from: number, to: number): string | null {
@@ -204,7 +206,7 @@ export class ChunkedDecoder {
     while (i < to) {
       if (this.state === Chunk.Data) {
         const take = Math.min(this.size, to - i);
-        this.onData(buf.subarray(i, i + take));
+        this.onData(buf, i, i + take);
         i += take;
         this.size -= take;
         if (this.size === 0) this.state = Chunk.DataEnd;
@@ -238,7 +240,6 @@ export class ChunkedDecoder {
           if (c === 0x0a) {
             if (this.lineLen === 0) {
               this.state = Chunk.Done;
-              this.done = true;
               return null;
             }
             this.lineLen = 0;
