@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSim, type SimHandle } from './helpers/sim';
 import { startAcemux, freePort, type Acemux } from './helpers/acemux';
-import { fetchStream, getJson, aligned, pidAt, sleep, contentId, type Received } from './helpers/client';
-import { readPcr, discontinuityIndicator } from '../src/shared/ts-packet';
+import { fetchStream, getJson, aligned, sleep, contentId, type Received } from './helpers/client';
+import { readPcr, discontinuityIndicator, pidOf } from '../src/shared/ts-packet';
 
 const TS = 188;
 const NULL_PID = 0x1fff;
@@ -40,12 +40,12 @@ async function watch(url: string, ms: number): Promise<Watched> {
 const whole = (b: Buffer) => b.subarray(0, b.length - (b.length % TS));
 const firstData = (b: Buffer) => {
   let off = 0;
-  while (off + TS <= b.length && pidAt(b, off) === NULL_PID) off += TS;
+  while (off + TS <= b.length && pidOf(b, off) === NULL_PID) off += TS;
   return off;
 };
 const countPid = (b: Buffer, pid: number) => {
   let n = 0;
-  for (let off = 0; off + TS <= b.length; off += TS) if (pidAt(b, off) === pid) n++;
+  for (let off = 0; off + TS <= b.length; off += TS) if (pidOf(b, off) === pid) n++;
   return n;
 };
 
@@ -56,7 +56,7 @@ function assertPlayed(t: Test, r: Watched, what: string): void {
   t.ok(r.maxGapMs < 1200, `${what}: never silent for long (longest gap ${r.maxGapMs} ms)`);
   const off = firstData(r.body);
   t.ok(off < r.body.length, `${what}: real data arrived`);
-  t.equal(pidAt(r.body, off), 0, `${what}: the first data packet is a PAT`);
+  t.equal(pidOf(r.body, off), 0, `${what}: the first data packet is a PAT`);
 }
 
 /** After the clients are gone and the grace period has passed, the engine holds no session of ours. */
@@ -82,7 +82,7 @@ async function events(ace: Acemux, id?: string): Promise<Array<{ kind: string; [
 function decodes(t: Test, body: Buffer, what: string, seconds: number): void {
   if (!hasFfmpeg) return void t.skip(`${what}: ffprobe not installed`);
   let last = 0;
-  for (let off = 0; off + TS <= body.length; off += TS) if (pidAt(body, off) === 0x100 && body[off + 1]! & 0x40) last = off;
+  for (let off = 0; off + TS <= body.length; off += TS) if (pidOf(body, off) === 0x100 && body[off + 1]! & 0x40) last = off;
   const file = join(mkdtempSync(join(tmpdir(), 'acemux-')), 'splice.ts');
   writeFileSync(file, body.subarray(0, last));
   const demux = spawnSync('ffprobe', ['-v', 'error', '-show_packets', file]);
@@ -265,6 +265,11 @@ t.test('a channel whose first two ids are dead plays from the third', async (t) 
   const ev = await events(ace);
   t.ok(ev.filter((e) => e.kind === 'failover').length >= 2, 'two failovers');
   t.equal((await getJson(`${ace.origin}/ace/channel/nope`)).status, 404);
+  for (const [q, why] of [[`id=${good}`, /remove "id"/], ['pid=7', /"pid" is set by acemux/], ['a=1&a=2', /"a" given more than once/]] as const) {
+    const bad = await getJson(`${ace.origin}/ace/channel/test-one?${q}`);
+    t.equal(bad.status, 400, q);
+    t.match(bad.body.error, why, q);
+  }
   await sim.resetFaults();
   await assertNoLeak(t, ace, sim);
 });

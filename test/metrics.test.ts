@@ -142,7 +142,8 @@ t.test('the collector runs before each render; pushed values accumulate', async 
   m.addBytes(1000, 5000);
   m.addBytes(24, -1);
   m.observeFirstByte(0.004);
-  m.observeStreamStart(3.2);
+  m.observeEvent(ev('stream-live', { stream: 'a', ms: 3200 }));
+  m.observeEvent(ev('stream-live', { stream: 'a', ms: 900, recovered: true })); // a recovery is not a start
   let f = parse((await m.render()).body);
   t.equal(runs, 1);
   t.equal(value(f, 'acemux_streams', { state: 'live' }), 2);

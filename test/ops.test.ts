@@ -185,6 +185,11 @@ t.test('/playlist.m3u rewrites the source playlist to acemux links', async (t) =
   const none = await startAcemux(sim.origin, FAST);
   t.teardown(() => none.stop());
   t.equal((await call(`${none.origin}/playlist.m3u`)).status, 404, 'none configured: 404');
+  // With a stream token the playlist is asked for it before its source is even read.
+  const locked = await startAcemux(sim.origin, [...FAST, '--playlist', 'http://127.0.0.1:1/unreachable.m3u'], { ACEMUX_STREAM_TOKEN: 'tok' });
+  t.teardown(() => locked.stop());
+  t.equal((await call(`${locked.origin}/playlist.m3u`)).status, 401, 'no token: 401, not the source fetch failing');
+  t.equal((await call(`${locked.origin}/playlist.m3u?token=tok`)).status, 502, 'with the token the source is fetched (and fails here)');
 });
 
 t.test('the event journal survives a restart; SIGTERM shuts down cleanly', async (t) => {

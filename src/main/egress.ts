@@ -128,15 +128,14 @@ export class Egress {
     }
   }
 
-  /** On a WAKE: write what is new to every idle client; police the ones still writing. */
   /** On the egress clock: drain when the head moved, and now and then anyway (client timeouts). */
   poll(now: number): void {
-    if (this.ring.head() !== this.seenHead || now - this.now >= POLICE_MS) this.drain();
+    if (this.ring.head() !== this.seenHead || now - this.now >= POLICE_MS) this.drain(now);
   }
 
-  drain(): void {
+  drain(now = Date.now()): void {
     this.ring.clearWake();
-    this.now = Date.now();
+    this.now = now;
     const head = this.ring.head();
     this.seenHead = head;
     const blocked = this.ring.blocked();
@@ -204,12 +203,7 @@ export class Egress {
   written(c: Client, err?: Error | null): void {
     if (c.removed) return;
     const end = c.takeEnd();
-    if (err) {
-      this.remove(c);
-      c.sink.destroy();
-      this.opts.onCut(c, 'write-error');
-      return;
-    }
+    if (err) return this.cut(c, 'write-error');
     const n = ahead(end, c.cursor) * TS;
     c.bytes += n;
     this.bytesOut += n;

@@ -16,8 +16,6 @@ export interface EngineSession {
   playbackUrl: string;
   statUrl: string | null;
   commandUrl: string | null;
-  infohash: string | null;
-  playbackSessionId: string | null;
 }
 
 export class EngineError extends Error {
@@ -30,7 +28,7 @@ export class EngineError extends Error {
  * The engine writes its URLs with whatever Host it was called by; behind Docker or NAT that may
  * not be reachable from here, so point them back at the origin we called.
  */
-export function rewriteOrigin(url: string, engine: string): string {
+function rewriteOrigin(url: string, engine: string): string {
   const u = new URL(url);
   const e = new URL(engine);
   u.protocol = e.protocol;
@@ -65,10 +63,16 @@ async function getJson(url: string, timeoutMs: number): Promise<unknown> {
   }
 }
 
+/** An undici request that ran out of time (our AbortSignal.timeout, or its own header/body timers). */
+export function isTimeout(e: unknown): boolean {
+  const err = e as { name?: string; code?: string };
+  return err.name === 'TimeoutError' || err.name === 'AbortError' || err.code === 'UND_ERR_HEADERS_TIMEOUT' || err.code === 'UND_ERR_BODY_TIMEOUT';
+}
+
 function classify(e: unknown, url: string): EngineError {
-  const err = e as { name?: string; code?: string; message?: string };
+  const err = e as { code?: string; message?: string };
   const where = new URL(url).host;
-  if (err.name === 'TimeoutError' || err.name === 'AbortError' || err.code === 'UND_ERR_HEADERS_TIMEOUT' || err.code === 'UND_ERR_BODY_TIMEOUT') {
+  if (isTimeout(e)) {
     return new EngineError(`engine at ${where} did not answer in time`, 504, 'timeout');
   }
   return new EngineError(`engine at ${where} is unreachable (${err.code ?? err.message ?? 'error'})`, 502, 'unreachable');
@@ -102,8 +106,6 @@ export async function startSession(
     playbackUrl: rewriteOrigin(r.playback_url, engine),
     statUrl: opt(r.stat_url),
     commandUrl: opt(r.command_url),
-    infohash: typeof r.infohash === 'string' ? r.infohash : null,
-    playbackSessionId: typeof r.playback_session_id === 'string' ? r.playback_session_id : null,
   };
 }
 

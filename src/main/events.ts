@@ -47,7 +47,6 @@ const LEVEL: Record<EventKind, 'info' | 'warn' | 'error'> = {
 export class EventLog {
   private readonly recent: AceEvent[] = [];
   private seq = 0;
-  readonly counts: Record<string, number> = {};
   private readonly subscribers = new Set<(e: AceEvent) => void>();
 
   /** `startSeq`: the journal's last seq, so numbering continues across restarts. */
@@ -57,7 +56,6 @@ export class EventLog {
 
   record(kind: EventKind, fields: Record<string, unknown> & { stream?: string }, msg?: string): AceEvent {
     const e: AceEvent = { seq: ++this.seq, time: Date.now(), kind, ...fields };
-    this.counts[kind] = (this.counts[kind] ?? 0) + 1;
     this.recent.push(e);
     if (this.recent.length > this.keep) this.recent.shift();
     this.log[LEVEL[kind]]({ event: kind, ...fields }, msg ?? kind);

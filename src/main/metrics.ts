@@ -1,7 +1,7 @@
 /**
  * Prometheus metrics for /metrics. Three ways in, none on the data path:
  * - events: `observeEvent` (subscribed to the EventLog) counts decisions and cuts by kind/reason;
- * - deltas and timings pushed by their owners: `addBytes`, `observeFirstByte`, `observeStreamStart`;
+ * - deltas and timings pushed by their owners: `addBytes`, `observeFirstByte` (stream starts come as `stream-live` events);
  * - state pulled at scrape time: the collector set with `setCollector` runs before each render
  *   and refreshes the gauges (streams by state, clients, engines, lag samples) from the supervisor.
  *
@@ -96,6 +96,9 @@ export class Metrics {
       case 'client-cut':
         this.clientCuts.inc({ reason: typeof e.reason === 'string' ? e.reason : 'unknown' });
         break;
+      case 'stream-live':
+        if (!e.recovered && typeof e.ms === 'number') this.streamStart.observe(e.ms / 1000);
+        break;
       case 'engine-health':
         if (typeof e.engine === 'string' && typeof e.healthy === 'boolean') this.setEngineUp(e.engine, e.healthy);
         break;
@@ -128,10 +131,6 @@ export class Metrics {
 
   observeFirstByte(seconds: number): void {
     this.firstByte.observe(seconds);
-  }
-
-  observeStreamStart(seconds: number): void {
-    this.streamStart.observe(seconds);
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

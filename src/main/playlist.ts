@@ -15,6 +15,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Agent, interceptors, request, type Dispatcher } from 'undici';
 import { contentIdOf, splitLines } from '../shared/m3u';
+import { isTimeout } from './engine-client';
 
 export const MAX_SOURCE_BYTES = 8 << 20;
 
@@ -76,8 +77,8 @@ async function fetchSource(url: string, timeoutMs: number): Promise<string> {
     return Buffer.concat(chunks, size).toString('utf8');
   } catch (e) {
     if (e instanceof PlaylistError) throw e;
-    const err = e as { name?: string; code?: string; message?: string };
-    if (err.name === 'TimeoutError' || err.name === 'AbortError' || err.code === 'UND_ERR_HEADERS_TIMEOUT' || err.code === 'UND_ERR_BODY_TIMEOUT') {
+    const err = e as { code?: string; message?: string };
+    if (isTimeout(e)) {
       throw new PlaylistError(`playlist ${where} did not arrive within ${timeoutMs} ms`);
     }
     throw new PlaylistError(`playlist ${where} could not be fetched (${err.code ?? err.message ?? 'error'})`);

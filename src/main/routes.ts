@@ -35,10 +35,15 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 
 const fail = (res: ServerResponse, status: number, error: string, headers?: Record<string, string>) => sendJson(res, status, { error }, headers);
 
-export type Parsed = { sel: Selector; extra: Array<[string, string]> } | { error: string };
+type Parsed<S> = { sel: S; extra: Array<[string, string]> } | { error: string };
 
-/** Exactly one selector, 40 hex; no pid; each parameter once; the rest passes through. */
-export function parseStreamQuery(q: URLSearchParams): Parsed {
+/**
+ * Exactly one selector, 40 hex (none for a channel: its ids come from the channels file); no pid;
+ * each parameter once; the rest passes through to the engine.
+ */
+function parseStreamQuery(q: URLSearchParams, channel: false): Parsed<Selector>;
+function parseStreamQuery(q: URLSearchParams, channel: true): Parsed<null>;
+function parseStreamQuery(q: URLSearchParams, channel: boolean): Parsed<Selector | null> {
   const seen = new Set<string>();
   let sel: Selector | null = null;
   const extra: Array<[string, string]> = [];
@@ -46,6 +51,7 @@ export function parseStreamQuery(q: URLSearchParams): Parsed {
     if (seen.has(k)) return { error: `parameter "${k}" given more than once` };
     seen.add(k);
     if ((SELECTORS as readonly string[]).includes(k)) {
+      if (channel) return { error: `a channel plays the ids of the channels file; remove "${k}"` };
       if (sel) return { error: 'give exactly one of id or infohash' };
       if (!HEX40.test(v)) return { error: `${k} must be 40 hexadecimal characters` };
       sel = { name: k === 'infohash' ? 'infohash' : 'id', value: v };
@@ -55,7 +61,7 @@ export function parseStreamQuery(q: URLSearchParams): Parsed {
       extra.push([k, v]);
     }
   }
-  if (!sel) return { error: 'missing id or infohash (40 hexadecimal characters)' };
+  if (!sel && !channel) return { error: 'missing id or infohash (40 hexadecimal characters)' };
   return { sel, extra };
 }
 
@@ -114,14 +120,15 @@ export class Routes {
       res.end(dashboardHtml());
       return;
     }
-    if (path === '/playlist.m3u' || path === '/playlist.m3u8') {
-      if (!readOnly) return this.notAllowed(req, res);
-      void this.playlist(req, res, url);
-      return;
-    }
-    if ((path === '/ace/getstream' || path === '/ace/getstream/' || path.startsWith('/ace/channel/')) && this.o.streamToken && readOnly) {
+    const playlist = path === '/playlist.m3u' || path === '/playlist.m3u8';
+    if ((playlist || path === '/ace/getstream' || path === '/ace/getstream/' || path.startsWith('/ace/channel/')) && this.o.streamToken && readOnly) {
       const token = url.searchParams.get('token') ?? '';
       if (token !== this.o.streamToken) return fail(res, 401, 'missing or wrong token');
+    }
+    if (playlist) {
+      if (!readOnly) return this.notAllowed(req, res);
+      void this.playlist(req, res);
+      return;
     }
     if (path === '/ace/getstream' || path === '/ace/getstream/') {
       if (!readOnly) return this.notAllowed(req, res);
@@ -138,9 +145,9 @@ export class Routes {
       }
       const channel = this.channels.get(slug) ?? this.channels.get(slugOf(slug));
       if (!channel) return fail(res, 404, this.channels.size ? `no channel "${slug}"` : 'no channels file configured (ACEMUX_CHANNELS)');
-      const extra = [...url.searchParams].filter(([k]) => !OWNED.has(k));
-      if (url.searchParams.has('pid') || url.searchParams.has('sid')) return fail(res, 400, 'pid is set by acemux, which owns engine player ids; remove it');
-      void this.play(req, res, channel.ids[0]!, extra, channel);
+      const q = parseStreamQuery(url.searchParams, true);
+      if ('error' in q) return fail(res, 400, q.error);
+      void this.play(req, res, channel.ids[0]!, q.extra, channel);
       return;
     }
     if (path === '/ace/status' || path === '/ace/status/') {
@@ -154,7 +161,7 @@ export class Routes {
     fail(res, 405, `method ${req.method} not allowed`, { allow: 'GET, HEAD', connection: 'close' });
   }
 
-  private async playlist(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  private async playlist(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!this.o.playlist) return fail(res, 404, 'no playlist configured (ACEMUX_PLAYLIST)');
     let text: string;
     try {
@@ -163,15 +170,13 @@ export class Routes {
       return fail(res, 502, (e as Error).message);
     }
     const base = publicBase(req.headers.host, this.o.publicUrl || undefined, `http://${req.socket.localAddress}:${req.socket.localPort}`);
-    const token = this.o.streamToken ? url.searchParams.get('token') ?? undefined : undefined;
-    if (this.o.streamToken && token !== this.o.streamToken) return fail(res, 401, 'missing or wrong token');
-    const body = rewritePlaylist(text, base, { token });
+    const body = rewritePlaylist(text, base, { token: this.o.streamToken || undefined });
     res.writeHead(200, { 'content-type': 'audio/x-mpegurl; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 
   private async getstream(req: IncomingMessage, res: ServerResponse, q: URLSearchParams): Promise<void> {
-    const parsed = parseStreamQuery(q);
+    const parsed = parseStreamQuery(q, false);
     if ('error' in parsed) return fail(res, 400, parsed.error);
     return this.play(req, res, parsed.sel, parsed.extra, null);
   }
@@ -229,7 +234,7 @@ export class Routes {
   }
 }
 
-export function streamHeaders(): Record<string, string> {
+function streamHeaders(): Record<string, string> {
   return { 'content-type': 'video/mp2t', 'cache-control': 'no-cache, no-store', connection: 'close', 'x-content-type-options': 'nosniff' };
 }
 

@@ -27,7 +27,7 @@ export interface Running {
   close(): Promise<void>;
 }
 
-export function actorPool(cfg: Config): Piscina {
+function actorPool(cfg: Config): Piscina {
   // The main thread writes to sockets; the actors need little CPU each, and every extra thread
   // adds its own wake-ups (measured: 2 actor threads cost 1.7× one on 2 cores for the same 20
   // streams). So: one thread per core beyond main's, at least one, at most four.
@@ -57,10 +57,7 @@ export async function startServer(cfg: Config, log: Logger): Promise<Running> {
   const events = new EventLog(log, journal?.lastSeq ?? 0);
   if (journal) events.subscribe((e) => journal.append(e));
   const metrics = new Metrics();
-  events.subscribe((e) => {
-    metrics.observeEvent(e);
-    if (e.kind === 'stream-live' && !e.recovered && typeof e.ms === 'number') metrics.observeStreamStart(e.ms / 1000);
-  });
+  events.subscribe((e) => metrics.observeEvent(e));
   const engines = new EnginePool(cfg.engines, events, cfg.engineTimeoutMs);
   const supervisor = new Supervisor(cfg, pool, engines, events);
   supervisor.onFirstWrite = (c) => {
