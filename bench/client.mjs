@@ -1,6 +1,6 @@
 // Load-client worker process (forked by lib/load.mjs). Holds many raw TCP connections that each
 // send `GET <path>` by hand and analyse the MPEG-TS body. Driven over IPC:
-//   {t:'open', conns:[{group, port, path, stallAfterMs?, closeAfterMs?, sampleEvery?}]}
+//   {t:'open', conns:[{group, port, path, stallAfterMs?, closeAfterMs?}]}
 //   {t:'close', group}        close every live connection of a group
 //   {t:'mark', id}            start a measurement window (reset window counters) -> {t:'ack', id}
 //   {t:'report', id}          -> {t:'report', id, groups, live}
@@ -29,7 +29,7 @@ function group(name) {
 }
 
 class Conn {
-  /** @param {{group:string, port:number, path:string, stallAfterMs?:number, closeAfterMs?:number, sampleEvery?:number}} spec */
+  /** @param {{group:string, port:number, path:string, stallAfterMs?:number, closeAfterMs?:number}} spec */
   constructor(spec) {
     this.groupName = spec.group;
     this.g = group(spec.group);
@@ -38,7 +38,7 @@ class Conn {
     this.wanted = true;
     this.timers = /** @type {NodeJS.Timeout[]} */ ([]);
     const start = nowUs();
-    this.ts = new TsAnalyzer(this.g, start, spec.sampleEvery ?? 1);
+    this.ts = new TsAnalyzer(this.g, start);
     this.parser = new ResponseParser(
       (status) => {
         if (status !== 200) this.fail(`HTTP ${status}`);
@@ -53,7 +53,6 @@ class Conn {
     });
     this.socket.setNoDelay(true);
     this.socket.on('connect', () => {
-      this.g.connected++;
       this.socket.write(`GET ${spec.path} HTTP/1.1\r\nHost: 127.0.0.1:${spec.port}\r\nUser-Agent: acemux-bench\r\nAccept: */*\r\n\r\n`);
     });
     this.socket.on('error', (err) => this.fail(err.message));
@@ -104,16 +103,16 @@ class Conn {
 /** @param {string} name */
 function groupReport(name) {
   const g = /** @type {GroupStats} */ (groups.get(name));
-  let conns = 0, minConnBytes = Infinity, maxConnBytes = 0;
+  let conns = 0, waiting = 0, minConnBytes = Infinity;
   for (const c of live) {
     if (c.groupName !== name) continue;
     conns++;
+    if (c.ts.bytes === 0) waiting++;
     if (c.markGeneration !== markGeneration) continue; // joined during the window
     minConnBytes = Math.min(minConnBytes, c.ts.windowBytes);
-    maxConnBytes = Math.max(maxConnBytes, c.ts.windowBytes);
   }
   const { fb, lat, ...counters } = g;
-  return { ...counters, conns, minConnBytes: minConnBytes === Infinity ? null : minConnBytes, maxConnBytes, fb: fb.toJSON(), lat: lat.toJSON() };
+  return { ...counters, conns, waiting, minConnBytes: minConnBytes === Infinity ? null : minConnBytes, fb: fb.toJSON(), lat: lat.toJSON() };
 }
 
 process.on('message', (/** @type {any} */ msg) => {

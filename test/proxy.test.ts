@@ -9,22 +9,22 @@ import { join } from 'node:path';
 import { connect } from 'node:net';
 import { startSim } from './helpers/sim';
 import { startAcemux, runCli } from './helpers/acemux';
-import { fetchStream, getJson, aligned, pidAt, sleep, contentId } from './helpers/client';
-import { PsiTracker, isKeyframeStart, payloadUnitStart } from '../src/shared/ts-packet';
+import { fetchStream, getJson, aligned, sleep, contentId } from './helpers/client';
+import { PsiTracker, isKeyframeStart, payloadUnitStart, pidOf } from '../src/shared/ts-packet';
 
 const TS = 188;
 
 /** Offset of the first packet that is not a null packet (keepalive precedes the first data). */
 function firstData(b: Buffer): number {
   let off = 0;
-  while (off + TS <= b.length && pidAt(b, off) === 0x1fff) off += TS;
+  while (off + TS <= b.length && pidOf(b, off) === 0x1fff) off += TS;
   return off;
 }
 
 /** Cut before the last video PES start, so the capture ends on whole pictures. */
 function wholePictures(b: Buffer, videoPid = 0x100): Buffer {
   let last = 0;
-  for (let off = 0; off + TS <= b.length; off += TS) if (pidAt(b, off) === videoPid && (b[off + 1]! & 0x40)) last = off;
+  for (let off = 0; off + TS <= b.length; off += TS) if (pidOf(b, off) === videoPid && (b[off + 1]! & 0x40)) last = off;
   return b.subarray(0, last);
 }
 
@@ -56,7 +56,7 @@ t.test('fan-out: 12 channels × 3 clients, identical aligned bytes, one engine s
   const least = Math.min(...got.map((r) => r.body.length));
   t.ok(least > 100_000, `every client received data (least: ${least} bytes)`);
   t.ok(got.every((r) => aligned(r.body.subarray(0, r.body.length - (r.body.length % TS)))), 'every body packet-aligned from byte 0');
-  t.ok(got.every((r) => pidAt(r.body, firstData(r.body)) === 0), 'every client starts at a PAT (after keepalive null packets, if any)');
+  t.ok(got.every((r) => pidOf(r.body, firstData(r.body)) === 0), 'every client starts at a PAT (after keepalive null packets, if any)');
   for (let m = 0; m < M; m++) {
     const mine = got.slice(m * N, m * N + N).sort((a, b) => b.body.length - a.body.length);
     t.ok(mine.slice(1).every((r) => isSubstreamOf(mine[0]!.body, r.body)), `channel ${m}: all clients got the same bytes`);
@@ -88,13 +88,13 @@ t.test('joins: a late client starts at PAT + keyframe at once; a return within g
   const late = await fetchStream(url, { ms: 1500 });
   t.equal(late.status, 200);
   t.ok(late.firstByteMs < 300, `first byte after ${late.firstByteMs} ms`);
-  t.equal(pidAt(late.body, 0), 0, 'starts at a PAT');
+  t.equal(pidOf(late.body, 0), 0, 'starts at a PAT');
   // The first video payload start after the PAT must be a keyframe.
   const psi = new PsiTracker();
   let verdict: boolean | null = null;
   for (let off = 0; off + TS <= late.body.length && verdict === null; off += TS) {
     psi.feed(late.body, off);
-    if (pidAt(late.body, off) === psi.videoPid && payloadUnitStart(late.body, off)) verdict = isKeyframeStart(late.body, off, psi.videoCodec);
+    if (pidOf(late.body, off) === psi.videoPid && payloadUnitStart(late.body, off)) verdict = isKeyframeStart(late.body, off, psi.videoCodec);
   }
   t.equal(verdict, true, 'first picture is a keyframe');
   const status = await getJson(`${ace.origin}/ace/status?id=${id}`);
@@ -109,7 +109,7 @@ t.test('joins: a late client starts at PAT + keyframe at once; a return within g
   await sleep(500); // inside the 2 s grace
   const back = await fetchStream(url, { ms: 500 });
   t.equal(back.status, 200);
-  t.equal(pidAt(back.body, firstData(back.body)), 0);
+  t.equal(pidOf(back.body, firstData(back.body)), 0);
   const st = await sim.stats();
   t.equal(st.getstreamRequests, 1, 'the returning client re-attached to the same engine session');
   t.equal(st.stopCommands, 0);

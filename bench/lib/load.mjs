@@ -8,7 +8,7 @@ import { Histogram } from './histogram.mjs';
 const WORKER = fileURLToPath(new URL('../client.mjs', import.meta.url));
 
 /**
- * @typedef {{group:string, port:number, path:string, stallAfterMs?:number, closeAfterMs?:number, sampleEvery?:number}} ConnSpec
+ * @typedef {{group:string, port:number, path:string, stallAfterMs?:number, closeAfterMs?:number}} ConnSpec
  * @typedef {ReturnType<typeof mergeGroups>[string]} GroupReport
  */
 
@@ -139,13 +139,12 @@ function mergeGroups(parts) {
         out[name] = { ...g, fb, lat };
         continue;
       }
-      for (const [k, v] of Object.entries(g)) if (typeof v === 'number' && !/ConnBytes$/.test(k)) o[k] += v;
+      for (const [k, v] of Object.entries(g)) if (typeof v === 'number' && k !== 'minConnBytes') o[k] += v;
       o.fb.merge(fb);
       o.lat.merge(lat);
       o.errorSample ||= g.errorSample;
-      o.maxConnBytes = Math.max(o.maxConnBytes, g.maxConnBytes);
       if (g.minConnBytes !== null) o.minConnBytes = o.minConnBytes === null ? g.minConnBytes : Math.min(o.minConnBytes, g.minConnBytes);
     }
   }
-  return /** @type {Record<string, {bytes:number, packets:number, dataPackets:number, seqJumps:number, lostPackets:number, resyncs:number, skippedBytes:number, opened:number, connected:number, closed:number, errors:number, errorSample:string, ended:number, firstBytes:number, fbAligned:number, fbMisaligned:number, conns:number, minConnBytes:number|null, maxConnBytes:number, fb:Histogram, lat:Histogram}>} */ (out);
+  return /** @type {Record<string, {bytes:number, seqJumps:number, lostPackets:number, resyncs:number, skippedBytes:number, opened:number, closed:number, errors:number, errorSample:string, ended:number, firstBytes:number, fbAligned:number, fbMisaligned:number, conns:number, waiting:number, minConnBytes:number|null, fb:Histogram, lat:Histogram}>} */ (out);
 }

@@ -66,13 +66,13 @@ export class Rig {
   /**
    * Open clients: `perChannel` on each of channels [first, first + channels).
    * @param {string} group @param {number} channels @param {number} perChannel
-   * @param {{first?:number, stallAfterMs?:number, closeAfterMs?:number, sampleEvery?:number}} [o]
+   * @param {{first?:number, stallAfterMs?:number, closeAfterMs?:number}} [o]
    */
   open(group, channels, perChannel, o = {}) {
     const specs = [];
     for (let k = 0; k < perChannel; k++)
       for (let c = 0; c < channels; c++)
-        specs.push({ group, port: this.proxy.port, path: `/ace/getstream?id=${channelId((o.first ?? 0) + c)}`, stallAfterMs: o.stallAfterMs, closeAfterMs: o.closeAfterMs, sampleEvery: o.sampleEvery });
+        specs.push({ group, port: this.proxy.port, path: `/ace/getstream?id=${channelId((o.first ?? 0) + c)}`, stallAfterMs: o.stallAfterMs, closeAfterMs: o.closeAfterMs });
     this.load.open(specs);
     return specs.length;
   }
@@ -82,8 +82,8 @@ export class Rig {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const groups = await this.load.report();
-      const pending = Object.values(groups).reduce((n, g) => n + g.opened - g.firstBytes - g.errors - g.closed, 0);
-      if (pending <= 0) return true;
+      // Counted by the clients themselves: live connections without a body byte yet.
+      if (Object.values(groups).every((g) => g.waiting === 0)) return true;
       await sleep(100);
     }
     return false;

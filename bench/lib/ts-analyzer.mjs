@@ -16,7 +16,6 @@ export class GroupStats {
   constructor() {
     // lifetime counters (not reset by mark)
     this.opened = 0;
-    this.connected = 0;
     this.closed = 0;
     this.errors = 0;
     this.errorSample = '';
@@ -27,8 +26,6 @@ export class GroupStats {
     this.fb = new Histogram(); // connect start -> first body byte, µs
     // window counters (reset by mark)
     this.bytes = 0;
-    this.packets = 0;
-    this.dataPackets = 0;
     this.seqJumps = 0;
     this.lostPackets = 0;
     this.resyncs = 0;
@@ -37,7 +34,7 @@ export class GroupStats {
   }
 
   resetWindow() {
-    this.bytes = this.packets = this.dataPackets = this.seqJumps = this.lostPackets = this.resyncs = this.skippedBytes = 0;
+    this.bytes = this.seqJumps = this.lostPackets = this.resyncs = this.skippedBytes = 0;
     this.lat.reset();
   }
 }
@@ -60,13 +57,10 @@ export class TsAnalyzer {
   /**
    * @param {GroupStats} g
    * @param {number} startUs  connect start, µs of process.hrtime
-   * @param {number} sampleEvery  record latency for every Nth data packet
    */
-  constructor(g, startUs, sampleEvery) {
+  constructor(g, startUs) {
     this.g = g;
     this.startUs = startUs;
-    this.sampleEvery = sampleEvery;
-    this.sampleCount = 0;
     this.bytes = 0; // whole body
     this.windowBytes = 0;
     this.carry = Buffer.allocUnsafe(TS);
@@ -147,21 +141,16 @@ export class TsAnalyzer {
    */
   packet(b, p, arrivedUs) {
     const g = this.g;
-    g.packets++;
     this.synced = true;
     if (++this.packets === 2 && this.fbState === 1) this.decideFirst(true);
     if ((((b[p + 1] & 0x1f) << 8) | b[p + 2]) !== DATA_PID) return;
-    g.dataPackets++;
     const seq = b.readUInt32BE(p + 4);
     if (this.lastSeq >= 0 && seq !== this.lastSeq + 1) {
       g.seqJumps++;
       if (seq > this.lastSeq) g.lostPackets += seq - this.lastSeq - 1;
     }
     this.lastSeq = seq;
-    if (++this.sampleCount >= this.sampleEvery) {
-      this.sampleCount = 0;
-      g.lat.record(arrivedUs - b.readDoubleBE(p + 8));
-    }
+    g.lat.record(arrivedUs - b.readDoubleBE(p + 8));
   }
 
   /** The connection is going away: settle a pending first-byte verdict. */

@@ -22,7 +22,8 @@ import http, { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { Fault, FaultSet, faultFor, mergeFaultSets, parseFaultSet } from './faults';
-import { LoopMode, SampleSource, SampleTrack, SyntheticSource, TS_PACKET, TsSource } from './ts-source';
+import { LoopMode, SampleSource, SampleTrack, SyntheticSource, TsSource } from './ts-source';
+import { TS_PACKET_SIZE as TS_PACKET } from '../shared/ts-packet';
 
 export interface EngineSimOptions {
   host?: string; // default 127.0.0.1

@@ -14,8 +14,7 @@
 //   the first stopped (live-like), it does not restart the file.
 
 import { readFileSync } from 'node:fs';
-
-export const TS_PACKET = 188;
+import { TS_PACKET_SIZE as TS_PACKET, crc32Mpeg2, pidOf, readPcr, setDiscontinuity } from '../shared/ts-packet';
 const TWO33 = 2 ** 33;
 
 export interface TsSource {
@@ -67,7 +66,7 @@ export class SampleTrack {
     for (let i = 0; i < n; i++) {
       const o = i * TS_PACKET;
       if (b[o] !== 0x47) throw new Error(`${path}: lost sync at packet ${i}`);
-      const pid = ((b[o + 1] & 0x1f) << 8) | b[o + 2];
+      const pid = pidOf(b, o);
       const afc = (b[o + 3] >> 4) & 3;
       let p = o + 4;
       if (afc & 2) {
@@ -76,7 +75,7 @@ export class SampleTrack {
           this.pcrOff[i] = 6;
           const base = readPcrBase(b, o + 6);
           this.pcrBase[i] = base;
-          const pcr27 = base * 300 + (((b[o + 10] & 1) << 8) | b[o + 11]);
+          const pcr27 = readPcr(b, o);
           if (pcrPid < 0) { pcrPid = pid; firstPcr = pcr27; firstPcrPos = o; }
           if (pid === pcrPid) { lastPcr = pcr27; lastPcrPos = o; }
         }
@@ -111,6 +110,8 @@ export class SampleTrack {
 export class SampleSource implements TsSource {
   private index = 0;
   private loop = 0;
+  /** What the current loop adds to timestamps, 'continuous' mode (90 kHz ticks). */
+  private shift = 0;
   private discPending = false;
   private readonly cc: Uint8Array;
 
@@ -129,25 +130,26 @@ export class SampleSource implements TsSource {
     }
     if (this.loop > 0) {
       if (this.mode === 'continuous') {
-        const shift = (this.loop * t.loopTicks90) % TWO33;
+        const shift = this.shift;
         if (t.pcrOff[i] >= 0) writePcrBase(dst, off + t.pcrOff[i], (t.pcrBase[i] + shift) % TWO33);
         if (t.ptsOff[i] >= 0) writeTs(dst, off + t.ptsOff[i], (t.pts[i] + shift) % TWO33);
         if (t.dtsOff[i] >= 0) writeTs(dst, off + t.dtsOff[i], (t.dts[i] + shift) % TWO33);
       } else if (this.discPending && t.pcrOff[i] >= 0) {
-        dst[off + 5] |= 0x80;
+        setDiscontinuity(dst, off);
         this.discPending = false;
       }
     }
     if (++this.index === t.count) {
       this.index = 0;
       this.loop++;
+      this.shift = (this.loop * t.loopTicks90) % TWO33;
       this.discPending = true;
     }
   }
 }
 
 // Synthetic stream layout (for benchmarks): PAT → PMT on 0x1000 → one stream_type 0x06 ES on 0x1FF0.
-export const SYN_PMT_PID = 0x1000;
+const SYN_PMT_PID = 0x1000;
 export const SYN_DATA_PID = 0x1ff0;
 
 /**
@@ -215,18 +217,8 @@ function psiPacket(pid: number, section: number[]): Buffer {
   p.set([0x47, 0x40 | (pid >> 8), pid & 0xff, 0x10, 0x00]); // PUSI, payload only, pointer_field 0
   const sec = Buffer.from(section);
   sec.copy(p, 5);
-  p.writeUInt32BE(crc32Mpeg(sec), 5 + sec.length);
+  p.writeUInt32BE(crc32Mpeg2(sec, 0, sec.length), 5 + sec.length);
   return p;
-}
-
-/** CRC-32/MPEG-2 (poly 0x04C11DB7, init all ones, no reflection), as PSI sections use. */
-export function crc32Mpeg(buf: Uint8Array): number {
-  let crc = 0xffffffff;
-  for (const byte of buf) {
-    crc ^= byte << 24;
-    for (let k = 0; k < 8; k++) crc = crc & 0x80000000 ? (crc << 1) ^ 0x04c11db7 : crc << 1;
-  }
-  return crc >>> 0;
 }
 
 function hasPesHeader(streamId: number): boolean {
@@ -234,7 +226,7 @@ function hasPesHeader(streamId: number): boolean {
 }
 
 /** 33-bit PCR base at b[p..p+5); bit 7 of b[p+4] is its LSB. */
-export function readPcrBase(b: Uint8Array, p: number): number {
+function readPcrBase(b: Uint8Array, p: number): number {
   return b[p] * 2 ** 25 + b[p + 1] * 2 ** 17 + b[p + 2] * 2 ** 9 + b[p + 3] * 2 + (b[p + 4] >> 7);
 }
 
@@ -247,7 +239,7 @@ function writePcrBase(b: Buffer, p: number, v: number): void {
 }
 
 /** 33-bit PES timestamp in its 5-byte marker-bit layout. */
-export function readTs(b: Uint8Array, p: number): number {
+function readTs(b: Uint8Array, p: number): number {
   return ((b[p] >> 1) & 7) * 2 ** 30 + b[p + 1] * 2 ** 22 + (b[p + 2] >> 1) * 2 ** 15 + b[p + 3] * 2 ** 7 + (b[p + 4] >> 1);
 }
 

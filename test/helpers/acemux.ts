@@ -26,17 +26,19 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Starts acemux against `engine` with extra flags; resolves once it logs that it listens. */
+/**
+ * Starts acemux against `engine` with extra flags on a port the kernel picks (no window between
+ * finding a free port and binding it); resolves once it logs that it listens, and where.
+ */
 export async function startAcemux(engine: string | string[], flags: string[] = [], env: Record<string, string> = {}): Promise<Acemux> {
-  const port = await freePort();
   const engines = Array.isArray(engine) ? engine : [engine];
   // Each run gets its own journal directory unless the test names one.
   const state = flags.includes('--state-dir') ? [] : ['--state-dir', mkdtempSync(join(tmpdir(), 'acemux-state-'))];
-  const args = [CLI, '--listen', `127.0.0.1:${port}`, ...engines.flatMap((e) => ['--engine', e]), ...state, ...flags];
+  const args = [CLI, '--listen', '127.0.0.1:0', ...engines.flatMap((e) => ['--engine', e]), ...state, ...flags];
   const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   let buf = '';
-  const ready = new Promise<void>((resolve, reject) => {
+  const ready = new Promise<number>((resolve, reject) => {
     proc.stdout!.on('data', (d: Buffer) => {
       buf += d.toString();
       let i;
@@ -44,13 +46,13 @@ export async function startAcemux(engine: string | string[], flags: string[] = [
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
         logs.push(line);
-        if (line.includes('acemux listening')) resolve();
+        if (line.includes('acemux listening')) resolve(Number(/"listen":"[^"]*:(\d+)"/.exec(line)?.[1]));
       }
     });
     proc.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
     proc.once('exit', (code) => reject(new Error(`acemux exited with ${code}: ${logs.join('\n')}`)));
   });
-  await ready;
+  const port = await ready;
   const stop = async () => {
     if (proc.exitCode !== null) return proc.exitCode;
     proc.kill('SIGTERM');

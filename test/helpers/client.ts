@@ -63,8 +63,6 @@ export function aligned(b: Buffer): boolean {
   return true;
 }
 
-export const pidAt = (b: Buffer, off: number) => ((b[off + 1]! & 0x1f) << 8) | b[off + 2]!;
-
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A random 40-hex content id. */
