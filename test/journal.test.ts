@@ -2,7 +2,8 @@ import t from 'tap';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { Journal, encodeFrame, scanFrames } from '../src/main/journal';
-import type { AceEvent, EventKind } from '../src/main/events';
+import pino from 'pino';
+import { EventLog, type AceEvent, type EventKind } from '../src/main/events';
 
 const KINDS: EventKind[] = ['stream-start', 'retry', 'client-cut', 'failover'];
 /** Events whose frames are all the same length while seq < 128 (so file arithmetic is exact). */
@@ -264,4 +265,18 @@ t.test('a failed write is reported and the journal recovers in a fresh file', as
   t.same(seqs((await j.page({})).events), [3, 1], 'the failed batch is lost, nothing else');
   await j.close();
   t.ok(errors.length >= 1);
+});
+
+t.test('without a journal, the in-memory log pages the same way', async (t) => {
+  const log = new EventLog(pino({ level: 'silent' }), 0, 200);
+  for (let i = 0; i < 30; i++) log.record(i % 3 === 0 ? 'retry' : 'reconnect', { stream: i % 2 ? 'a' : 'b' });
+  const p1 = log.page({ limit: 10 });
+  t.same(p1.events.map((e) => e.seq), [30, 29, 28, 27, 26, 25, 24, 23, 22, 21], 'newest first');
+  t.equal(p1.next, 21);
+  const retries = log.page({ kind: 'retry', before: 20, limit: 3 });
+  t.same(retries.events.map((e) => e.seq), [19, 16, 13]);
+  t.same(log.page({ kind: 'retry', before: retries.next!, limit: 3 }).events.map((e) => e.seq), [10, 7, 4]);
+  const a = log.page({ kind: 'retry', stream: 'a', before: 5 });
+  t.same([a.events.map((e) => e.seq), a.next], [[4], null], 'both filters at once; seq 1 is stream b');
+  t.equal(log.page({ limit: 30 }).next, null, 'exactly everything: no next');
 });

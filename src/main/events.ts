@@ -69,6 +69,13 @@ export class EventLog {
     return e;
   }
 
+  /** The in-memory part of history, paged like the journal (when there is no journal). */
+  page(q: PageQuery = {}): Page {
+    const pager = new Pager(q);
+    for (let i = this.recent.length - 1; i >= 0 && !pager.full; i--) pager.offer(this.recent[i]!);
+    return pager.page();
+  }
+
   /** The newest `n` events, newest last; optionally only one stream's. */
   last(n: number, stream?: string): AceEvent[] {
     const list = stream === undefined ? this.recent : this.recent.filter((e) => e.stream === stream);
@@ -78,5 +85,49 @@ export class EventLog {
   subscribe(fn: (e: AceEvent) => void): () => void {
     this.subscribers.add(fn);
     return () => this.subscribers.delete(fn);
+  }
+}
+
+export interface PageQuery {
+  /** Only events with seq < before (the `next` of the previous page). */
+  before?: number;
+  /** Default 50, at most 500. */
+  limit?: number;
+  kind?: string;
+  stream?: string;
+}
+
+export interface Page {
+  /** Newest first. */
+  events: AceEvent[];
+  /** Pass as `before` for the next (older) page; null when there is none. */
+  next: number | null;
+}
+
+/** Collects one page from events offered newest first: the journal's and the in-memory log's. */
+export class Pager {
+  readonly before: number;
+  private readonly limit: number;
+  private readonly out: AceEvent[] = [];
+
+  constructor(private readonly q: PageQuery) {
+    this.limit = Math.min(500, Math.max(1, Math.floor(q.limit ?? 50)));
+    this.before = q.before ?? Infinity;
+  }
+
+  /** One more than asked, so that `next` is null exactly when nothing older matches. */
+  get full(): boolean {
+    return this.out.length > this.limit;
+  }
+
+  offer(e: AceEvent): void {
+    if (e.seq >= this.before || (this.q.kind !== undefined && e.kind !== this.q.kind) || (this.q.stream !== undefined && e.stream !== this.q.stream)) return;
+    this.out.push(e);
+  }
+
+  page(): Page {
+    const more = this.full;
+    const events = more ? this.out.slice(0, this.limit) : this.out;
+    return { events, next: more ? events[this.limit - 1]!.seq : null };
   }
 }

@@ -27,7 +27,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
-import type { AceEvent } from './events';
+import { Pager, type AceEvent, type Page, type PageQuery } from './events';
 
 export interface JournalOptions {
   /** Rotate before a file would exceed this; default 4 MiB. */
@@ -38,28 +38,10 @@ export interface JournalOptions {
   onError?: (err: Error) => void;
 }
 
-export interface PageQuery {
-  /** Only events with seq < before (the `next` of the previous page). */
-  before?: number;
-  /** Default 50, at most 500. */
-  limit?: number;
-  kind?: string;
-  stream?: string;
-}
-
-export interface Page {
-  /** Newest first. */
-  events: AceEvent[];
-  /** Pass as `before` for the next (older) page; null when there is none. */
-  next: number | null;
-}
-
 const HEADER = 8;
 /** No event is anywhere near this; a larger length field is damage, not data. */
 const MAX_RECORD = 1 << 20;
 const NAME = /^events-(\d+)\.mpk$/;
-const DEFAULT_LIMIT = 50;
-const MAX_LIMIT = 500;
 
 const packr = new Packr({ useRecords: false });
 
@@ -236,28 +218,20 @@ export class Journal {
   }
 
   async page(q: PageQuery = {}): Promise<Page> {
-    const limit = Math.min(MAX_LIMIT, Math.max(1, Math.floor(q.limit ?? DEFAULT_LIMIT)));
-    const before = q.before ?? Infinity;
+    const pager = new Pager(q);
     await this.flush();
-    // One more than asked, so `next` is null exactly when nothing older matches.
-    const out: AceEvent[] = [];
     const files = this.files.slice(); // rotation may shift the list while we read
-    for (let i = files.length - 1; i >= 0 && out.length <= limit; i--) {
+    for (let i = files.length - 1; i >= 0 && !pager.full; i--) {
       const f = files[i];
-      if (f.firstSeq === null || f.firstSeq >= before) continue;
+      if (f.firstSeq === null || f.firstSeq >= pager.before) continue;
       const buf = await readOrEmpty(this.path(f.n));
       const { frames } = scanFrames(buf);
-      for (let j = frames.length - 1; j >= 0 && out.length <= limit; j--) {
+      for (let j = frames.length - 1; j >= 0 && !pager.full; j--) {
         const e = decode(buf, frames[j]);
-        if (!e || e.seq >= before) continue;
-        if (q.kind !== undefined && e.kind !== q.kind) continue;
-        if (q.stream !== undefined && e.stream !== q.stream) continue;
-        out.push(e);
+        if (e) pager.offer(e);
       }
     }
-    const more = out.length > limit;
-    if (more) out.length = limit;
-    return { events: out, next: more ? out[limit - 1].seq : null };
+    return pager.page();
   }
 
   /** Writes what is queued, syncs and closes; appends after this are counted in `dropped`. */

@@ -436,11 +436,10 @@ export class Supervisor {
     // Before anyone got headers, fail fast where there is nothing else to try: the client gets
     // the engine's answer (502/504) instead of a retry loop — unless the operator chose early
     // headers (headersWithinMs), asking for keepalive and retries rather than errors.
-    if (!s.answered && this.cfg.headersWithinMs === 0 && !(fault === 'session' && alternates) && !(fault === 'engine' && (otherEngine || alternates))) {
-      if (fault === 'session' || fault === 'engine') {
-        this.giveUp(s, s.lastError?.message ?? fault);
-        return null;
-      }
+    const nothingElse = (fault === 'session' && !alternates) || (fault === 'engine' && !otherEngine && !alternates);
+    if (!s.answered && this.cfg.headersWithinMs === 0 && nothingElse) {
+      this.giveUp(s, s.lastError?.message ?? fault);
+      return null;
     }
     if (fault === 'gone') return 'new-session';
     if (wasFlowing && s.attempts === 1 && s.session) return 'reconnect';

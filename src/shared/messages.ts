@@ -5,6 +5,7 @@
  * high-rate message, WAKE, is a bare number so it costs the least to clone.
  */
 import type { MessagePort } from 'node:worker_threads';
+import type { VideoCodec } from './ts-packet';
 
 /** Actor → main: the ring head moved (sent only on the WAKE flag's 0→1 flip). */
 export const WAKE = 1;
@@ -42,7 +43,7 @@ export interface ActorInspection {
   life: number;
   upstream: { connected: boolean; playbackUrl: string | null; gotData: boolean; sinceConnectMs: number | null; sinceDataMs: number | null };
   entry: 'wait-pat' | 'hold-to-keyframe' | 'flowing';
-  psi: { pmtPid: number; pcrPid: number; videoPid: number; videoCodec: string | null; streams: Array<{ pid: number; streamType: number }> };
+  psi: { pmtPid: number; pcrPid: number; videoPid: number; videoCodec: VideoCodec | null; streams: Array<{ pid: number; streamType: number }> };
   framer: { packets: number; junkBytes: number; resyncs: number };
   ring: { position: number; heldPackets: number; blocked: boolean; touchedBytes: number; capacityBytes: number };
   stats: ActorStats;
@@ -96,7 +97,7 @@ export interface ActorStats {
   nullPacketsSent: number;
   /** From PCR: bytes between two PCRs over their time difference; 0 until known. */
   bitrate: number;
-  videoCodec: string | null;
+  videoCodec: VideoCodec | null;
   joinPoints: number;
   blockedMs: number;
 }

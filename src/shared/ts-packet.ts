@@ -22,7 +22,8 @@ export const SYNC_BYTE = 0x47;
 export const NULL_PID = 0x1fff;
 export const PAT_PID = 0;
 
-export type VideoCodec = 'h264' | 'hevc' | 'mpeg2';
+export const VIDEO_CODECS = ['h264', 'hevc', 'mpeg2'] as const;
+export type VideoCodec = (typeof VIDEO_CODECS)[number];
 export type PsiKind = 'pat' | 'pmt';
 
 export function pidOf(buf: Uint8Array, off: number): number {
