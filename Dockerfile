@@ -21,9 +21,8 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+# `npm run build` copies the dashboard page beside dashboard.js (dist/main/ops).
 COPY --from=build /app/dist ./dist
-# tsc does not copy the dashboard page; dashboard.ts looks for it beside itself in dist/main.
-COPY --from=build /app/src/main/dashboard.html ./dist/main/dashboard.html
 COPY assets ./assets
 # A writable place for state (the event journal) that the node user owns; mount a volume here.
 RUN mkdir -p /var/lib/acemux && chown node:node /var/lib/acemux

@@ -2,7 +2,8 @@ import t from 'tap';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseChannels, loadChannels, slugOf, formatOf, ChannelsError, type Channel } from '../src/main/channels';
+import { parseChannels, loadChannels, slugOf, formatOf, type Channel } from '../src/main/catalog/channels';
+import { ChannelsError } from '../src/main/errors';
 
 const H = (n: number) => n.toString(16).padStart(2, '0').repeat(20);
 const id = (n: number) => ({ name: 'id', value: H(n) });

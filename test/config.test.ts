@@ -1,5 +1,6 @@
 import t from 'tap';
-import { loadConfig, parseDuration, parseSize, parseListen, ConfigError, helpText } from '../src/shared/config';
+import { loadConfig, parseDuration, parseSize, parseListen, helpText } from '../src/main/config';
+import { ConfigError } from '../src/main/errors';
 
 t.test('defaults are acexy-compatible', async (t) => {
   const c = loadConfig([], {});

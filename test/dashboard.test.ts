@@ -2,7 +2,7 @@ import t from 'tap';
 import { existsSync } from 'node:fs';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dashboardHtml } from '../src/main/dashboard';
+import { dashboardHtml } from '../src/main/ops/dashboard';
 
 const CHROMIUM = '/usr/bin/chromium';
 /** Browser-side checks are expressions evaluated in the page (this project compiles without the DOM lib). */
@@ -26,7 +26,7 @@ t.test('looks in the checkout first, then beside dashboard.js; reads once', asyn
   const fs = await import('node:fs');
   const load = (answers: Array<string | NodeJS.ErrnoException>) => {
     const asked: string[] = [];
-    const mod = t.mockRequire('../src/main/dashboard', {
+    const mod = t.mockRequire('../src/main/ops/dashboard', {
       'node:fs': {
         ...fs,
         readFileSync: (path: string) => {
@@ -36,7 +36,7 @@ t.test('looks in the checkout first, then beside dashboard.js; reads once', asyn
           return a;
         },
       },
-    }) as typeof import('../src/main/dashboard');
+    }) as typeof import('../src/main/ops/dashboard');
     return { mod, asked };
   };
   const err = (code: string) => Object.assign(new Error(code), { code });
@@ -45,7 +45,7 @@ t.test('looks in the checkout first, then beside dashboard.js; reads once', asyn
   t.equal(fallback.mod.dashboardHtml(), '<html>beside</html>');
   t.equal(fallback.mod.dashboardHtml(), '<html>beside</html>');
   t.equal(fallback.asked.length, 2, 'two paths tried, then cached');
-  t.match(fallback.asked[0], /src[/\\]main[/\\]dashboard\.html$/);
+  t.match(fallback.asked[0], /src[/\\]main[/\\]ops[/\\]dashboard\.html$/);
   t.match(fallback.asked[1], /dashboard\.html$/);
 
   const none = load([err('ENOENT'), err('ENOENT')]);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { startSim, type SimHandle } from './helpers/sim';
 import { startAcemux, freePort, type Acemux } from './helpers/acemux';
 import { fetchStream, getJson, aligned, sleep, contentId, type Received } from './helpers/client';
-import { readPcr, discontinuityIndicator, pidOf } from '../src/shared/ts-packet';
+import { readPcr, discontinuityIndicator, pidOf } from '../src/shared/mpegts/ts-packet';
 
 const TS = 188;
 const NULL_PID = 0x1fff;

@@ -1,9 +1,9 @@
 import t from 'tap';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { Journal, encodeFrame, scanFrames } from '../src/main/journal';
+import { Journal, encodeFrame, scanFrames } from '../src/main/ops/journal';
 import pino from 'pino';
-import { EventLog, type AceEvent, type EventKind } from '../src/main/events';
+import { EventLog, type AceEvent, type EventKind } from '../src/main/supervision/events';
 
 const KINDS: EventKind[] = ['stream-start', 'retry', 'client-cut', 'failover'];
 /** Events whose frames are all the same length while seq < 128 (so file arithmetic is exact). */

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseM3u, parsePlaylist, parseExtinf, contentIdOf, splitLines } from '../src/shared/m3u';
+import { parseM3u, parsePlaylist, parseExtinf, contentIdOf, splitLines } from '../src/main/catalog/m3u';
 
 const A = '0123456789abcdef0123456789abcdef01234567';
 const B = 'fedcba9876543210fedcba9876543210fedcba98';

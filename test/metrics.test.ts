@@ -1,6 +1,6 @@
 import t from 'tap';
-import { Metrics } from '../src/main/metrics';
-import type { AceEvent, EventKind } from '../src/main/events';
+import { Metrics } from '../src/main/ops/metrics';
+import type { AceEvent, EventKind } from '../src/main/supervision/events';
 
 let seq = 0;
 const ev = (kind: EventKind, fields: Record<string, unknown> = {}): AceEvent => ({ seq: ++seq, time: Date.now(), kind, ...fields });

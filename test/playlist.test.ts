@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { AddressInfo } from 'node:net';
-import { loadSource, rewritePlaylist, publicBase, MAX_SOURCE_BYTES } from '../src/main/playlist';
+import { loadSource, rewritePlaylist, publicBase, MAX_SOURCE_BYTES } from '../src/main/catalog/playlist';
 
 const A = '0123456789abcdef0123456789abcdef01234567';
 const B = 'fedcba9876543210fedcba9876543210fedcba98';

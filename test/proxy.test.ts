@@ -10,7 +10,7 @@ import { connect } from 'node:net';
 import { startSim } from './helpers/sim';
 import { startAcemux, runCli } from './helpers/acemux';
 import { fetchStream, getJson, aligned, sleep, contentId } from './helpers/client';
-import { PsiTracker, isKeyframeStart, payloadUnitStart, pidOf } from '../src/shared/ts-packet';
+import { PsiTracker, isKeyframeStart, payloadUnitStart, pidOf } from '../src/shared/mpegts/ts-packet';
 
 const TS = 188;
 

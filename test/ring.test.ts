@@ -2,7 +2,7 @@ import t from 'tap';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { createRing, RingWriter, RingReader, TS, ahead } from '../src/shared/ring';
-import { Egress, type Sink } from '../src/main/egress';
+import { Egress, type Sink } from '../src/main/egress/egress';
 
 /** Packets carrying their own sequence number in bytes 4..8, so any corruption shows. */
 function packets(from: number, count: number): Buffer {

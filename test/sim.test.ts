@@ -13,7 +13,7 @@ import { SIM_CLI, SimHandle, startSim } from './helpers/sim';
 const ID1 = '0123456789abcdef0123456789abcdef01234567';
 const ID2 = '89abcdef0123456789abcdef0123456789abcdef';
 const IH3 = 'aaaaaaaaaabbbbbbbbbbccccccccccdddddddddd';
-const SAMPLE_BYTES = statSync(resolve(__dirname, '../assets/sample.ts')).size;
+const SAMPLE_BYTES = statSync(resolve(__dirname, '../assets/sample.mpegts')).size;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Envelope {

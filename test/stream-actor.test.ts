@@ -11,10 +11,10 @@ import { MessageChannel } from 'node:worker_threads';
 import { Agent } from 'undici';
 import { StreamActor } from '../src/workers/stream-actor';
 import { createRing, RingReader, ahead } from '../src/shared/ring';
-import { pidOf, readPcr, discontinuityIndicator, PAT_PID, TS_PACKET_SIZE as TS } from '../src/shared/ts-packet';
+import { pidOf, readPcr, discontinuityIndicator, PAT_PID, TS_PACKET_SIZE as TS } from '../src/shared/mpegts/ts-packet';
 import type { ActorTask, Report } from '../src/shared/messages';
 
-const sample = readFileSync(join(__dirname, '..', 'assets', 'sample.ts'));
+const sample = readFileSync(join(__dirname, '..', 'assets', 'sample.mpegts'));
 
 /** GET /from/<packet>/<count>: that run of the sample, then the body ends. */
 async function sampleServer(t: Tap.Test): Promise<string> {

@@ -1,10 +1,10 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TsFramer } from '../src/shared/ts-framer';
-import { SYNC_BYTE, TS_PACKET_SIZE } from '../src/shared/ts-packet';
+import { TsFramer } from '../src/shared/mpegts/ts-framer';
+import { SYNC_BYTE, TS_PACKET_SIZE } from '../src/shared/mpegts/ts-packet';
 
-const sample = new Uint8Array(readFileSync(join(__dirname, '..', 'assets', 'sample.ts')));
+const sample = new Uint8Array(readFileSync(join(__dirname, '..', 'assets', 'sample.mpegts')));
 const N = sample.length / TS_PACKET_SIZE;
 
 /** Small seeded PRNG (mulberry32) so every run sees the same "random" chunking. */

@@ -23,9 +23,9 @@ import {
   randomAccessIndicator,
   readPcr,
   setDiscontinuity,
-} from '../src/shared/ts-packet';
+} from '../src/shared/mpegts/ts-packet';
 
-const SAMPLE_PATH = join(__dirname, '..', 'assets', 'sample.ts');
+const SAMPLE_PATH = join(__dirname, '..', 'assets', 'sample.mpegts');
 const sample = readFileSync(SAMPLE_PATH);
 const N = sample.length / TS_PACKET_SIZE;
 

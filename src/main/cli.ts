@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** `acemux [options]`: parse config (exit 2 on a bad value), serve, shut down cleanly on signals. */
-import { loadConfig, helpText, ConfigError } from '../shared/config';
+import { loadConfig, helpText } from './config';
+import { ChannelsError, ConfigError } from './errors';
 import { createLogger } from './log';
 import { startServer } from './server';
 
@@ -27,7 +28,7 @@ async function main(): Promise<void> {
     running = await startServer(cfg, log);
   } catch (e) {
     const err = e as Error;
-    if (err.name === 'ChannelsError') {
+    if (err instanceof ChannelsError) {
       process.stderr.write(`acemux: bad channels file: ${err.message}\n`);
       process.exit(2);
     }

@@ -8,15 +8,15 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
 import type { Logger } from 'pino';
-import type { Config } from '../shared/config';
-import { Supervisor } from './supervisor';
-import { Routes } from './routes';
-import { EventLog } from './events';
-import { EnginePool } from './engines';
-import { loadChannels, type ChannelMap } from './channels';
-import { Journal } from './journal';
-import { Metrics } from './metrics';
-import { Admin } from './admin';
+import type { Config } from './config';
+import { Supervisor } from './supervision/supervisor';
+import { Routes } from './http/routes';
+import { EventLog } from './supervision/events';
+import { EnginePool } from './engine/engines';
+import { loadChannels, type ChannelMap } from './catalog/channels';
+import { Journal } from './ops/journal';
+import { Metrics } from './ops/metrics';
+import { Admin } from './http/admin';
 
 export interface Running {
   server: Server;

@@ -5,7 +5,7 @@
  * high-rate message, WAKE, is a bare number so it costs the least to clone.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { VideoCodec } from './ts-packet';
+import type { VideoCodec } from './mpegts/ts-packet';
 
 /** Actor → main: the ring head moved (sent only on the WAKE flag's 0→1 flip). */
 export const WAKE = 1;

@@ -27,7 +27,7 @@
  */
 
 import type { ActorStats } from './messages';
-import { TS_PACKET_SIZE, VIDEO_CODECS } from './ts-packet';
+import { TS_PACKET_SIZE, VIDEO_CODECS } from './mpegts/ts-packet';
 
 export const TS = TS_PACKET_SIZE;
 

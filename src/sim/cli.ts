@@ -20,7 +20,7 @@ const USAGE = `usage: node dist/sim/cli.js [flags]
   --chunked              chunked playback bodies (default: close-delimited)
   --idle-session-ms MS   end sessions nobody reads after MS (60000)
   --seed N               PRNG seed for chunk sizes (1)
-  --sample PATH          MPEG-TS file to loop (assets/sample.ts)
+  --sample PATH          MPEG-TS file to loop (assets/sample.mpegts)
   --faults JSON          initial faults, as POST /sim/faults takes them`;
 
 function fail(msg: string): never {

@@ -3,11 +3,9 @@
  * Starts both, checks that what acemux serves decodes (ffprobe, when installed), prints URLs
  * to open in ffplay, VLC or mpv, and runs until Ctrl-C. `--once` exits after the check (tests).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
-import { loadConfig } from '../shared/config';
-import { createLogger } from '../main/log';
-import { startServer } from '../main/server';
+import { join } from 'node:path';
 import { startEngineSim } from './engine-sim';
 
 const CHANNELS = ['0123456789abcdef0123456789abcdef01234567', 'fedcba9876543210fedcba9876543210fedcba98'];
@@ -28,12 +26,32 @@ function grab(url: string, ms: number): Promise<Buffer> {
   });
 }
 
+/**
+ * The proxy runs as its own process, exactly as `npm start` runs it: the demo depends on the
+ * product's command line, never on its modules. Resolves with the port it logs once listening.
+ */
+function startProxy(args: string[]): Promise<{ proc: ChildProcess; port: number }> {
+  const proc = spawn(process.execPath, [join(__dirname, '..', 'main', 'cli.js'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const m = /"listen":"[^"]*:(\d+)".*acemux listening|acemux listening.*"listen":"[^"]*:(\d+)"/.exec(buf);
+      if (m) {
+        proc.stdout!.removeAllListeners('data');
+        proc.stdout!.resume();
+        resolve({ proc, port: Number(m[1] ?? m[2]) });
+      }
+    });
+    proc.once('exit', (code) => reject(new Error(`acemux exited with ${code}`)));
+  });
+}
+
 async function main(): Promise<void> {
   const once = process.argv.includes('--once');
   const port = Number(process.env.PORT ?? 8080);
   const sim = await startEngineSim({ port: 0 });
-  const cfg = loadConfig(['--listen', `127.0.0.1:${once ? 0 : port}`, '--engine', sim.origin, '--state-dir', '', '--log-level', process.env.ACEMUX_LOG_LEVEL ?? 'warn'], {});
-  const acemux = await startServer(cfg, createLogger(cfg.logLevel));
+  const acemux = await startProxy(['--listen', `127.0.0.1:${once ? 0 : port}`, '--engine', sim.origin, '--state-dir', '', '--log-level', process.env.ACEMUX_LOG_LEVEL ?? 'info']);
   const base = `http://127.0.0.1:${acemux.port}`;
   const urls = CHANNELS.map((id) => `${base}/ace/getstream?id=${id}`);
   console.log(`engine simulator: ${sim.origin}  (plays a looped H.264 + AAC sample)`);
@@ -55,7 +73,8 @@ async function main(): Promise<void> {
   console.log(`\nStatus: ${base}/ace/status   Ctrl-C to stop.`);
 
   const stop = async () => {
-    await acemux.close();
+    acemux.proc.kill('SIGTERM');
+    await new Promise((r) => acemux.proc.once('exit', r));
     await sim.close();
     process.exit(probe.error || probe.status === 0 ? 0 : 1);
   };

@@ -23,7 +23,7 @@ import type { Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { Fault, FaultSet, faultFor, mergeFaultSets, parseFaultSet } from './faults';
 import { LoopMode, SampleSource, SampleTrack, SyntheticSource, TsSource } from './ts-source';
-import { TS_PACKET_SIZE as TS_PACKET } from '../shared/ts-packet';
+import { TS_PACKET_SIZE as TS_PACKET } from '../shared/mpegts/ts-packet';
 
 export interface EngineSimOptions {
   host?: string; // default 127.0.0.1
@@ -43,7 +43,7 @@ export interface EngineSimOptions {
   /** A session without a reader for this long ends by itself (default 60000). */
   idleSessionMs?: number;
   seed?: number; // PRNG seed for chunk sizes
-  samplePath?: string; // default assets/sample.ts
+  samplePath?: string; // default assets/sample.mpegts
   faults?: FaultSet;
 }
 
@@ -146,7 +146,7 @@ class Sim implements EngineSim {
 
   constructor(opts: EngineSimOptions) {
     const synthetic = opts.synthetic ?? false;
-    this.track = synthetic ? null : new SampleTrack(opts.samplePath ?? resolve(__dirname, '../../assets/sample.ts'));
+    this.track = synthetic ? null : new SampleTrack(opts.samplePath ?? resolve(__dirname, '../../assets/sample.mpegts'));
     const nominalRate = this.track ? this.track.bitrate : SYNTHETIC_DEFAULT_BPS;
     const chunkMin = Math.max(1, Math.floor(opts.chunkMin ?? 1000));
     this.cfg = {

@@ -14,7 +14,7 @@
 //   the first stopped (live-like), it does not restart the file.
 
 import { readFileSync } from 'node:fs';
-import { TS_PACKET_SIZE as TS_PACKET, crc32Mpeg2, pidOf, readPcr, setDiscontinuity } from '../shared/ts-packet';
+import { TS_PACKET_SIZE as TS_PACKET, crc32Mpeg2, pidOf, readPcr, setDiscontinuity } from '../shared/mpegts/ts-packet';
 const TWO33 = 2 ** 33;
 
 export interface TsSource {

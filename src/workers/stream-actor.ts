@@ -25,8 +25,8 @@ import type { Dispatcher } from 'undici';
 import { request } from 'undici';
 import { Upstream } from './upstream';
 import { RingWriter, TS, copyBytes } from '../shared/ring';
-import { TsFramer } from '../shared/ts-framer';
-import { PsiTracker, pidOf, isKeyframeStart, readPcr, setDiscontinuity, fillNullPackets, PAT_PID } from '../shared/ts-packet';
+import { TsFramer } from '../shared/mpegts/ts-framer';
+import { PsiTracker, pidOf, isKeyframeStart, readPcr, setDiscontinuity, fillNullPackets, PAT_PID } from '../shared/mpegts/ts-packet';
 import { parseEnvelope, parseStat } from '../shared/engine-api';
 import { WAKE, type ActorTask, type Command, type ConnectCommand, type Report, type UpstreamFault, type ActorStats, type ActorInspection } from '../shared/messages';
 

@@ -6,10 +6,11 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Supervisor, Stream } from './supervisor';
-import type { EnginePool } from './engines';
-import type { Journal } from './journal';
-import { describe, sendJson } from './routes';
+import type { Supervisor, Stream } from '../supervision/supervisor';
+import type { EnginePool } from '../engine/engines';
+import type { Journal } from '../ops/journal';
+import { sendJson } from './reply';
+import { describe } from './describe';
 
 const LIVE_MS = 1000;
 

@@ -16,7 +16,7 @@
  *   names may contain commas and quoted values may contain commas and spaces.
  * - contentIdOf lowercases the hex: ids are compared, deduplicated and rewritten in one spelling.
  */
-import { HEX40 } from './engine-api';
+import { HEX40 } from '../../shared/engine-api';
 
 export interface M3uEntry {
   name: string;

@@ -28,15 +28,16 @@
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { randomBytes } from 'node:crypto';
 import type { Piscina } from 'piscina';
-import type { Config } from '../shared/config';
-import { createRing, RingReader } from '../shared/ring';
+import type { Config } from '../config';
+import { createRing, RingReader } from '../../shared/ring';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/umd/node-adapter';
-import { WAKE, type ActorTask, type Command, type Report, type ActorStats, type EngineStat, type UpstreamFault, type ActorApi, type ActorInspection } from '../shared/messages';
-import { Egress, EgressClock, type Client, type Sink, type CutReason } from './egress';
-import { startSession, stopSession, EngineError, type EngineSession } from './engine-client';
+import { WAKE, type ActorTask, type Command, type Report, type ActorStats, type EngineStat, type UpstreamFault, type ActorApi, type ActorInspection } from '../../shared/messages';
+import { Egress, EgressClock, type Client, type Sink, type CutReason } from '../egress/egress';
+import { startSession, stopSession, type EngineSession } from '../engine/engine-client';
+import { EngineError, LimitError, StreamGoneError } from '../errors';
 import type { EventLog } from './events';
-import type { EnginePool, EngineState } from './engines';
+import type { EnginePool, EngineState } from '../engine/engines';
 
 export type StreamState = 'starting' | 'live' | 'recovering' | 'draining' | 'stopped';
 
@@ -51,16 +52,6 @@ export interface ChannelRef {
   slug: string;
   ids: Selector[];
 }
-
-/** A request the supervisor cannot take now: 503 with Retry-After. */
-export class LimitError extends Error {
-  constructor(message: string, readonly retryAfterS: number) {
-    super(message);
-  }
-}
-
-/** The stream ended before or while the client was attaching. */
-export class StreamGoneError extends Error {}
 
 export interface ClientSink extends Sink {
   end(): void;

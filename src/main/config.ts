@@ -6,6 +6,7 @@
  *
  * No I/O here: callers pass argv and env.
  */
+import { ConfigError } from './errors';
 
 export type LagPolicy = 'skip' | 'disconnect';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -81,10 +82,6 @@ export interface Config {
   publicUrl: string;
   /** SIGTERM: everything closed within this, or exit anyway. */
   shutdownTimeoutMs: number;
-}
-
-export class ConfigError extends Error {
-  override name = 'ConfigError';
 }
 
 type Kind = 'string' | 'path' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum';

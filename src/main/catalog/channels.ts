@@ -17,8 +17,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
-import { parseM3u, contentIdOf, type ContentId } from '../shared/m3u';
-import { HEX40 } from '../shared/engine-api';
+import { parseM3u, contentIdOf, type ContentId } from './m3u';
+import { HEX40 } from '../../shared/engine-api';
+import { ChannelsError } from '../errors';
 
 export interface Channel {
   name: string;
@@ -35,10 +36,6 @@ export type ChannelsFormat = 'm3u' | 'json';
 export interface ChannelsResult {
   channels: ChannelMap;
   warnings: string[];
-}
-
-export class ChannelsError extends Error {
-  override name = 'ChannelsError';
 }
 
 /**

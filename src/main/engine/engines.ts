@@ -3,7 +3,7 @@
  * engineProbeMs; a stream's failure on an engine counts against it too. Facts only — which engine
  * a stream goes to is the supervisor's decision (Supervisor.pickEngine).
  */
-import type { EventLog } from './events';
+import type { EventLog } from '../supervision/events';
 import { engineVersion } from './engine-client';
 
 export interface EngineState {

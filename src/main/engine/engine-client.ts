@@ -8,7 +8,8 @@
  * 504 for one that did not answer in time.
  */
 import { request } from 'undici';
-import { parseEnvelope } from '../shared/engine-api';
+import { parseEnvelope } from '../../shared/engine-api';
+import { EngineError } from '../errors';
 
 export interface EngineSession {
   engine: string;
@@ -16,12 +17,6 @@ export interface EngineSession {
   playbackUrl: string;
   statUrl: string | null;
   commandUrl: string | null;
-}
-
-export class EngineError extends Error {
-  constructor(message: string, readonly status: 502 | 504, readonly kind: 'engine' | 'unreachable' | 'timeout' | 'bad-answer') {
-    super(message);
-  }
 }
 
 /**

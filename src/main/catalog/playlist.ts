@@ -14,14 +14,11 @@
 import { readFile, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Agent, interceptors, request, type Dispatcher } from 'undici';
-import { contentIdOf, splitLines } from '../shared/m3u';
-import { isTimeout } from './engine-client';
+import { contentIdOf, splitLines } from './m3u';
+import { isTimeout } from '../engine/engine-client';
+import { PlaylistError } from '../errors';
 
 export const MAX_SOURCE_BYTES = 8 << 20;
-
-export class PlaylistError extends Error {
-  override name = 'PlaylistError';
-}
 
 // Playlist URLs are often shortened or hosted behind redirects (raw file hosts, pastebins).
 let dispatcher: Dispatcher | undefined;

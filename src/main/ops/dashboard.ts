@@ -3,14 +3,14 @@
  * external resources), fed by the /api/live SSE stream. Read once, then served from memory.
  *
  * tsc does not copy .html into dist, so the page is looked up first where it lives in a checkout
- * (dist/main → ../../src/main, also right when running the sources under ts-node), then beside
- * this module (dist/main/dashboard.html) for installs that ship dist/ without src/ — the
- * Dockerfile copies it there.
+ * (dist/main/ops → ../../../src/main/ops, also right when running the sources under ts-node), then
+ * beside this module (dist/main/ops/dashboard.html), where `npm run build` copies it for installs
+ * that ship dist/ without src/.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-const CANDIDATES = [join(__dirname, '..', '..', 'src', 'main', 'dashboard.html'), join(__dirname, 'dashboard.html')];
+const CANDIDATES = [join(__dirname, '..', '..', '..', 'src', 'main', 'ops', 'dashboard.html'), join(__dirname, 'dashboard.html')];
 
 let cached: string | null = null;
 

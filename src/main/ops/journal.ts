@@ -27,7 +27,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
-import { Pager, type AceEvent, type Page, type PageQuery } from './events';
+import { Pager, type AceEvent, type Page, type PageQuery } from '../supervision/events';
 
 export interface JournalOptions {
   /** Rotate before a file would exceed this; default 4 MiB. */

@@ -11,7 +11,7 @@
  */
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { AceEvent } from './events';
+import type { AceEvent } from '../supervision/events';
 
 const PREFIX = 'acemux_';
 /** Zeroed at every refresh, so a state that empties shows 0 rather than its last count. */

@@ -8,32 +8,21 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { HEX40 } from '../shared/engine-api';
-import { TS } from '../shared/ring';
-import { slugOf } from './channels';
-import { EngineError } from './engine-client';
-import { Supervisor, LimitError, StreamGoneError, type Selector, type Stream, type ChannelRef } from './supervisor';
+import { HEX40 } from '../../shared/engine-api';
+import { slugOf } from '../catalog/channels';
+import { isExpected } from '../errors';
+import { Supervisor, type Selector, type Stream, type ChannelRef } from '../supervision/supervisor';
 import type { Admin } from './admin';
-import type { Metrics } from './metrics';
-import type { EnginePool } from './engines';
-import { dashboardHtml } from './dashboard';
-import { loadSource, rewritePlaylist, publicBase } from './playlist';
+import type { Metrics } from '../ops/metrics';
+import type { EnginePool } from '../engine/engines';
+import { sendJson, sendError, fail } from './reply';
+import { describe } from './describe';
+import { dashboardHtml } from '../ops/dashboard';
+import { loadSource, rewritePlaylist, publicBase } from '../catalog/playlist';
 
 const SELECTORS = ['id', 'infohash', 'content_id'] as const;
 /** Ours to set: a client's pid would let two players steal one engine session from each other. */
 const OWNED = new Set(['pid', 'sid', 'format', 'token']);
-
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers });
-  res.end(text);
-}
-
-const fail = (res: ServerResponse, status: number, error: string, headers?: Record<string, string>) => sendJson(res, status, { error }, headers);
 
 type Parsed<S> = { sel: S; extra: Array<[string, string]> } | { error: string };
 
@@ -84,7 +73,25 @@ export class Routes {
     this.channels = o.channels;
   }
 
+  /**
+   * The request error boundary: a throw or a rejection anywhere in a handler becomes a logged 500
+   * for that request (or a destroyed socket once headers went out), never the end of the process
+   * and of every stream in it.
+   */
   handle(req: IncomingMessage, res: ServerResponse): void {
+    const boundary = (e: unknown) => {
+      if (!isExpected(e)) this.log.error({ err: e instanceof Error ? e.stack : String(e), method: req.method, url: req.url?.slice(0, 256) }, 'request handler failed');
+      sendError(res, e);
+    };
+    try {
+      const done = this.dispatch(req, res);
+      if (done) done.catch(boundary);
+    } catch (e) {
+      boundary(e);
+    }
+  }
+
+  private dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> | void {
     let url: URL;
     try {
       url = new URL(req.url ?? '/', 'http://x');
@@ -94,11 +101,7 @@ export class Routes {
     const path = url.pathname;
     const readOnly = req.method === 'GET' || req.method === 'HEAD';
     if (path.startsWith('/api/')) {
-      void this.o.admin.handle(req, res, url).catch((e: Error) => {
-        this.log.error({ err: e.stack }, 'admin API failed');
-        fail(res, 500, 'internal error');
-      });
-      return;
+      return this.o.admin.handle(req, res, url);
     }
     if (path === '/livez') return readOnly ? sendJson(res, 200, { status: 'alive' }) : this.notAllowed(req, res);
     if (path === '/readyz') {
@@ -108,11 +111,10 @@ export class Routes {
     }
     if (path === '/metrics') {
       if (!readOnly) return this.notAllowed(req, res);
-      void this.o.metrics.render().then(({ contentType, body }) => {
+      return this.o.metrics.render().then(({ contentType, body }) => {
         res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
         res.end(body);
-      }, (e: Error) => fail(res, 500, `metrics: ${e.message}`));
-      return;
+      });
     }
     if (path === '/' || path === '/dashboard') {
       if (!readOnly) return this.notAllowed(req, res);
@@ -127,13 +129,11 @@ export class Routes {
     }
     if (playlist) {
       if (!readOnly) return this.notAllowed(req, res);
-      void this.playlist(req, res);
-      return;
+      return this.playlist(req, res);
     }
     if (path === '/ace/getstream' || path === '/ace/getstream/') {
       if (!readOnly) return this.notAllowed(req, res);
-      void this.getstream(req, res, url.searchParams);
-      return;
+      return this.getstream(req, res, url.searchParams);
     }
     if (path.startsWith('/ace/channel/')) {
       if (!readOnly) return this.notAllowed(req, res);
@@ -147,8 +147,7 @@ export class Routes {
       if (!channel) return fail(res, 404, this.channels.size ? `no channel "${slug}"` : 'no channels file configured (ACEMUX_CHANNELS)');
       const q = parseStreamQuery(url.searchParams, true);
       if ('error' in q) return fail(res, 400, q.error);
-      void this.play(req, res, channel.ids[0]!, q.extra, channel);
-      return;
+      return this.play(req, res, channel.ids[0]!, q.extra, channel);
     }
     if (path === '/ace/status' || path === '/ace/status/') {
       if (!readOnly) return this.notAllowed(req, res);
@@ -198,11 +197,8 @@ export class Routes {
       s = await this.sup.join(sel, extra, channel);
     } catch (e) {
       socket.off('close', onEarlyClose);
-      if (e instanceof LimitError) return fail(res, 503, e.message, { 'retry-after': String(e.retryAfterS) });
-      if (e instanceof EngineError) return fail(res, e.status, e.message);
-      if (e instanceof StreamGoneError) return fail(res, 502, e.message);
-      this.log.error({ err: (e as Error).stack }, 'getstream failed');
-      return fail(res, 500, 'internal error');
+      if (!isExpected(e)) this.log.error({ err: (e as Error).stack }, 'getstream failed');
+      return sendError(res, e);
     }
     socket.off('close', onEarlyClose);
     if (gone || socket.destroyed) {
@@ -236,38 +232,4 @@ export class Routes {
 
 function streamHeaders(): Record<string, string> {
   return { 'content-type': 'video/mp2t', 'cache-control': 'no-cache, no-store', connection: 'close', 'x-content-type-options': 'nosniff' };
-}
-
-/** acexy's fields (clients, stream_id, stat_url) first, then ours. */
-export function describe(s: Stream): Record<string, unknown> {
-  const eg = s.egress;
-  const st = s.stats;
-  const uptime = (Date.now() - s.createdAt) / 1000;
-  return {
-    clients: eg.clients.length,
-    stream_id: s.selector.value,
-    stat_url: s.session?.statUrl ?? null,
-    state: s.state,
-    selector: s.selector.name,
-    channel: s.channel?.name ?? null,
-    attempts: s.attempts,
-    switches: s.switches,
-    actor_restarts: s.life,
-    engine: s.session?.engine ?? null,
-    pid: s.session?.pid ?? null,
-    uptime_s: Math.round(uptime * 10) / 10,
-    bytes_in: st.bytesIn,
-    bytes_out: eg.bytesOut,
-    avg_write_bytes: eg.writes ? Math.round(eg.bytesOut / eg.writes) : 0,
-    bitrate: st.bitrate,
-    video_codec: st.videoCodec,
-    join_points: st.joinPoints,
-    junk_bytes: st.junkBytes,
-    null_packets: st.nullPacketsSent,
-    ring_bytes: eg.ring.cap * TS,
-    skips: eg.skips,
-    cuts: eg.cuts,
-    engine_stat: s.stat,
-    client_list: eg.clients.map((c) => ({ id: c.info.id, remote: c.info.remote, since: new Date(c.since).toISOString(), bytes: c.bytes, lag_bytes: eg.lagBytes(c), skips: c.skips })),
-  };
 }
