@@ -14,7 +14,8 @@ import { fetchStream, getJson, sleep, contentId } from './helpers/client';
 
 const FAST = ['--grace', '300ms', '--engine-probe', '300ms', '--stat-interval', '500ms'];
 
-/** GET/POST/DELETE with headers, JSON answer. */
+/** GET/POST/DELETE with headers, JSON answer (`any`: tests assert its shape). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 function call(url: string, method = 'GET', headers: Record<string, string> = {}): Promise<{ status: number; body: any; headers: Record<string, unknown>; text: string }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method, headers, agent: false }, (res) => {

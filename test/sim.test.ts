@@ -2,13 +2,13 @@
 // `npx tsc -p tsconfig.json`.
 
 import t from 'tap';
-import http, { IncomingMessage } from 'node:http';
+import http, { type IncomingMessage } from 'node:http';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { request } from 'undici';
-import { SIM_CLI, SimHandle, startSim } from './helpers/sim';
+import { SIM_CLI, type SimHandle, startSim } from './helpers/sim';
 
 const ID1 = '0123456789abcdef0123456789abcdef01234567';
 const ID2 = '89abcdef0123456789abcdef0123456789abcdef';

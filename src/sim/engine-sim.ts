@@ -18,11 +18,11 @@
 // - Faults are snapshotted per request (see faults.ts).
 
 import { createHash, randomBytes } from 'node:crypto';
-import http, { IncomingMessage, ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { resolve } from 'node:path';
-import { Fault, FaultSet, faultFor, mergeFaultSets, parseFaultSet } from './faults';
-import { LoopMode, SampleSource, SampleTrack, SyntheticSource, TsSource } from './ts-source';
+import { type Fault, type FaultSet, faultFor, mergeFaultSets, parseFaultSet } from './faults';
+import { type LoopMode, SampleSource, SampleTrack, SyntheticSource, type TsSource } from './ts-source';
 import { TS_PACKET_SIZE as TS_PACKET } from '../shared/mpegts/ts-packet';
 
 export interface EngineSimOptions {

@@ -20,7 +20,7 @@
  *     wait for it.
  *  E3 A removed client leaves nothing behind: slot released, listeners and callbacks inert.
  */
-import { RingReader, ahead, TS } from '../../shared/ring';
+import { type RingReader, ahead, TS } from '../../shared/ring';
 import type { LagPolicy } from '../config';
 
 /** The part of a socket the egress uses. */

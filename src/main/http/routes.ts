@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { HEX40 } from '../../shared/engine-api';
 import { slugOf } from '../catalog/channels';
 import { isExpected } from '../errors';
-import { Supervisor, type Selector, type Stream, type ChannelRef } from '../supervision/supervisor';
+import type { Supervisor, Selector, Stream, ChannelRef } from '../supervision/supervisor';
 import type { Admin } from './admin';
 import type { Metrics } from '../ops/metrics';
 import type { EnginePool } from '../engine/engines';
