@@ -7,9 +7,27 @@ import tseslint from 'typescript-eslint';
 // Node's globals for the plain-JS files (bench/*.mjs, test/helpers/*.cjs); no `globals` package here.
 const nodeGlobals = Object.fromEntries(
   [
-    'AbortController', 'AbortSignal', 'Atomics', 'Buffer', 'SharedArrayBuffer', 'TextDecoder', 'TextEncoder', 'URL', 'URLSearchParams',
-    'clearImmediate', 'clearInterval', 'clearTimeout', 'console', 'fetch', 'performance', 'process', 'queueMicrotask',
-    'setImmediate', 'setInterval', 'setTimeout', 'structuredClone',
+    'AbortController',
+    'AbortSignal',
+    'Atomics',
+    'Buffer',
+    'SharedArrayBuffer',
+    'TextDecoder',
+    'TextEncoder',
+    'URL',
+    'URLSearchParams',
+    'clearImmediate',
+    'clearInterval',
+    'clearTimeout',
+    'console',
+    'fetch',
+    'performance',
+    'process',
+    'queueMicrotask',
+    'setImmediate',
+    'setInterval',
+    'setTimeout',
+    'structuredClone',
   ].map((name) => [name, 'readonly']),
 );
 const commonJsGlobals = { __dirname: 'readonly', __filename: 'readonly', require: 'readonly', module: 'writable', exports: 'writable' };
@@ -27,5 +45,9 @@ export default defineConfig(
     },
   },
   { files: ['**/*.mjs'], languageOptions: { globals: nodeGlobals } },
-  { files: ['**/*.cjs'], languageOptions: { sourceType: 'commonjs', globals: { ...nodeGlobals, ...commonJsGlobals } }, rules: { '@typescript-eslint/no-require-imports': 'off' } },
+  {
+    files: ['**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs', globals: { ...nodeGlobals, ...commonJsGlobals } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
 );
