@@ -184,7 +184,9 @@ t.test('bad requests get clear statuses and JSON errors', async (t) => {
   });
   t.match(raw, /^HTTP\/1\.1 431/);
   t.match(raw, /"error":"request headers too large"/);
-  t.equal((await getJson(`${ace.origin}/ace/status`)).status, 200);
+  const after = await getJson(`${ace.origin}/ace/status`);
+  t.equal(after.status, 200, 'still serving after the refused requests');
+  t.match(after.body, { streams: 0, events: Array }, 'with its status, not an error');
 });
 
 t.test('engine failures are answered, never hung on', async (t) => {
