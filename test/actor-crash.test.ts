@@ -14,7 +14,24 @@ import { pidOf } from '../src/shared/mpegts/ts-packet';
 
 const TS = 188;
 const CRASHING = join(__dirname, 'helpers', 'crashing-actor.cjs');
-const FAST = ['--stall-timeout', '1500ms', '--first-data-timeout', '4s', '--playback-timeout', '1500ms', '--retry-base', '150ms', '--retry-cap', '800ms', '--grace', '400ms', '--keepalive', '200ms', '--engine-timeout', '3s'];
+const FAST = [
+  '--stall-timeout',
+  '1500ms',
+  '--first-data-timeout',
+  '4s',
+  '--playback-timeout',
+  '1500ms',
+  '--retry-base',
+  '150ms',
+  '--retry-cap',
+  '800ms',
+  '--grace',
+  '400ms',
+  '--keepalive',
+  '200ms',
+  '--engine-timeout',
+  '3s',
+];
 
 t.test('actor crash: the thread dies, the actor restarts, the client stays connected', async (t) => {
   const sim = await startSim(['--bitrate', '3000000']);
@@ -37,13 +54,18 @@ t.test('actor crash: the thread dies, the actor restarts, the client stays conne
   });
   type Ev = { kind: string; error?: string; life?: number };
   let restart: Ev | undefined;
-  await until(async () => {
-    const ev: Ev[] = (await getJson(`${ace.origin}/ace/status`)).body.events ?? [];
-    restart = ev.find((e) => e.kind === 'actor-restart');
-    return restart !== undefined;
-  }, 'an actor-restart event', 10_000, 100);
+  await until(
+    async () => {
+      const ev: Ev[] = (await getJson(`${ace.origin}/ace/status`)).body.events ?? [];
+      restart = ev.find((e) => e.kind === 'actor-restart');
+      return restart !== undefined;
+    },
+    'an actor-restart event',
+    10_000,
+    100,
+  );
   const atRestart = bytes;
-  t.match(restart, { error: /test: actor crash/, life: 1 }, 'the restart names the thread\'s death and starts life 1');
+  t.match(restart, { error: /test: actor crash/, life: 1 }, "the restart names the thread's death and starts life 1");
   // The client keeps receiving from the restarted actor on the same connection.
   await until(() => bytes > atRestart + 500_000, 'data after the restart', 10_000);
   const st = await getJson(`${ace.origin}/ace/status?id=${id}`);
