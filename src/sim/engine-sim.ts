@@ -1,5 +1,5 @@
 // AceStream engine simulator: a real HTTP server speaking the engine API (see
-// /work/shared/engine-api.md), with fault injection and a control API under /sim/ for tests.
+// docs/ENGINE-API.md), with fault injection and a control API under /sim/ for tests.
 //
 // Invariants:
 // - At most one live session per content (infohash) and per pid. getstream with the same pid and the
