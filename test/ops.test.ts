@@ -10,13 +10,12 @@ import { join } from 'node:path';
 import { request } from 'node:http';
 import { startSim } from './helpers/sim';
 import { startAcemux, freePort } from './helpers/acemux';
-import { fetchStream, getJson, sleep, contentId } from './helpers/client';
+import { fetchStream, getJson, sleep, contentId, type Json } from './helpers/client';
 
 const FAST = ['--grace', '300ms', '--engine-probe', '300ms', '--stat-interval', '500ms'];
 
-/** GET/POST/DELETE with headers, JSON answer (`any`: tests assert its shape). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function call(url: string, method = 'GET', headers: Record<string, string> = {}): Promise<{ status: number; body: any; headers: Record<string, unknown>; text: string }> {
+/** GET/POST/DELETE with headers, JSON answer. */
+function call(url: string, method = 'GET', headers: Record<string, string> = {}): Promise<{ status: number; body: Json; headers: Record<string, unknown>; text: string }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method, headers, agent: false }, (res) => {
       let text = '';

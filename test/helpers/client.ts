@@ -51,9 +51,11 @@ export function fetchStream(url: string, o: ReadOptions = {}): Promise<Received>
   });
 }
 
-// The body is whatever JSON the server sent; tests assert its shape, so `any` is the honest type.
+/** Whatever JSON a server sent: the tests assert its shape, so `any` is the honest type. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export async function getJson(url: string, method = 'GET'): Promise<{ status: number; body: any; headers: IncomingMessage['headers'] }> {
+export type Json = any;
+
+export async function getJson(url: string, method = 'GET'): Promise<{ status: number; body: Json; headers: IncomingMessage['headers'] }> {
   const r = await fetchStream(url, { method });
   return { status: r.status, headers: r.headers, body: r.body.length ? JSON.parse(r.body.toString()) : null };
 }
