@@ -263,21 +263,26 @@ t.test('playback: TS sync, unaligned chunks, pacing at the configured rate', asy
 });
 
 t.test('prebuffer delay, burst, chunked bodies, default rate = sample mux rate', async (t) => {
-  const sim = await startSim(['--prebuffer-ms', '400', '--burst-bytes', '300000', '--chunked']);
+  // A prebuffer long enough that a loaded machine still asks for stat and playback inside it.
+  const sim = await startSim(['--prebuffer-ms', '1200', '--burst-bytes', '300000', '--chunked']);
   t.teardown(() => sim.stop());
   const askedAt = performance.now();
   const gs = await getstream(sim, `id=${ID1}&pid=a`);
   const statUrl = gs.stat_url;
   const early = await getJson(statUrl);
-  t.same(early.body, { response: {}, error: null }, 'stat is empty right after start');
+  const earlyMs = performance.now() - askedAt;
+  // The engine answers {} for 200 ms after getstream: a slower round trip may see 'prebuf' already.
+  const empty = JSON.stringify(early.body) === JSON.stringify({ response: {}, error: null });
+  const late = earlyMs >= 200 && early.body.response?.status === 'prebuf';
+  t.ok(empty || late, `stat is empty right after start, or prebuf when asked late (${Math.round(earlyMs)} ms)`);
   await sleep(220);
   const pre = await getJson(statUrl);
   t.match(pre.body.response, { status: 'prebuf', peers: 0 });
 
   const r = new Reader(gs.playback_url);
   await r.until(() => r.status > 0);
-  // Held until 400 ms after getstream, however late the request came (a loaded machine).
-  t.ok(r.headersAt - askedAt >= 390, `headers held while prebuffering (${Math.round(r.headersAt - askedAt)} ms after getstream)`);
+  // Held until 1200 ms after getstream, however late the request came (a loaded machine).
+  t.ok(r.headersAt - askedAt >= 1190, `headers held while prebuffering (${Math.round(r.headersAt - askedAt)} ms after getstream)`);
   t.equal(r.res!.headers['transfer-encoding'], 'chunked');
   await r.until(() => r.bytes >= 300000, 1500);
   const burstMs = performance.now() - r.headersAt;
