@@ -1,6 +1,5 @@
 import t from 'tap';
 import { loadConfig, parseDuration, parseSize, parseListen, helpText } from '../src/main/config';
-import { ConfigError } from '../src/main/errors';
 
 t.test('defaults are acexy-compatible', async (t) => {
   const c = loadConfig([], {});

@@ -3,11 +3,10 @@
 import { loadConfig, helpText } from './config';
 import { ChannelsError, ConfigError } from './errors';
 import { createLogger } from './log';
-import { startServer } from './server';
+import { startServer, type ServerOptions } from './server';
 
-
-async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
+/** Exported so a test can run the real CLI with a substitute actor entry (test/helpers/crashing-actor.cjs). */
+export async function main(argv = process.argv.slice(2), opts: ServerOptions = {}): Promise<void> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(helpText());
     return;
@@ -25,7 +24,7 @@ async function main(): Promise<void> {
   const log = createLogger(cfg.logLevel);
   let running;
   try {
-    running = await startServer(cfg, log);
+    running = await startServer(cfg, log, opts);
   } catch (e) {
     const err = e as Error;
     if (err instanceof ChannelsError) {
@@ -48,4 +47,4 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => stop('SIGINT'));
 }
 
-void main();
+if (require.main === module) void main();

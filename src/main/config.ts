@@ -68,8 +68,6 @@ export interface Config {
   clientTimeoutMs: number;
   /** Channels file (M3U or JSON) for /ace/channel/<name>; '' = none. */
   channelsFile: string;
-  /** Test hook: an actor throws after this many upstream bytes on its first life (0 = off). */
-  testCrashAfterBytes: number;
   /** Where the event journal lives; '' = no journal. */
   stateDir: string;
   /** When set, /api/ requires it (Bearer or X-API-Key). */
@@ -132,7 +130,6 @@ export const OPTIONS: readonly Option[] = [
   { key: 'engineProbeMs', flag: '--engine-probe', env: 'ACEMUX_ENGINE_PROBE', kind: 'duration', def: '10s', help: 'probe each engine with get_version this often (0 = never)' },
   { key: 'clientTimeoutMs', flag: '--client-timeout', env: 'ACEMUX_CLIENT_TIMEOUT', kind: 'duration', def: '20s', help: 'cut a client whose socket accepts nothing this long' },
   { key: 'channelsFile', flag: '--channels', env: 'ACEMUX_CHANNELS', kind: 'path', def: '', help: 'channels file (M3U or JSON) with alternate ids, for /ace/channel/<name>' },
-  { key: 'testCrashAfterBytes', flag: '--test-crash-after', env: 'ACEMUX_TEST_CRASH_AFTER', kind: 'size', def: '0', help: 'test hook: crash an actor thread after this many bytes (0 = off)' },
   { key: 'stateDir', flag: '--state-dir', env: 'ACEMUX_STATE_DIR', kind: 'path', def: 'acemux-state', help: "event journal directory ('' = no journal)" },
   { key: 'apiKey', flag: '--api-key', env: 'ACEMUX_API_KEY', kind: 'path', def: '', help: '/api/ requires this key (Authorization: Bearer, X-API-Key)' },
   { key: 'streamToken', flag: '--stream-token', env: 'ACEMUX_STREAM_TOKEN', kind: 'path', def: '', help: 'stream URLs require ?token=<this>' },
@@ -257,7 +254,6 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     engineProbeMs: raw.engineProbeMs as number,
     clientTimeoutMs: raw.clientTimeoutMs as number,
     channelsFile: raw.channelsFile as string,
-    testCrashAfterBytes: raw.testCrashAfterBytes as number,
     stateDir: raw.stateDir as string,
     apiKey: raw.apiKey as string,
     streamToken: raw.streamToken as string,

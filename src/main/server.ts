@@ -27,13 +27,21 @@ export interface Running {
   close(): Promise<void>;
 }
 
-function actorPool(cfg: Config): Piscina {
+/** What the actor threads load; a test may substitute a wrapper of it (ServerOptions.actorEntry). */
+export const ACTOR_ENTRY = join(__dirname, '..', 'workers', 'actor-host.js');
+
+export interface ServerOptions {
+  /** The module each actor thread loads (default ACTOR_ENTRY). Not a flag: only code can set it. */
+  actorEntry?: string;
+}
+
+function actorPool(cfg: Config, entry: string): Piscina {
   // The main thread writes to sockets; the actors need little CPU each, and every extra thread
   // adds its own wake-ups (measured: 2 actor threads cost 1.7× one on 2 cores for the same 20
   // streams). So: one thread per core beyond main's, at least one, at most four.
   const threads = cfg.workers || Math.max(1, Math.min(availableParallelism() - 1, 4));
   return new Piscina({
-    filename: join(__dirname, '..', 'workers', 'actor-host.js'),
+    filename: entry,
     minThreads: threads,
     maxThreads: threads,
     // Actors live as long as their stream: a thread must host many, and never queue one.
@@ -43,8 +51,8 @@ function actorPool(cfg: Config): Piscina {
   });
 }
 
-export async function startServer(cfg: Config, log: Logger): Promise<Running> {
-  const pool = actorPool(cfg);
+export async function startServer(cfg: Config, log: Logger, opts: ServerOptions = {}): Promise<Running> {
+  const pool = actorPool(cfg, opts.actorEntry ?? ACTOR_ENTRY);
   // Load the actor module on every thread now, not on the first viewer's request.
   await Promise.all(Array.from({ length: pool.options.maxThreads * 2 }, () => pool.run({ warmup: true })));
   // A journal that cannot be opened (read-only directory, say) costs history, not service.

@@ -1,7 +1,7 @@
 /**
  * A stream actor: owns one channel's upstream (the engine's playback_url) and is the only writer
- * of its ring. It executes the supervisor's commands (connect, stop) and reports facts (connected,
- * first data, faults, stat figures); it decides nothing about retries.
+ * of its ring. It executes the supervisor's commands (connect, disconnect, stop) and reports facts
+ * (first data, upstream faults, stat figures); it decides nothing about retries.
  *
  * Ingest, per upstream chunk (upstream.ts hands out views of a reused read buffer): re-frame into whole 188-byte packets (TsFramer), look at each
  * packet's header only (PSI, keyframe starts, PCR), copy runs of packets into the ring, publish
@@ -164,12 +164,6 @@ export class StreamActor {
     const now = this.clock();
     this.lastDataAt = now; // also the clock for everything this read writes: one read of it per read
     this.stats.bytesIn += to - from;
-    if (this.task.crashAfterBytes > 0 && this.task.life === 0 && this.stats.bytesIn >= this.task.crashAfterBytes) {
-      // Test hook: an uncaught throw on the thread, as a real bug would be.
-      setImmediate(() => {
-        throw new Error('test hook: actor crash');
-      });
-    }
     if (!this.gotData) {
       this.gotData = true;
       this.report({ type: 'first-data' });

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { HEX40 } from '../../shared/engine-api';
 import { slugOf } from '../catalog/channels';
 import { isExpected } from '../errors';
-import { Supervisor, type Selector, type Stream, type ChannelRef } from '../supervision/supervisor';
+import type { Supervisor, Selector, Stream, ChannelRef } from '../supervision/supervisor';
 import type { Admin } from './admin';
 import type { Metrics } from '../ops/metrics';
 import type { EnginePool } from '../engine/engines';
@@ -118,8 +118,9 @@ export class Routes {
     }
     if (path === '/' || path === '/dashboard') {
       if (!readOnly) return this.notAllowed(req, res);
+      const html = dashboardHtml(); // before the head: a page that cannot be read is a 500, not a cut connection
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'" });
-      res.end(dashboardHtml());
+      res.end(html);
       return;
     }
     const playlist = path === '/playlist.m3u' || path === '/playlist.m3u8';

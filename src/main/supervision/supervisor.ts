@@ -328,7 +328,6 @@ export class Supervisor {
       engineTimeoutMs: this.cfg.engineTimeoutMs,
       connect,
       life: s.life,
-      crashAfterBytes: this.cfg.testCrashAfterBytes,
       inspectPort: rpc.port2,
     };
     port1.on('message', (m: Report | typeof WAKE) => {
