@@ -8,13 +8,14 @@ import { startServer } from './server';
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  if (argv.includes('--help') || argv.includes('-h')) {
+  if (argv.includes('--help') || argv.includes('-h') || argv.includes('-help')) {
     process.stdout.write(helpText());
     return;
   }
   let cfg;
+  const warnings: string[] = [];
   try {
-    cfg = loadConfig(argv, process.env);
+    cfg = loadConfig(argv, process.env, (w) => warnings.push(w));
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`acemux: bad configuration: ${e.message}\n`);
@@ -23,6 +24,7 @@ async function main(): Promise<void> {
     throw e;
   }
   const log = createLogger(cfg.logLevel);
+  for (const w of warnings) log.warn(w);
   let running;
   try {
     running = await startServer(cfg, log);
