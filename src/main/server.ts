@@ -110,14 +110,16 @@ function collect(sup: Supervisor, engines: EnginePool, metrics: Metrics, counted
   const byState: Record<string, number> = { starting: 0, live: 0, recovering: 0, draining: 0 };
   let bytesIn = sup.bytesDone.in;
   let bytesOut = sup.bytesDone.out;
+  let maxLag = 0;
   for (const s of sup.streams.values()) {
     byState[s.state] = (byState[s.state] ?? 0) + 1;
-    for (const c of s.egress.clients) metrics.observeClientLag(s.egress.lagBytes(c));
+    for (const c of s.egress.clients) maxLag = Math.max(maxLag, s.egress.lagBytes(c));
     bytesIn += s.stats.bytesIn;
     bytesOut += s.egress.bytesOut;
   }
   metrics.setStreams(byState);
   metrics.setClients(sup.clients);
+  metrics.setMaxClientLag(maxLag);
   for (const e of engines.engines) metrics.setEngineUp(e.url, e.healthy);
   metrics.addBytes(Math.max(0, bytesIn - counted.in), Math.max(0, bytesOut - counted.out));
   counted.in = Math.max(counted.in, bytesIn);
