@@ -15,7 +15,8 @@ t.test('the page is self-contained and cached', async (t) => {
   const html = dashboardHtml();
   t.equal(dashboardHtml(), html, 'same string from the cache');
   t.match(html, /^<!doctype html>/i);
-  t.match(html, "new EventSource('/api/live' + location.search)");
+  t.match(html, "new EventSource(withKey('/api/live'))");
+  t.match(html, "'X-API-Key': key", 'controls send the key as a header');
   t.notMatch(html, /<(script|link|img|iframe)[^>]+(src|href)=/i, 'loads nothing');
   const urls = html.match(/https?:\/\/[^\s'"<>)]+/g) ?? [];
   t.same(urls, ['http://www.w3.org/2000/svg'], 'the only URL is the SVG namespace, which is never fetched');
@@ -76,7 +77,7 @@ function stream(id: string, tick: number, clients: number) {
     skips: 0,
     cuts: 0,
     engine_stat: null,
-    client_list: Array.from({ length: clients }, (_, i) => ({ remote: `10.0.0.${i + 1}:5000`, since: new Date().toISOString(), bytes: tick * 60_000, lag_bytes: 188 * i, skips: 0 })),
+    client_list: Array.from({ length: clients }, (_, i) => ({ id: i + 1, remote: `10.0.0.${i + 1}:5000`, since: new Date().toISOString(), bytes: tick * 60_000, lag_bytes: 188 * i, skips: 0, user_agent: i === 0 ? 'VLC/3.0.20 LibVLC/3.0.20' : null })),
   };
 }
 
@@ -104,10 +105,12 @@ t.test('renders and updates from the live feed in headless Chromium', { timeout:
         seq: tick + i,
         time: Date.now() - (30 - i) * 1000,
         kind: i % 5 === 4 ? 'client-cut' : 'stream-start',
-        stream: A,
-        reason: i % 5 === 4 ? 'lagging' : undefined,
-        n: tick + i,
-        note: '<img src=x onerror="window.pwned=1">',
+        stream: `id=${A}`,
+        reason: i % 5 === 4 ? '<img src=x onerror="window.pwned=1">' : undefined,
+        remote: '10.0.0.9:4000',
+        lag_bytes: 4 << 20,
+        bytes: 1 << 30,
+        id: A,
       })),
     };
   };
@@ -116,6 +119,12 @@ t.test('renders and updates from the live feed in headless Chromium', { timeout:
     if (url.pathname === '/') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       res.end(dashboardHtml());
+    } else if (url.pathname === '/api/history') {
+      // Ten minutes of samples, five seconds apart, at 1 Mb/s: more than a minute of sparkline.
+      const now = Date.now();
+      const samples = Array.from({ length: 120 }, (_, i) => [now - (120 - i) * 5000, i * 625_000, i * 625_000, 1]);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ sample_ms: 5000, streams: { [`id=${A}`]: samples } }));
     } else if (url.pathname === '/api/live') {
       liveUrls.push(req.url!);
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
@@ -173,14 +182,20 @@ t.test('renders and updates from the live feed in headless Chromium', { timeout:
   await page.locator(`[data-testid="stream-${B}"]`).waitFor({ state: 'detached', timeout: 5_000 });
   t.equal(await page.locator('tr.stream').count(), 1, 'a stream that ended leaves the table');
 
-  // The sparkline has drawn a line from the bytes_out deltas.
-  const points = await row.locator('svg.spark polyline').getAttribute('points');
-  t.ok(points && points.split(' ').length >= 3, `sparkline drawn (${points?.split(' ').length} points)`);
+  // The sparkline reaches back ten minutes (seeded from /api/history), not one.
+  const points = (await row.locator('svg.spark polyline').getAttribute('points'))!.split(' ');
+  t.ok(points.length >= 100, `sparkline drawn from the history (${points.length} points)`);
+  const firstX = Number(points[0]!.split(',')[0]);
+  t.ok(firstX > 30 && firstX < 50, `the oldest point is ~10 of 15 minutes back (x=${firstX} of 120)`);
+  t.match(await row.locator('svg.spark title').textContent(), /over 1\dm/, 'the title says over how long');
 
-  // Clicking a row shows its clients.
+  // Clicking a row shows its clients, with their players.
   await row.click();
   await page.locator('tr.detail:not([hidden])').waitFor({ timeout: 2_000 });
-  t.match(await page.locator('tr.detail:not([hidden])').textContent(), /10\.0\.0\.1:5000/);
+  const detail = (await page.locator('tr.detail:not([hidden])').textContent())!;
+  t.match(detail, /10\.0\.0\.1:5000/);
+  t.match(detail, /VLC\/3\.0\.20 LibVLC/, 'the User-Agent is shown');
+  t.match(detail, /unknown player/, 'and said when there is none');
 
   // Engines and events.
   const engines = await page.locator('#engines li').allTextContents();
@@ -189,11 +204,14 @@ t.test('renders and updates from the live feed in headless Chromium', { timeout:
   t.match(engines[1], /down.*engine2:6878.*ECONNREFUSED/);
   const shown = await page.locator('#events li').allTextContents();
   t.equal(shown.length, 20, 'the newest 20 events');
-  const ns = shown.map((s) => Number(/n=(\d+)/.exec(s)![1]));
+  const ns = (await page.locator('#events li').evaluateAll((lis) => lis.map((li) => Number((li as unknown as { dataset: { seq: string } }).dataset.seq)))) as number[];
   t.same(ns, [...ns].sort((a, b) => b - a), 'newest first');
   t.equal(ns[0] - ns[19], 19, 'consecutive');
-  const firstEvent = shown[0];
-  t.match(firstEvent, /<img src=x/, 'markup in fields shows as text');
+  for (const line of shown) t.notMatch(line, new RegExp(A), 'no line repeats the 40-character id');
+  t.notMatch(shown.join('\n'), /\b(?:reason|remote|lag_bytes|bytes|id|stream)=/, 'no raw key=value text');
+  const cut = shown.find((l) => /client-cut/.test(l))!;
+  t.match(cut, /Cut client 10\.0\.0\.9:4000 \(<img src=x onerror="window\.pwned=1">\), 4\.00 MiB behind, after 1\.00 GiB\./, 'a sentence with the facts; markup shows as text');
+  t.match(shown.find((l) => /stream-start/.test(l))!, /aaaaaaaa…cdef.*Starting with id aaaaaaaa…cdef\./);
   t.equal(await page.evaluate('window.pwned'), undefined, 'and never runs');
   t.equal(await page.locator('#events img').count(), 0);
   t.match(await page.locator('#t-engines').textContent(), /1 \/ 2/);

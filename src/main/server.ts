@@ -17,6 +17,8 @@ import { loadChannels, type ChannelMap } from './catalog/channels';
 import { Journal } from './ops/journal';
 import { Metrics } from './ops/metrics';
 import { Admin } from './http/admin';
+import { StreamNames } from './catalog/names';
+import { loadSource } from './catalog/playlist';
 
 export interface Running {
   server: Server;
@@ -72,7 +74,13 @@ export async function startServer(cfg: Config, log: Logger): Promise<Running> {
     for (const w of loaded.warnings) log.warn({ file: cfg.channelsFile }, w);
     log.info({ channels: channels.size }, 'channels file loaded');
   }
-  const admin = new Admin(supervisor, engines, journal, cfg.apiKey);
+  // Display names for the dashboard: channels now, the playlist's titles once it has arrived.
+  const names = new StreamNames();
+  names.addChannels(channels.values());
+  if (cfg.playlist) {
+    loadSource(cfg.playlist, cfg.engineTimeoutMs).then((text) => names.addPlaylist(text), (e: Error) => log.warn({ err: e.message }, 'playlist not read for stream names'));
+  }
+  const admin = new Admin(supervisor, engines, journal, cfg.apiKey, names);
   const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs });
   const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => routes.handle(req, res));
   // Malformed or oversize requests never reach the routes: answer them in JSON too.

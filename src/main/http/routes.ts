@@ -216,7 +216,7 @@ export class Routes {
     res.flushHeaders();
     socket.setNoDelay(true);
     const sink = socket as Socket;
-    const client = this.sup.attach(s, sink, { id: ++this.clientSeq, remote: `${socket.remoteAddress}:${socket.remotePort}`, t0 });
+    const client = this.sup.attach(s, sink, { id: ++this.clientSeq, remote: `${socket.remoteAddress}:${socket.remotePort}`, t0, ua: req.headers['user-agent']?.slice(0, 256) });
     this.log.debug({ stream: s.key, ms: Date.now() - t0 }, 'client attached');
     socket.once('close', () => {
       this.sup.detach(s, client);
