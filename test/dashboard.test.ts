@@ -195,7 +195,6 @@ t.test('renders and updates from the live feed in headless Chromium', { timeout:
   const detail = (await page.locator('tr.detail:not([hidden])').textContent())!;
   t.match(detail, /10\.0\.0\.1:5000/);
   t.match(detail, /VLC\/3\.0\.20 LibVLC/, 'the User-Agent is shown');
-  t.match(detail, /unknown player/, 'and said when there is none');
 
   // Engines and events.
   const engines = await page.locator('#engines li').allTextContents();
@@ -229,4 +228,147 @@ t.test('renders and updates from the live feed in headless Chromium', { timeout:
 
   t.same(foreign, [], 'no request leaves the origin');
   t.same(errors.filter((e) => !/api\/live|ERR_|Failed to load resource/.test(e)), [], 'no script errors');
+});
+
+/**
+ * Waits for a condition read through locators. acemux serves the page with a CSP without
+ * 'unsafe-eval', so string predicates (waitForFunction, evaluate) cannot run in it; locators can.
+ */
+async function until(what: string, check: () => Promise<boolean>, ms = 10_000, seen?: () => Promise<unknown>): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${seen ? `; saw ${JSON.stringify(await seen())}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+t.test('against the real acemux: names, key field, stop, disconnect, next alternate, filters', { timeout: 90_000, skip }, async (t) => {
+  const { chromium } = await import('playwright-core');
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { startSim } = await import('./helpers/sim');
+  const { startAcemux } = await import('./helpers/acemux');
+  const { fetchStream, getJson, contentId } = await import('./helpers/client');
+
+  const [alt1, alt2, news] = [contentId(0x81), contentId(0x82), contentId(0x83)];
+  const dir = mkdtempSync(join(tmpdir(), 'acemux-dash-'));
+  const channels = join(dir, 'channels.m3u');
+  writeFileSync(channels, `#EXTM3U\n#EXTINF:-1 tvg-id="sport1",Sport 1\nacestream://${alt1}\n#EXTINF:-1 tvg-id="sport1",Sport 1 backup\nacestream://${alt2}\n`);
+  const playlist = join(dir, 'playlist.m3u');
+  writeFileSync(playlist, `#EXTM3U\n#EXTINF:-1 group-title="News",News Twenty-Four\nacestream://${news}\n`);
+  const KEY = 'k3y';
+  const sim = await startSim(['--bitrate', '2000000']);
+  const ace = await startAcemux(sim.origin, ['--channels', channels, '--playlist', playlist, '--grace', '300ms', '--stat-interval', '500ms', '--engine-probe', '500ms'], { ACEMUX_API_KEY: KEY });
+  const api = async (path: string) => (await getJson(`${ace.origin}${path}${path.includes('?') ? '&' : '?'}key=${KEY}`)).body;
+
+  const play = (path: string, ua: string) => fetchStream(`${ace.origin}${path}`, { ms: 60_000, headers: { 'user-agent': ua } });
+  const mpv = play('/ace/channel/sport-1', 'mpv 0.35.1');
+  const vlc = play('/ace/channel/sport-1', 'VLC/3.0.20 LibVLC/3.0.20');
+  const kodi = play(`/ace/getstream?id=${news}`, 'Kodi/21.0');
+
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  t.teardown(async () => {
+    await browser.close();
+    await ace.stop(); // ends the players still reading
+    await Promise.all([mpv, vlc, kodi]);
+    await sim.stop();
+  });
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  const textOf = async (sel: string) => (await page.locator(sel).first().textContent()) ?? '';
+  const notice = () => textOf('[data-testid="notice"]');
+  const events = () => page.locator('#events li').allTextContents();
+
+  // No key yet: the page says so instead of showing nothing.
+  await page.goto(`${ace.origin}/`);
+  await until('the key to be asked for', async () => (await textOf('[data-testid="conn"]')) === 'API key needed');
+  t.match(await notice(), /API key is missing or wrong/);
+
+  // Enter it: the feed comes up.
+  await page.fill('[data-testid="key"]', KEY);
+  await page.click('[data-testid="key-save"]');
+  const sport = page.locator('tr.stream[data-key="channel=sport-1"]');
+  const newsRow = page.locator(`tr.stream[data-key="id=${news}"]`);
+  await sport.waitFor({ timeout: 15_000 });
+  await newsRow.waitFor({ timeout: 15_000 });
+
+  // The key is kept for this tab: a reload without it still connects.
+  await page.goto(`${ace.origin}/`);
+  await sport.waitFor({ timeout: 10_000 });
+  t.equal(await page.getAttribute('[data-testid="conn"]', 'data-state'), 'live', 'the key came from sessionStorage');
+
+  // Names, not ids: the channel's name, and the playlist's #EXTINF title for a bare id.
+  t.equal(await sport.locator('.name b').textContent(), 'Sport 1');
+  t.equal(await newsRow.locator('.name b').textContent(), 'News Twenty-Four');
+  await until('two clients on Sport 1', async () => (await sport.locator('td:nth-child(3)').textContent()) === '2');
+
+  // Engine figures: peers and download speed from the engine's stat.
+  await until('peers', async () => Number(await sport.locator('td:nth-child(7)').textContent()) > 0);
+  t.match(await sport.locator('td:nth-child(8)').textContent(), /[kM]b\/s$/, 'engine download speed shown');
+  t.match(await textOf('#engines li'), /peers?, .*b\/s down/, 'and summed per engine');
+
+  // Events name the stream and never print its 40-character id.
+  await until('a live event for Sport 1', async () => (await events()).some((l) => /Sport 1/.test(l) && /Live: first data/.test(l)));
+  const lines = await events();
+  for (const l of lines) for (const id of [alt1, alt2, news]) t.notMatch(l, new RegExp(id), 'no full id in an event line');
+  t.notOk(lines.some((l) => /…rt-1/.test(l)), 'no cut channel names');
+
+  // Open the channel: each client's player is shown.
+  await sport.click();
+  const sportDetail = page.locator('tr.stream[data-key="channel=sport-1"] + tr.detail');
+  await sportDetail.locator('[data-testid^="client-"]').nth(1).waitFor({ timeout: 5_000 });
+  const clientText = await sportDetail.textContent();
+  t.match(clientText, /VLC\/3\.0\.20/);
+  t.match(clientText, /mpv 0\.35\.1/);
+
+  // Next alternate.
+  await sportDetail.locator('[data-testid="next"]').click();
+  await until('the switch to be confirmed', async () => /switching to the next alternate/.test(await notice()));
+  const afterNext = await api('/api/streams/channel%3Dsport-1');
+  t.equal(afterNext.stream_id, alt2, 'the stream now plays the second id');
+  t.equal(afterNext.faults.failover, 1, 'counted as a failover');
+  await until('the operator event', async () => (await events()).some((l) => /Operator switched to the next alternate/.test(l)));
+  await until('the fault count', async () => (await sport.locator('td:nth-child(9)').textContent()) === '1');
+  t.equal(await sport.locator('.name b').textContent(), 'Sport 1', 'same row, same name after the switch');
+  t.equal(await page.locator('tr.stream[data-key="channel=sport-1"]').count(), 1);
+
+  // Disconnect the VLC client: only it goes.
+  const vlcRow = sportDetail.locator('[data-testid^="client-"]', { hasText: 'VLC/3.0.20' });
+  await vlcRow.locator('button[data-testid^="disconnect-"]').click();
+  const cut = await vlc;
+  t.not(cut.ended, 'closed-by-us', 'the VLC client was cut by acemux');
+  await until('the disconnect to be confirmed', async () => /Disconnected .* from Sport 1\./.test(await notice()));
+  await until('one client left', async () => (await sport.locator('td:nth-child(3)').textContent()) === '1');
+  t.match(await sportDetail.textContent(), /mpv 0\.35\.1/, 'the other client stays');
+
+  // Stop the news stream: the first click only arms the button.
+  await newsRow.click();
+  const stop = page.locator(`tr.stream[data-key="id=${news}"] + tr.detail [data-testid="stop"]`);
+  await stop.click();
+  t.equal(await stop.textContent(), 'Click again to stop');
+  t.equal((await api('/api/streams')).streams.length, 2, 'one click stops nothing');
+  await stop.click();
+  const stopped = await kodi;
+  t.not(stopped.ended, 'closed-by-us', 'the news client was ended by the stop');
+  await until('the stop to be confirmed', async () => /Stopped News Twenty-Four\./.test(await notice()));
+  await newsRow.waitFor({ state: 'detached', timeout: 5_000 });
+
+  // Filters: by kind, then by stream (through /api/events, with the key).
+  // Read in one call: the list is replaced while the filtered page arrives.
+  const kinds = () => page.locator('#events li .badge').allTextContents();
+  await page.selectOption('[data-testid="filter-kind"]', 'stream-stop');
+  await until('only stream-stop events', async () => { const k = await kinds(); return k.length > 0 && k.every((x) => x === 'stream-stop'); }, 10_000, events);
+  t.match(await textOf('#events li'), /News Twenty-Four.*Stopped: stopped by operator\./);
+  await page.selectOption('[data-testid="filter-kind"]', '');
+  await page.selectOption('[data-testid="filter-stream"]', 'channel=sport-1');
+  await until("only Sport 1's events", async () => {
+    const names = await page.locator('#events li .evstream').allTextContents();
+    return names.length >= 3 && names.length === (await page.locator('#events li').count()) && names.every((n) => n === 'Sport 1');
+  });
+  const got = await kinds();
+  t.ok(got.includes('failover') && got.includes('client-cut') && got.includes('stream-start'), `the channel's history: ${got.join(', ')}`);
+
+  t.same(errors, [], 'no script errors');
 });
