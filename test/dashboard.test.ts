@@ -370,5 +370,11 @@ t.test('against the real acemux: names, key field, stop, disconnect, next altern
   const got = await kinds();
   t.ok(got.includes('failover') && got.includes('client-cut') && got.includes('stream-start'), `the channel's history: ${got.join(', ')}`);
 
+  // The history the sparklines are seeded from: 5 s samples of the running stream.
+  await until('a history sample', async () => ((await api('/api/history')).streams['channel=sport-1']?.length ?? 0) >= 1, 8_000);
+  const [sample] = (await api('/api/history')).streams['channel=sport-1'];
+  t.equal(sample.length, 4, '[time, bytes out, bytes in, clients]');
+  t.ok(sample[1] > 0 && sample[2] > 0, 'bytes counted');
+
   t.same(errors, [], 'no script errors');
 });
