@@ -87,6 +87,7 @@ t.test('renders and updates from the live feed in headless Chromium', { timeout:
   const { chromium } = await import('playwright-core');
 
   const liveUrls: string[] = [];
+  const eventUrls: string[] = [];
   const feeds = new Set<ServerResponse>();
   let tick = 0;
   const snapshot = () => {
@@ -119,6 +120,10 @@ t.test('renders and updates from the live feed in headless Chromium', { timeout:
     if (url.pathname === '/') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       res.end(dashboardHtml());
+    } else if (url.pathname === '/api/events') {
+      eventUrls.push(`${req.url} key:${req.headers['x-api-key']}`);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ events: [{ seq: 1, time: Date.now() - 3_600_000, kind: 'give-up', stream: `id=${B}`, reason: 'no engine answered', attempts: 8, switches: 2 }], next: null }));
     } else if (url.pathname === '/api/history') {
       // Ten minutes of samples, five seconds apart, at 1 Mb/s: more than a minute of sparkline.
       const now = Date.now();
@@ -211,6 +216,20 @@ t.test('renders and updates from the live feed in headless Chromium', { timeout:
   const cut = shown.find((l) => /client-cut/.test(l))!;
   t.match(cut, /Cut client 10\.0\.0\.9:4000 \(<img src=x onerror="window\.pwned=1">\), 4\.00 MiB behind, after 1\.00 GiB\./, 'a sentence with the facts; markup shows as text');
   t.match(shown.find((l) => /stream-start/.test(l))!, /aaaaaaaa…cdef.*Starting with id aaaaaaaa…cdef\./);
+
+  // Paging back through the journal, and back to the live list.
+  const oldest = ns[19];
+  await page.click('[data-testid="older"]');
+  await page.locator('#events li[data-kind="give-up"]').waitFor({ timeout: 5_000 });
+  const asked = /^\/api\/events\?limit=50&before=(\d+) key:(.*)$/.exec(eventUrls[0] ?? '');
+  t.ok(asked && Number(asked[1]) >= oldest, `asks for what is older than the oldest shown (${eventUrls[0]})`);
+  t.equal(asked?.[2], 's3cret', 'the key from ?key= goes out as X-API-Key');
+  t.equal(await page.locator('#events li').count(), 21, 'the older page is appended');
+  t.match(await page.locator('#events li[data-kind="give-up"]').textContent(), /bbbbbbbb…bbbb.*Gave up after 8 attempts and 2 switches: no engine answered\./);
+  t.ok(await page.locator('[data-testid="older"]').isDisabled(), 'nothing older: the button rests');
+  await page.click('[data-testid="latest"]');
+  await page.waitForFunction(`document.querySelectorAll('#events li').length === 20 && !document.querySelector('#events li[data-kind="give-up"]')`, undefined, { timeout: 5_000 });
+  t.ok(await page.locator('[data-testid="latest"]').isHidden(), 'back to live');
   t.equal(await page.evaluate('window.pwned'), undefined, 'and never runs');
   t.equal(await page.locator('#events img').count(), 0);
   t.match(await page.locator('#t-engines').textContent(), /1 \/ 2/);
