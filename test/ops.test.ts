@@ -65,7 +65,7 @@ t.test('/metrics in Prometheus text format', async (t) => {
   t.ok(lines.some((l) => l.startsWith('acemux_streams{state="live"} 1')), 'streams by state');
   t.ok(lines.some((l) => l.startsWith('acemux_engine_up{')), 'engine health');
   t.ok(lines.some((l) => l.startsWith('acemux_event_loop_lag_seconds')), 'event-loop lag');
-  t.ok(lines.some((l) => l.startsWith('acemux_client_lag_bytes_bucket')), 'client lag histogram');
+  t.ok(lines.some((l) => /^acemux_client_max_lag_bytes \d+$/.test(l)), 'worst client lag gauge');
   const ours = [...new Set(lines.filter((l) => l.startsWith('# TYPE acemux_')).map((l) => l.split(' ')))];
   for (const [, , name, type] of ours) {
     if (type === 'counter') t.match(name, /_total$/, `${name}: counters end in _total`);

@@ -139,6 +139,30 @@ export const OPTIONS: readonly Option[] = [
   { key: 'logLevel', flag: '--log-level', env: 'ACEMUX_LOG_LEVEL', alias: 'ACEXY_LOG_LEVEL', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], def: 'info', help: 'log level' },
 ];
 
+/**
+ * acexy's Go flags, so its command lines run unchanged. Go's flag package takes `-name value`,
+ * `-name=value`, `--name value` and `--name=value`; a boolean flag takes no separate value.
+ * Each maps to the acemux flag it means; none collides with an acemux flag name.
+ */
+const ACEXY_FLAGS: Readonly<Record<string, string>> = {
+  addr: '--listen', scheme: '--engine-scheme', 'acestream-host': '--engine-host', 'acestream-port': '--engine-port',
+  'no-response-timeout': '--engine-timeout', 'empty-timeout': '--first-data-timeout', 'buffer-size': '--ring-size',
+};
+/** acexy's HLS settings: accepted and validated, with one warning saying what acemux does instead. */
+const ACEXY_HLS_FLAG = 'm3u8';
+const ACEXY_HLS_TIMEOUT_FLAG = 'm3u8-stream-timeout';
+
+/** Go's strconv.ParseBool, as acexy reads -m3u8 and ACEXY_M3U8. */
+function parseGoBool(text: string, name: string): boolean {
+  const t = text.trim();
+  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(t)) return true;
+  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(t)) return false;
+  throw new ConfigError(`${name}: "${text}" is not a boolean (true or false)`);
+}
+
+const HLS_WARNING = "acexy's M3U8 (HLS) mode was asked for, but acemux does not serve HLS yet: every stream is MPEG-TS at /ace/getstream (and /ace/channel/<name>); players that need HLS will not play";
+const HLS_TIMEOUT_WARNING = "acexy's M3U8 stream timeout applies only to its HLS mode, which acemux does not have: it is ignored; an MPEG-TS stream ends --grace (5s) after its last client leaves";
+
 const UNITS_MS: Record<string, number> = { ms: 1, s: 1e3, m: 60e3, h: 3600e3 };
 const UNITS_B: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, kib: 1024, mib: 1 << 20, gib: 1 << 30 };
 
@@ -168,7 +192,8 @@ function parseInt10(text: string): number {
 
 /** "[host]:port", ":8080", "8080", "[::1]:8080". */
 export function parseListen(text: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]*)\]|([^:]*))?:?(\d+)$/.exec(text.trim());
+  // The host and its colon come together: a bare "8080" is a port, not host "808" and port 0.
+  const m = /^(?:(?:\[([^\]]*)\]|([^:]*)):)?(\d+)$/.exec(text.trim());
   const port = m ? Number(m[3]) : NaN;
   if (!m || !(port >= 0 && port < 65536)) throw new ConfigError(`"${text}" is not a listen address ([host]:port)`);
   return { host: m[1] ?? m[2] ?? '', port };
@@ -184,24 +209,49 @@ export function parseEngines(text: string): string[] {
 }
 
 export function helpText(): string {
-  const rows = OPTIONS.map((o) => `  ${(o.flag + ' <v>').padEnd(30)} ${o.help}${o.def ? ` [${o.def}]` : ''}\n${' '.repeat(33)}env ${o.env}${o.alias ? `, ${o.alias}` : ''}`);
-  return `Usage: acemux [options]\n\nA multiplexing AceStream proxy: GET /ace/getstream?id=<40 hex>\n\nOptions (flag, environment):\n${rows.join('\n')}\n  --help                         this text\n`;
+  const goFlag = (o: Option) => Object.keys(ACEXY_FLAGS).find((k) => ACEXY_FLAGS[k] === o.flag);
+  const rows = OPTIONS.map((o) => `  ${(o.flag + ' <v>').padEnd(30)} ${o.help}${o.def ? ` [${o.def}]` : ''}\n${' '.repeat(33)}env ${o.env}${o.alias ? `, ${o.alias}` : ''}${goFlag(o) ? `; acexy -${goFlag(o)}` : ''}`);
+  return `Usage: acemux [options]\n\nA multiplexing AceStream proxy: GET /ace/getstream?id=<40 hex>\n\nOptions (flag, environment):\n${rows.join('\n')}\n  --help                         this text\n\nacexy's -${ACEXY_HLS_FLAG} and -${ACEXY_HLS_TIMEOUT_FLAG} (ACEXY_M3U8, ACEXY_M3U8_STREAM_TIMEOUT) are accepted with a warning: no HLS yet.\n`;
 }
 
-/** Reads argv (without node and script) and env into a validated Config. */
-export function loadConfig(argv: readonly string[], env: Record<string, string | undefined>): Config {
+/**
+ * Reads argv (without node and script) and env into a validated Config. What is accepted but
+ * not done as asked (acexy's HLS settings, an ACEXY_* alias overridden by a different ACEMUX_*
+ * value) goes to `warn`, once each, for the caller to log.
+ */
+export function loadConfig(argv: readonly string[], env: Record<string, string | undefined>, warn: (msg: string) => void = () => {}): Config {
   const flags = new Map<string, string>();
+  let hls: { from: string; on: boolean } | null = null;
+  let hlsTimeout: string | null = null;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const eq = a.indexOf('=');
-    const name = eq > 0 ? a.slice(0, eq) : a;
-    const opt = OPTIONS.find((o) => o.flag === name);
-    if (!opt) throw new ConfigError(`unknown option ${name} (see --help)`);
+    const given = eq > 0 ? a.slice(0, eq) : a;
+    const bare = /^--?([a-z0-9-]+)$/.exec(given)?.[1];
+    if (bare === ACEXY_HLS_FLAG) {
+      hls = { from: given, on: eq > 0 ? parseGoBool(a.slice(eq + 1), given) : true };
+      continue;
+    }
+    const name = bare !== undefined && Object.hasOwn(ACEXY_FLAGS, bare) ? ACEXY_FLAGS[bare]! : given;
+    const opt = bare === ACEXY_HLS_TIMEOUT_FLAG ? null : OPTIONS.find((o) => o.flag === name);
+    if (!opt && bare !== ACEXY_HLS_TIMEOUT_FLAG) throw new ConfigError(`unknown option ${given} (see --help)`);
     const value = eq > 0 ? a.slice(eq + 1) : argv[++i];
-    if (value === undefined) throw new ConfigError(`${name} needs a value`);
+    if (value === undefined) throw new ConfigError(`${given} needs a value`);
+    if (!opt) {
+      hlsTimeout = given;
+      try { parseDuration(value); } catch (e) { throw new ConfigError(`${given}: ${(e as Error).message}`); }
+      continue;
+    }
     // --engine may repeat: the origins add up.
     flags.set(name, opt.key === 'engines' && flags.has(name) ? `${flags.get(name)},${value}` : value);
   }
+  if (!hls && env.ACEXY_M3U8 !== undefined) hls = { from: 'ACEXY_M3U8', on: parseGoBool(env.ACEXY_M3U8, 'ACEXY_M3U8') };
+  if (hlsTimeout === null && env.ACEXY_M3U8_STREAM_TIMEOUT !== undefined) {
+    hlsTimeout = 'ACEXY_M3U8_STREAM_TIMEOUT';
+    try { parseDuration(env.ACEXY_M3U8_STREAM_TIMEOUT); } catch (e) { throw new ConfigError(`${hlsTimeout}: ${(e as Error).message}`); }
+  }
+  if (hls?.on) warn(`${hls.from}: ${HLS_WARNING}`);
+  if (hlsTimeout) warn(`${hlsTimeout}: ${HLS_TIMEOUT_WARNING}`);
   const raw: Record<string, unknown> = {};
   for (const o of OPTIONS) {
     const fromFlag = flags.get(o.flag);
@@ -212,6 +262,11 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
       raw[o.key] = convert(o, text);
     } catch (e) {
       throw new ConfigError(`${source === 'default' ? o.flag : source}: ${(e as Error).message}`);
+    }
+    // A container image may set ACEMUX_* while the user, moving over from acexy, sets the alias.
+    const aliasText = o.alias ? env[o.alias] : undefined;
+    if (fromFlag === undefined && env[o.env] !== undefined && aliasText !== undefined && differs(o, env[o.env]!, aliasText)) {
+      warn(`${o.env}=${env[o.env]} and ${o.alias}=${aliasText} are both set and differ: using ${o.env} (ACEMUX_* wins over acexy's names)`);
     }
   }
   const listen = raw.listen as { host: string; port: number };
@@ -277,6 +332,15 @@ function convert(o: Option, text: string): unknown {
     case 'enum':
       if (!o.values!.includes(text.trim().toLowerCase())) throw new ConfigError(`"${text}" is not one of ${o.values!.join(', ')}`);
       return text.trim().toLowerCase();
+  }
+}
+
+/** True when two texts for one option mean different values (or the alias does not parse). */
+function differs(o: Option, a: string, b: string): boolean {
+  try {
+    return JSON.stringify(convert(o, a)) !== JSON.stringify(convert(o, b));
+  } catch {
+    return true;
   }
 }
 

@@ -17,6 +17,8 @@ import { loadChannels, type ChannelMap } from './catalog/channels';
 import { Journal } from './ops/journal';
 import { Metrics } from './ops/metrics';
 import { Admin } from './http/admin';
+import { StreamNames } from './catalog/names';
+import { loadSource } from './catalog/playlist';
 
 export interface Running {
   server: Server;
@@ -80,7 +82,13 @@ export async function startServer(cfg: Config, log: Logger, opts: ServerOptions 
     for (const w of loaded.warnings) log.warn({ file: cfg.channelsFile }, w);
     log.info({ channels: channels.size }, 'channels file loaded');
   }
-  const admin = new Admin(supervisor, engines, journal, cfg.apiKey);
+  // Display names for the dashboard: channels now, the playlist's titles once it has arrived.
+  const names = new StreamNames();
+  names.addChannels(channels.values());
+  if (cfg.playlist) {
+    loadSource(cfg.playlist, cfg.engineTimeoutMs).then((text) => names.addPlaylist(text), (e: Error) => log.warn({ err: e.message }, 'playlist not read for stream names'));
+  }
+  const admin = new Admin(supervisor, engines, journal, cfg.apiKey, names);
   const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs });
   const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => routes.handle(req, res));
   // Malformed or oversize requests never reach the routes: answer them in JSON too.
@@ -118,14 +126,16 @@ function collect(sup: Supervisor, engines: EnginePool, metrics: Metrics, counted
   const byState: Record<string, number> = { starting: 0, live: 0, recovering: 0, draining: 0 };
   let bytesIn = sup.bytesDone.in;
   let bytesOut = sup.bytesDone.out;
+  let maxLag = 0;
   for (const s of sup.streams.values()) {
     byState[s.state] = (byState[s.state] ?? 0) + 1;
-    for (const c of s.egress.clients) metrics.observeClientLag(s.egress.lagBytes(c));
+    for (const c of s.egress.clients) maxLag = Math.max(maxLag, s.egress.lagBytes(c));
     bytesIn += s.stats.bytesIn;
     bytesOut += s.egress.bytesOut;
   }
   metrics.setStreams(byState);
   metrics.setClients(sup.clients);
+  metrics.setMaxClientLag(maxLag);
   for (const e of engines.engines) metrics.setEngineUp(e.url, e.healthy);
   metrics.addBytes(Math.max(0, bytesIn - counted.in), Math.max(0, bytesOut - counted.out));
   counted.in = Math.max(counted.in, bytesIn);

@@ -18,7 +18,8 @@ import type { EnginePool } from '../engine/engines';
 import { sendJson, sendError, fail } from './reply';
 import { describe } from './describe';
 import { dashboardHtml } from '../ops/dashboard';
-import { loadSource, rewritePlaylist, publicBase } from '../catalog/playlist';
+import { loadSource, rewritePlaylist, publicBase, channelIndex, channelsPlaylist } from '../catalog/playlist';
+import type { Channel } from '../catalog/channels';
 
 const SELECTORS = ['id', 'infohash', 'content_id'] as const;
 /** Ours to set: a client's pid would let two players steal one engine session from each other. */
@@ -55,7 +56,7 @@ function parseStreamQuery(q: URLSearchParams, channel: boolean): Parsed<Selector
 }
 
 export interface RoutesOptions {
-  channels: ReadonlyMap<string, ChannelRef>;
+  channels: ReadonlyMap<string, Channel>;
   admin: Admin;
   metrics: Metrics;
   engines: EnginePool;
@@ -67,10 +68,12 @@ export interface RoutesOptions {
 
 export class Routes {
   private clientSeq = 0;
-  private readonly channels: ReadonlyMap<string, ChannelRef>;
+  private readonly channels: ReadonlyMap<string, Channel>;
+  private readonly channelOf: ReturnType<typeof channelIndex>;
 
   constructor(private readonly sup: Supervisor, private readonly log: Logger, private readonly o: RoutesOptions) {
     this.channels = o.channels;
+    this.channelOf = channelIndex(o.channels.values());
   }
 
   /**
@@ -162,15 +165,16 @@ export class Routes {
   }
 
   private async playlist(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!this.o.playlist) return fail(res, 404, 'no playlist configured (ACEMUX_PLAYLIST)');
-    let text: string;
+    if (!this.o.playlist && this.channels.size === 0) return fail(res, 404, 'no playlist configured (ACEMUX_PLAYLIST or ACEMUX_CHANNELS)');
+    let text = '';
     try {
-      text = await loadSource(this.o.playlist, this.o.engineTimeoutMs);
+      if (this.o.playlist) text = await loadSource(this.o.playlist, this.o.engineTimeoutMs);
     } catch (e) {
       return fail(res, 502, (e as Error).message);
     }
     const base = publicBase(req.headers.host, this.o.publicUrl || undefined, `http://${req.socket.localAddress}:${req.socket.localPort}`);
-    const body = rewritePlaylist(text, base, { token: this.o.streamToken || undefined });
+    const token = this.o.streamToken || undefined;
+    const body = this.o.playlist ? rewritePlaylist(text, base, { token, channelOf: this.channelOf }) : channelsPlaylist(this.channels.values(), base, { token });
     res.writeHead(200, { 'content-type': 'audio/x-mpegurl; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
     res.end(req.method === 'HEAD' ? undefined : body);
   }
@@ -213,7 +217,7 @@ export class Routes {
     res.flushHeaders();
     socket.setNoDelay(true);
     const sink = socket as Socket;
-    const client = this.sup.attach(s, sink, { id: ++this.clientSeq, remote: `${socket.remoteAddress}:${socket.remotePort}`, t0 });
+    const client = this.sup.attach(s, sink, { id: ++this.clientSeq, remote: `${socket.remoteAddress}:${socket.remotePort}`, t0, ua: req.headers['user-agent']?.slice(0, 256) });
     this.log.debug({ stream: s.key, ms: Date.now() - t0 }, 'client attached');
     socket.once('close', () => {
       this.sup.detach(s, client);
