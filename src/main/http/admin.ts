@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Supervisor, Stream } from '../supervision/supervisor';
 import type { EnginePool } from '../engine/engines';
 import type { Journal } from '../ops/journal';
+import { Health } from '../ops/health';
 import { sendJson } from './reply';
 import { describe } from './describe';
 
@@ -30,6 +31,7 @@ export class Admin {
     private readonly engines: EnginePool,
     private readonly journal: Journal | null,
     private readonly apiKey: string,
+    private readonly health: Health = new Health(),
   ) {}
 
   authorized(req: IncomingMessage, url: URL): boolean {
@@ -114,7 +116,7 @@ export class Admin {
   }
 
   snapshot() {
-    return { time: Date.now(), streams: [...this.sup.streams.values()].map(describe), engines: this.engineList(), events: this.sup.events.last(20) };
+    return { time: Date.now(), streams: [...this.sup.streams.values()].map(describe), engines: this.engineList(), events: this.sup.events.last(20), degraded: this.health.degraded };
   }
 
   private openLive(req: IncomingMessage, res: ServerResponse): void {
