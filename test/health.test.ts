@@ -24,7 +24,6 @@ function fakeProc(procs: Record<string, [string[], Record<string, string>, numbe
     writeFileSync(join(dir, pid, 'environ'), Object.entries(env).map(([k, v]) => `${k}=${v}\0`).join(''));
     writeFileSync(join(dir, pid, 'stat'), `${pid} (node (x) y) S ${ppid} ${pid} ${pid} 0 -1`);
   }
-  mkdirSync(join(dir, 'self'));
   return dir;
 }
 

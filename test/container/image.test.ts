@@ -232,8 +232,13 @@ t.test('the container', { skip, timeout: 600_000 }, async (t) => {
     const seqs = new Set(after.events.map((e: { seq: number }) => e.seq));
     const kept = before.events.filter((e: { seq: number }) => seqs.has(e.seq));
     t.equal(kept.length, before.events.length, 'every event from before the restart is still there');
-    const maxBefore = Math.max(...before.events.map((e: { seq: number }) => e.seq));
-    t.ok(after.events.some((e: { seq: number }) => e.seq > maxBefore), 'new events continue the sequence');
+    t.ok(after.events.some((e: { kind: string }) => e.kind === 'client-session'), 'with the session the shutdown ended');
+    // J4: the new process numbers its events after the journal's last one.
+    const last = Math.max(...after.events.map((e: { seq: number }) => e.seq));
+    await fetchStream(`${origin}/ace/getstream?id=${contentId(0xc4)}`, { bytes: 188 * 100 });
+    const next = await (await fetch(`${origin}/api/events?limit=500`)).json();
+    const fresh = next.events.filter((e: { seq: number }) => e.seq > last);
+    t.ok(fresh.some((e: { kind: string }) => e.kind === 'stream-start'), `the new stream's events continue the sequence after ${last}`);
   });
 
   await t.test('compose.yaml comes up and serves a stream', async (t) => {
