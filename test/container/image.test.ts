@@ -100,10 +100,12 @@ t.test('the container', { skip, timeout: 600_000 }, async (t) => {
   const containers: string[] = [];
   const volumes: string[] = [];
   let sim: SimHandle | null = null;
+  let hangingSim: SimHandle | null = null;
   t.teardown(async () => {
     if (containers.length) await podman('rm', '-f', '-t', '0', ...containers);
     if (volumes.length) await podman('volume', 'rm', '-f', ...volumes);
     await sim?.stop();
+    await hangingSim?.stop();
   });
 
   await t.test('builds: the base image, the Dockerfile unmodified, the engine stand-in', async (t) => {
@@ -165,7 +167,10 @@ t.test('the container', { skip, timeout: 600_000 }, async (t) => {
   const composeUp = hasCompose ? sh('podman-compose', ['-p', project, '-f', 'compose.yaml', 'up', '-d'], { env: composeEnv }) : null;
 
   sim = await startSim();
-  const [pEnv, pArg, pAcexy, pRo] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  // An engine whose stop command never answers: with the engine stop bound above the shutdown
+  // bound, shutdown takes the whole of the latter.
+  hangingSim = await startSim(['--faults', JSON.stringify({ global: { cmdHang: true } })]);
+  const [pEnv, pArg, pAcexy, pRo, pSlow] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
   const volume = `${TAG}-state`;
   volumes.push(volume);
   const roDir = mkdtempSync(join(tmpdir(), 'acemux-ctest-ro-')); // root's, mode 0700: not uid 1000's
@@ -174,9 +179,21 @@ t.test('the container', { skip, timeout: 600_000 }, async (t) => {
     runAcemux('arg', ['--engine', sim.origin, '--listen', `127.0.0.1:${pArg}`], {}),
     runAcemux('acexy', [], { ACEXY_LISTEN_ADDR: `127.0.0.1:${pAcexy}`, ACEXY_HOST: '127.0.0.1', ACEXY_PORT: String(sim.port) }),
     runAcemux('ro', ['--listen', `127.0.0.1:${pRo}`, '--engine', sim.origin], {}, ['-v', `${roDir}:/var/lib/acemux`]),
+    runAcemux('slow', ['--listen', `127.0.0.1:${pSlow}`, '--engine', hangingSim.origin, '--stop-timeout', '30s'], {}),
   ]);
   containers.push(...started);
-  const [cEnv, cArg, cAcexy, cRo] = started;
+  const [cEnv, cArg, cAcexy, cRo, cSlow] = started;
+
+  // Stopped now, checked with the other SIGTERM case: its 8 s pass while the tests below run.
+  await until(`http://127.0.0.1:${pSlow}/livez`);
+  const slowClient = fetchStream(`http://127.0.0.1:${pSlow}/ace/getstream?id=${contentId(0xc5)}`, { ms: 30_000 });
+  await until(`http://127.0.0.1:${pSlow}/ace/status?id=${contentId(0xc5)}`);
+  const slowStop = (async () => {
+    const t0 = Date.now();
+    await must('podman', ['stop', '-t', '10', cSlow]);
+    const took = Date.now() - t0;
+    return { took, code: JSON.parse(await must('podman', ['inspect', cSlow]))[0].State.ExitCode as number };
+  })();
 
   await t.test('listens where told, by ACEMUX_LISTEN, by --listen, by ACEXY_LISTEN_ADDR; the health check follows', async (t) => {
     for (const [name, port, how] of [[cEnv, pEnv, 'ACEMUX_LISTEN'], [cArg, pArg, '--listen (docker run image --engine … --listen …)'], [cAcexy, pAcexy, 'ACEXY_LISTEN_ADDR']] as const) {
@@ -224,6 +241,11 @@ t.test('the container', { skip, timeout: 600_000 }, async (t) => {
     t.equal(state.ExitCode, 0, `exit 0 after SIGTERM (${took} ms)`);
     t.ok(took < SHUTDOWN_BOUND_MS, `stopped within the ${SHUTDOWN_BOUND_MS} ms bound (${took} ms)`);
     t.not((await client).ended, 'closed-by-us', 'the client was ended by the shutdown');
+
+    const slow = await slowStop;
+    t.equal(slow.code, 1, `a shutdown that takes the whole bound exits 1 by itself, not 137 by SIGKILL (${slow.took} ms)`);
+    t.ok(slow.took >= SHUTDOWN_BOUND_MS - 500 && slow.took < 10_000, `at the bound, before docker stop's 10 s (${slow.took} ms)`);
+    t.not((await slowClient).ended, 'closed-by-us', 'its client was ended too');
 
     const again = await runAcemux('env2', [], { ACEMUX_LISTEN: `127.0.0.1:${pEnv}`, ACEMUX_ENGINES: sim!.origin }, ['-v', `${volume}:/var/lib/acemux`]);
     containers.push(again);
