@@ -173,7 +173,7 @@ t.test('the container', { skip, timeout: 600_000 }, async (t) => {
   // An engine whose stop command never answers: with the engine stop bound above the shutdown
   // bound, shutdown takes the whole of the latter.
   hangingSim = await startSim(['--faults', JSON.stringify({ global: { cmdHang: true } })]);
-  const [pEnv, pArg, pAcexy, pRo, pSlow] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const [pEnv, pArg, pAcexy, pRo, pSlow, pInit] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
   const volume = `${TAG}-state`;
   volumes.push(volume);
   const roDir = mkdtempSync(join(tmpdir(), 'acemux-ctest-ro-')); // root's, mode 0700: not uid 1000's
@@ -183,9 +183,10 @@ t.test('the container', { skip, timeout: 600_000 }, async (t) => {
     runAcemux('acexy', [], { ACEXY_LISTEN_ADDR: `127.0.0.1:${pAcexy}`, ACEXY_HOST: '127.0.0.1', ACEXY_PORT: String(sim.port) }),
     runAcemux('ro', ['--listen', `127.0.0.1:${pRo}`, '--engine', sim.origin], {}, ['-v', `${roDir}:/var/lib/acemux`]),
     runAcemux('slow', ['--listen', `127.0.0.1:${pSlow}`, '--engine', hangingSim.origin, '--stop-timeout', '30s'], {}),
+    runAcemux('init', ['--listen', `127.0.0.1:${pInit}`, '--engine', sim.origin], {}, ['--init']),
   ]);
   containers.push(...started);
-  const [cEnv, cArg, cAcexy, cRo, cSlow] = started;
+  const [cEnv, cArg, cAcexy, cRo, cSlow, cInit] = started;
 
   // Stopped now, checked with the other SIGTERM case: its 8 s pass while the tests below run.
   await until(`http://127.0.0.1:${pSlow}/livez`);
@@ -206,6 +207,11 @@ t.test('the container', { skip, timeout: 600_000 }, async (t) => {
       t.match(await must('podman', ['exec', name, 'node', 'dist/main/healthcheck.js']), `http://127.0.0.1:${port}/livez: 200`, `${how}: the check asks port ${port}`);
       t.equal(await pid1Uid(name), 1000, `${how}: acemux runs as uid 1000`);
     }
+    // Under an init (docker run --init), acemux is PID 1's child, and the check finds it there.
+    await until(`http://127.0.0.1:${pInit}/livez`);
+    t.match(await must('podman', ['exec', cInit, 'node', 'dist/main/healthcheck.js']), `http://127.0.0.1:${pInit}/livez: 200`, '--init: the check finds acemux below the init');
+    t.equal((await podman('healthcheck', 'run', cInit)).code, 0, '--init: healthy');
+
     const ready = (await until(`http://127.0.0.1:${pAcexy}/readyz`)) as { engines: Array<{ url: string }> };
     t.same(ready.engines.map((e) => e.url), [sim!.origin], 'ACEXY_HOST/ACEXY_PORT name the engine');
 
