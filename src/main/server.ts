@@ -19,6 +19,7 @@ import { Metrics } from './ops/metrics';
 import { Admin } from './http/admin';
 import { StreamNames } from './catalog/names';
 import { loadSource } from './catalog/playlist';
+import { Health } from './ops/health';
 
 export interface Running {
   server: Server;
@@ -57,10 +58,18 @@ export async function startServer(cfg: Config, log: Logger, opts: ServerOptions 
   const pool = actorPool(cfg, opts.actorEntry ?? ACTOR_ENTRY);
   // Load the actor module on every thread now, not on the first viewer's request.
   await Promise.all(Array.from({ length: pool.options.maxThreads * 2 }, () => pool.run({ warmup: true })));
-  // A journal that cannot be opened (read-only directory, say) costs history, not service.
+  // A journal that cannot be opened (read-only directory, say) costs history, not service; it
+  // shows as degraded (a sticky mark: events may be missing from the history since then).
+  const health = new Health();
   const journal = cfg.stateDir
-    ? await Journal.open(cfg.stateDir, { onError: (e) => log.error({ err: e.message }, 'event journal write failed') }).catch((e: Error) => {
+    ? await Journal.open(cfg.stateDir, {
+        onError: (e) => {
+          log.error({ err: e.message }, 'event journal write failed');
+          health.degrade('journal', `write failed: ${e.message}`);
+        },
+      }).catch((e: Error) => {
         log.error({ dir: cfg.stateDir, err: e.message }, 'event journal disabled: cannot open its directory');
+        health.degrade('journal', `disabled, cannot open ${cfg.stateDir}: ${e.message}`);
         return null;
       })
     : null;
@@ -88,8 +97,8 @@ export async function startServer(cfg: Config, log: Logger, opts: ServerOptions 
   if (cfg.playlist) {
     loadSource(cfg.playlist, cfg.engineTimeoutMs).then((text) => names.addPlaylist(text), (e: Error) => log.warn({ err: e.message }, 'playlist not read for stream names'));
   }
-  const admin = new Admin(supervisor, engines, journal, cfg.apiKey, names);
-  const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs });
+  const admin = new Admin(supervisor, engines, journal, cfg.apiKey, names, health);
+  const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs, health });
   const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => routes.handle(req, res));
   // Malformed or oversize requests never reach the routes: answer them in JSON too.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {

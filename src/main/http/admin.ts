@@ -11,6 +11,7 @@ import type { EnginePool } from '../engine/engines';
 import type { Journal } from '../ops/journal';
 import type { AceEvent } from '../supervision/events';
 import { StreamNames } from '../catalog/names';
+import { Health } from '../ops/health';
 import { sendJson } from './reply';
 import { describe } from './describe';
 
@@ -46,6 +47,7 @@ export class Admin {
     private readonly journal: Journal | null,
     private readonly apiKey: string,
     private readonly names: StreamNames = new StreamNames(),
+    private readonly health: Health = new Health(),
   ) {
     this.historyTimer = setInterval(() => this.sample(), HISTORY_SAMPLE_MS).unref();
     this.unsubscribe = sup.events.subscribe((e) => this.countFault(e));
@@ -136,7 +138,7 @@ export class Admin {
   }
 
   snapshot() {
-    return { time: Date.now(), streams: [...this.sup.streams.values()].map((s) => this.view(s)), engines: this.engineList(), events: this.sup.events.last(20).map((e) => this.label(e)) };
+    return { time: Date.now(), streams: [...this.sup.streams.values()].map((s) => this.view(s)), engines: this.engineList(), events: this.sup.events.last(20).map((e) => this.label(e)), degraded: this.health.degraded };
   }
 
   /** describe() plus what only operators need: the key, a display name, fault counts. */

@@ -14,6 +14,7 @@ import { isExpected } from '../errors';
 import type { Supervisor, Selector, Stream, ChannelRef } from '../supervision/supervisor';
 import type { Admin } from './admin';
 import type { Metrics } from '../ops/metrics';
+import type { Health } from '../ops/health';
 import type { EnginePool } from '../engine/engines';
 import { sendJson, sendError, fail } from './reply';
 import { describe } from './describe';
@@ -64,6 +65,8 @@ export interface RoutesOptions {
   playlist: string;
   publicUrl: string;
   engineTimeoutMs: number;
+  /** Degraded parts, listed by /readyz and /ace/status. */
+  health?: Health;
 }
 
 export class Routes {
@@ -110,7 +113,8 @@ export class Routes {
     if (path === '/readyz') {
       if (!readOnly) return this.notAllowed(req, res);
       const ready = this.o.engines.anyHealthy();
-      return sendJson(res, ready ? 200 : 503, { ready, engines: this.o.engines.engines.map((e) => ({ url: e.url, healthy: e.healthy })) });
+      // Degraded parts are listed, not failed on (see ops/health.ts).
+      return sendJson(res, ready ? 200 : 503, { ready, engines: this.o.engines.engines.map((e) => ({ url: e.url, healthy: e.healthy })), degraded: this.o.health?.degraded ?? [] });
     }
     if (path === '/metrics') {
       if (!readOnly) return this.notAllowed(req, res);
@@ -227,7 +231,7 @@ export class Routes {
 
   private status(res: ServerResponse, q: URLSearchParams): void {
     const id = q.get('id') ?? q.get('infohash');
-    if (id === null) return sendJson(res, 200, { streams: this.sup.streams.size, events: this.sup.events.last(20) });
+    if (id === null) return sendJson(res, 200, { streams: this.sup.streams.size, events: this.sup.events.last(20), degraded: this.o.health?.degraded ?? [] });
     if (!HEX40.test(id)) return fail(res, 400, 'id must be 40 hexadecimal characters');
     const s = this.sup.find(id);
     if (!s) return fail(res, 404, 'stream not running');
