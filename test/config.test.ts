@@ -1,5 +1,8 @@
 import t from 'tap';
-import { loadConfig, parseDuration, parseSize, parseListen, helpText } from '../src/main/config';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadConfig, parseDuration, parseSize, parseListen, helpText, OPTIONS } from '../src/main/config';
+import { ringCapacityPackets, ringDataBytes, TS } from '../src/shared/ring';
 import { ConfigError } from '../src/main/errors';
 
 t.test('defaults are acexy-compatible', async (t) => {
@@ -20,7 +23,7 @@ t.test('ACEXY_* names are aliases, ACEMUX_* win, flags win over both', async (t)
   t.equal(c.listenPort, 9000);
   t.equal(c.engineTimeoutMs, 2000);
   t.equal(c.firstDataTimeoutMs, 60000);
-  t.equal(c.ringBytes, 4 << 20);
+  t.equal(c.ringBytes, 16384 * 188, 'ACEXY_BUFFER_SIZE=4MiB: the ring really allocated, 2^14 packets');
   t.equal(c.logLevel, 'debug');
   t.equal(loadConfig([], { ...env, ACEMUX_ENGINE_TIMEOUT: '3s' }).engineTimeoutMs, 3000);
   t.equal(loadConfig(['--engine-timeout', '4s'], { ...env, ACEMUX_ENGINE_TIMEOUT: '3s' }).engineTimeoutMs, 4000);
@@ -58,4 +61,25 @@ t.test('bad values name the option', async (t) => {
   ];
   for (const [argv, env, re] of bad) t.throws(() => loadConfig(argv, env), re);
   t.match(helpText(), /ACEXY_LISTEN_ADDR/);
+});
+
+t.test("the README's ring figures are the code's", async (t) => {
+  const readme = readFileSync(join(__dirname, '..', 'README.md'), 'utf8');
+  const row = readme.split('\n').find((l) => l.startsWith('| `--ring-size`'));
+  t.ok(row, 'the README has a --ring-size row');
+  const m = /\| `([^`]+)` \| per-stream ring[^|]*?→ (\d+) packets = ([\d,]+) bytes \(~(\d+(?:\.\d+)?) s at 4 Mb\/s, ~(\d+(?:\.\d+)?) s at 10 Mb\/s\)/.exec(row!);
+  t.ok(m, `the row states default, packets, bytes and seconds: ${row}`);
+  const [, def, packets, bytes, s4, s10] = m!;
+  const opt = OPTIONS.find((o) => o.key === 'ringBytes')!;
+  t.equal(def, opt.def, 'the default the README names is the default');
+  const real = ringDataBytes(parseSize(opt.def));
+  t.equal(Number(packets), ringCapacityPackets(parseSize(opt.def)), 'packets');
+  t.equal(Number(bytes!.replace(/,/g, '')), real, 'bytes');
+  t.equal(loadConfig([], {}).ringBytes, real, 'the config holds the size really allocated');
+  t.equal(real, Number(packets) * TS);
+  t.ok(Math.abs(Number(s4) - (real * 8) / 4e6) < 0.5, `~${s4} s at 4 Mb/s`);
+  t.ok(Math.abs(Number(s10) - (real * 8) / 10e6) < 0.5, `~${s10} s at 10 Mb/s`);
+  const lag = readme.split('\n').find((l) => l.startsWith('| `--lag-limit`'));
+  t.match(lag, /half the ring/);
+  t.equal(loadConfig([], {}).lagLimitBytes, Math.floor(real / 2), 'the lag limit is half the real ring');
 });
