@@ -345,8 +345,12 @@ export class StreamActor {
   private touchAhead(): void {
     const data = this.ring.data;
     if (this.touched >= data.length) return;
+    // Ahead of the writer, not of the last touch: a pooled ring arrives touched as far as its
+    // earlier streams wrote, and touching on regardless would fault in pages this stream may
+    // never use (RSS would creep up to full rings across a churn of short streams).
     const writer = this.ring.offsetOf(this.ring.position);
-    const until = Math.min(data.length, Math.max(this.touched, writer) + TOUCH_AHEAD);
+    const until = Math.min(data.length, writer + TOUCH_AHEAD);
+    if (until <= this.touched) return;
     for (let i = this.touched - (this.touched % PAGE) + PAGE - 1; i < until; i += PAGE) data[i] = data[i]!;
     this.touched = until;
     this.ring.setTouched(until);
