@@ -103,6 +103,8 @@ export class Stream {
   /** Actor tasks started and not yet settled (S6). */
   tasks = 0;
   ringReturned = false;
+  /** Destroys the sockets still open after a stop (S6). */
+  closeTimer: NodeJS.Timeout | null = null;
   restarts: number[] = [];
   lastError: EngineError | null = null;
 
@@ -241,6 +243,7 @@ export class Supervisor {
   private returnRing(s: Stream): void {
     if (s.state !== 'stopped' || s.ringReturned || s.tasks > 0 || s.sinks.size > 0) return;
     s.ringReturned = true;
+    if (s.closeTimer) clearTimeout(s.closeTimer); // it would keep the stream, and a dropped ring, alive
     this.rings.give(s.egress.ring.sab);
   }
 
@@ -523,7 +526,7 @@ export class Supervisor {
     }
     if (s.sinks.size > 0) {
       // S6: a client that never reads never closes, and its unsent views would pin the ring.
-      setTimeout(() => {
+      s.closeTimer = setTimeout(() => {
         for (const sink of s.sinks.values()) sink.destroy();
       }, this.cfg.clientTimeoutMs).unref();
     }
