@@ -97,3 +97,20 @@ t.test('a ring waits for its last client socket before reuse, and a reused ring 
   t.equal(stale, 0, 'no packet sent before Z was asked for (none left over from X or Y)');
   t.equal(gaps, 0, 'one unbroken sequence');
 });
+
+t.test('a stream whose actor thread died returns its ring once the restarted actor has stopped too', async (t) => {
+  const sim = await startSim(['--synthetic']);
+  const ace = await startAcemux(sim.origin, ['--grace', '100ms', '--test-crash-after', '300KB']);
+  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  const rings = () => ringCounts(ace.origin);
+  const id = contentId(9);
+  const reading = fetchStream(`${ace.origin}/ace/getstream?id=${id}`, { ms: 60_000 });
+  type Status = { actor_restarts: number; bytes_out: number };
+  const status = async () => (await fetch(`${ace.origin}/ace/status?id=${id}`).then((r) => r.json())) as Status;
+  const before = await until('the actor to die and come back', status, (s) => s.actor_restarts === 1);
+  await until('data to flow from the restarted actor', status, (s) => s.bytes_out > before.bytes_out + 100_000);
+  t.same(await rings(), { inUse: 1, idle: 0, fresh: 1, pooled: 0 }, 'one ring across the restart');
+  t.equal(await post(`${ace.origin}/api/streams/${id}/stop`), 200);
+  t.equal((await reading).ended, 'ended-by-server');
+  t.same(await until('the ring back in the pool', rings, (r) => r.idle === 1), { inUse: 0, idle: 1, fresh: 1, pooled: 0 }, 'both actor tasks settled: the ring is back');
+});
