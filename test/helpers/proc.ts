@@ -1,6 +1,5 @@
 /** What the kernel and /metrics say about a running acemux: its RSS, and metric values. */
 import { readFileSync } from 'node:fs';
-import { getJson } from './client';
 import { request } from 'node:http';
 
 /** Resident set size of `pid` in bytes, from /proc/<pid>/status (VmRSS). */
@@ -8,13 +7,6 @@ export function rssOf(pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!m) throw new Error(`no VmRSS for ${pid}`);
   return Number(m[1]) * 1024;
-}
-
-/** CPU seconds (user + system) `pid` has used so far, from /proc/<pid>/stat. */
-export function cpuOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
 /** One sample's value from a Prometheus text page, or NaN when absent. */
@@ -38,5 +30,3 @@ export async function ringCounts(origin: string): Promise<{ inUse: number; idle:
   const v = (name: string, labels: string) => metricValue(m, name, labels) || 0;
   return { inUse: v('acemux_rings', 'state="in_use"'), idle: v('acemux_rings', 'state="idle"'), fresh: v('acemux_ring_takes_total', 'ring="new"'), pooled: v('acemux_ring_takes_total', 'ring="pooled"') };
 }
-
-export { getJson };
