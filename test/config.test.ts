@@ -52,6 +52,8 @@ t.test('bad values name the option', async (t) => {
     [[], { ACEXY_PORT: 'abc' }, /ACEXY_PORT/],
     [[], { ACEMUX_GRACE: 'soon' }, /ACEMUX_GRACE/],
     [['--ring-size', '1KiB'], {}, /ring-size/],
+    [['--ring-pool', '-1'], {}, /ring-pool/],
+    [['--ring-pool', '5000'], {}, /ring-pool/],
     [['--lag-limit', '100MiB'], {}, /lag-limit/],
     [['--lag-policy', 'ignore'], {}, /lag-policy/],
     [['--bogus', '1'], {}, /unknown option --bogus/],
@@ -82,4 +84,8 @@ t.test("the README's ring figures are the code's", async (t) => {
   const lag = readme.split('\n').find((l) => l.startsWith('| `--lag-limit`'));
   t.match(lag, /half the ring/);
   t.equal(loadConfig([], {}).lagLimitBytes, Math.floor(real / 2), 'the lag limit is half the real ring');
+  t.equal(loadConfig([], {}).ringPoolIdle, 16);
+  t.match(readme, /\| `--ring-pool` \| `ACEMUX_RING_POOL` \| `16` \|/, 'the README names the pool default');
+  t.equal(loadConfig([], {}).batchBytes, 256 * 1024, 'batch size: 256 KiB when the ring allows');
+  t.equal(loadConfig(['--ring-size', '1MiB'], {}).batchBytes, Math.floor((4096 * TS) / 8), 'and at most 1/8 of a small ring');
 });
