@@ -1,5 +1,8 @@
 import t from 'tap';
-import { loadConfig, parseDuration, parseSize, parseListen, helpText } from '../src/main/config';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadConfig, parseDuration, parseSize, parseListen, helpText, OPTIONS } from '../src/main/config';
+import { ringCapacityPackets, ringDataBytes, TS } from '../src/shared/ring';
 
 t.test('defaults are acexy-compatible', async (t) => {
   const c = loadConfig([], {});
@@ -19,7 +22,7 @@ t.test('ACEXY_* names are aliases, ACEMUX_* win, flags win over both', async (t)
   t.equal(c.listenPort, 9000);
   t.equal(c.engineTimeoutMs, 2000);
   t.equal(c.firstDataTimeoutMs, 60000);
-  t.equal(c.ringBytes, 4 << 20);
+  t.equal(c.ringBytes, 16384 * 188, 'ACEXY_BUFFER_SIZE=4MiB: the ring really allocated, 2^14 packets');
   t.equal(c.logLevel, 'debug');
   t.equal(loadConfig([], { ...env, ACEMUX_ENGINE_TIMEOUT: '3s' }).engineTimeoutMs, 3000);
   t.equal(loadConfig(['--engine-timeout', '4s'], { ...env, ACEMUX_ENGINE_TIMEOUT: '3s' }).engineTimeoutMs, 4000);
@@ -50,6 +53,8 @@ t.test('bad values name the option', async (t) => {
     [[], { ACEXY_PORT: 'abc' }, /ACEXY_PORT/],
     [[], { ACEMUX_GRACE: 'soon' }, /ACEMUX_GRACE/],
     [['--ring-size', '1KiB'], {}, /ring-size/],
+    [['--ring-pool', '-1'], {}, /ring-pool/],
+    [['--ring-pool', '5000'], {}, /ring-pool/],
     [['--lag-limit', '100MiB'], {}, /lag-limit/],
     [['--lag-policy', 'ignore'], {}, /lag-policy/],
     [['--bogus', '1'], {}, /unknown option --bogus/],
@@ -73,7 +78,7 @@ t.test("acexy's Go flags: -name v, -name=v, --name v; each maps or warns once", 
   t.same(c.engines, ['https://eng:7001']);
   t.equal(c.engineTimeoutMs, 2000);
   t.equal(c.firstDataTimeoutMs, 60000);
-  t.equal(c.ringBytes, 4_000_000);
+  t.equal(c.ringBytes, ringDataBytes(4_000_000), '-buffer-size is the ring size (rounded down to whole packets, a power of two)');
   t.same(warned, [], 'options with an acemux equivalent do not warn');
   t.equal(loadConfig(['-addr', ':9002'], { ACEMUX_LISTEN: ':9003' }).listenPort, 9002, 'an acexy flag is a flag: it wins over ACEMUX_*');
 
@@ -124,4 +129,29 @@ t.test('ACEMUX_* wins over a differing ACEXY_* alias, with one warning', async (
   const flag: string[] = [];
   t.equal(loadConfig(['--listen', ':7000'], { ACEMUX_LISTEN: ':8080', ACEXY_LISTEN_ADDR: ':9000' }, (w) => flag.push(w)).listenPort, 7000);
   t.same(flag, [], 'a flag settles it: nothing to warn about');
+});
+
+t.test("the README's ring figures are the code's", async (t) => {
+  const readme = readFileSync(join(__dirname, '..', 'README.md'), 'utf8');
+  const row = readme.split('\n').find((l) => l.startsWith('| `--ring-size`'));
+  t.ok(row, 'the README has a --ring-size row');
+  const m = /\| `([^`]+)` \| per-stream ring[^|]*?→ (\d+) packets = ([\d,]+) bytes \(~(\d+(?:\.\d+)?) s at 4 Mb\/s, ~(\d+(?:\.\d+)?) s at 10 Mb\/s\)/.exec(row!);
+  t.ok(m, `the row states default, packets, bytes and seconds: ${row}`);
+  const [, def, packets, bytes, s4, s10] = m!;
+  const opt = OPTIONS.find((o) => o.key === 'ringBytes')!;
+  t.equal(def, opt.def, 'the default the README names is the default');
+  const real = ringDataBytes(parseSize(opt.def));
+  t.equal(Number(packets), ringCapacityPackets(parseSize(opt.def)), 'packets');
+  t.equal(Number(bytes!.replace(/,/g, '')), real, 'bytes');
+  t.equal(loadConfig([], {}).ringBytes, real, 'the config holds the size really allocated');
+  t.equal(real, Number(packets) * TS);
+  t.ok(Math.abs(Number(s4) - (real * 8) / 4e6) < 0.5, `~${s4} s at 4 Mb/s`);
+  t.ok(Math.abs(Number(s10) - (real * 8) / 10e6) < 0.5, `~${s10} s at 10 Mb/s`);
+  const lag = readme.split('\n').find((l) => l.startsWith('| `--lag-limit`'));
+  t.match(lag, /half the ring/);
+  t.equal(loadConfig([], {}).lagLimitBytes, Math.floor(real / 2), 'the lag limit is half the real ring');
+  t.equal(loadConfig([], {}).ringPoolIdle, 16);
+  t.match(readme, /\| `--ring-pool` \| `ACEMUX_RING_POOL` \| `16` \|/, 'the README names the pool default');
+  t.equal(loadConfig([], {}).batchBytes, 256 * 1024, 'batch size: 256 KiB when the ring allows');
+  t.equal(loadConfig(['--ring-size', '1MiB'], {}).batchBytes, Math.floor((4096 * TS) / 8), 'and at most 1/8 of a small ring');
 });

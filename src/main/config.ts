@@ -7,6 +7,7 @@
  * No I/O here: callers pass argv and env.
  */
 import { ConfigError } from './errors';
+import { ringDataBytes } from '../shared/ring';
 
 export type LagPolicy = 'skip' | 'disconnect';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -29,8 +30,10 @@ export interface Config {
   stopTimeoutMs: number;
   /** How long a stream outlives its last client, so a quick return re-attaches. */
   graceMs: number;
-  /** Ring data size in bytes (rounded up to a power-of-two number of 188-byte packets). */
+  /** Ring data size in bytes, as allocated: the asked size rounded down to 2^k 188-byte packets. */
   ringBytes: number;
+  /** Rings of stopped streams kept for reuse (the rest are dropped). */
+  ringPoolIdle: number;
   /** A client further behind the live edge than this is skipped forward or cut. */
   lagLimitBytes: number;
   lagPolicy: LagPolicy;
@@ -108,11 +111,12 @@ export const OPTIONS: readonly Option[] = [
   { key: 'stallTimeoutMs', flag: '--stall-timeout', env: 'ACEMUX_STALL_TIMEOUT', kind: 'duration', def: '10s', help: 'no data this long once flowing: the upstream stalled' },
   { key: 'stopTimeoutMs', flag: '--stop-timeout', env: 'ACEMUX_STOP_TIMEOUT', kind: 'duration', def: '3s', help: 'bound on the engine stop command' },
   { key: 'graceMs', flag: '--grace', env: 'ACEMUX_GRACE', kind: 'duration', def: '5s', help: 'keep a stream this long after its last client leaves' },
-  { key: 'ringBytes', flag: '--ring-size', env: 'ACEMUX_RING_SIZE', alias: 'ACEXY_BUFFER_SIZE', kind: 'size', def: '6MiB', help: 'per-stream ring size (rounded up to 2^k packets)' },
+  { key: 'ringBytes', flag: '--ring-size', env: 'ACEMUX_RING_SIZE', alias: 'ACEXY_BUFFER_SIZE', kind: 'size', def: '3MiB', help: 'per-stream ring size (rounded down to 2^k packets: 3MiB is 2.94 MiB)' },
+  { key: 'ringPoolIdle', flag: '--ring-pool', env: 'ACEMUX_RING_POOL', kind: 'int', def: '16', help: "stopped streams' rings kept for reuse" },
   { key: 'lagLimitBytes', flag: '--lag-limit', env: 'ACEMUX_LAG_LIMIT', kind: 'size', def: '0', help: 'max client lag before skip/cut (default: half the ring)' },
   { key: 'lagPolicy', flag: '--lag-policy', env: 'ACEMUX_LAG_POLICY', kind: 'enum', values: ['skip', 'disconnect'], def: 'skip', help: 'what to do with a client past the lag limit' },
   { key: 'joinDelayMs', flag: '--join-delay', env: 'ACEMUX_JOIN_DELAY', kind: 'duration', def: '0', help: 'start joining clients this far behind the live edge' },
-  { key: 'batchBytes', flag: '--batch-size', env: 'ACEMUX_BATCH_SIZE', kind: 'size', def: '256KiB', help: 'wake the egress at once when this many bytes wait' },
+  { key: 'batchBytes', flag: '--batch-size', env: 'ACEMUX_BATCH_SIZE', kind: 'size', def: '0', help: 'wake the egress at once when this many bytes wait (default: 256KiB, at most 1/8 of the ring)' },
   { key: 'batchMs', flag: '--batch-time', env: 'ACEMUX_BATCH_TIME', kind: 'duration', def: '30ms', help: 'egress clock: new bytes go out to clients this often' },
   { key: 'keepaliveMs', flag: '--keepalive', env: 'ACEMUX_KEEPALIVE', kind: 'duration', def: '250ms', help: 'send null packets when upstream is silent this long (0 = off)' },
   { key: 'maxStreams', flag: '--max-streams', env: 'ACEMUX_MAX_STREAMS', kind: 'int', def: '0', help: 'concurrent streams (0 = unlimited)' },
@@ -277,7 +281,10 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     const host = String(raw.engineHost);
     engines = parseEngines(`${raw.engineScheme}://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${raw.enginePort}`);
   }
-  const ringBytes = raw.ringBytes as number;
+  const asked = raw.ringBytes as number;
+  if (!(asked >= 256 * 1024 && asked <= 1 << 30)) throw new ConfigError('--ring-size: must be between 256KiB and 1GiB');
+  // Everything downstream (lag limit, checks, status) sees the size really allocated.
+  const ringBytes = ringDataBytes(asked);
   const cfg: Config = {
     listenHost: listen.host, listenPort: listen.port, engines,
     engineTimeoutMs: raw.engineTimeoutMs as number,
@@ -287,10 +294,11 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     stopTimeoutMs: raw.stopTimeoutMs as number,
     graceMs: raw.graceMs as number,
     ringBytes,
+    ringPoolIdle: raw.ringPoolIdle as number,
     lagLimitBytes: (raw.lagLimitBytes as number) || Math.floor(ringBytes / 2),
     lagPolicy: raw.lagPolicy as LagPolicy,
     joinDelayMs: raw.joinDelayMs as number,
-    batchBytes: raw.batchBytes as number,
+    batchBytes: (raw.batchBytes as number) || Math.min(256 * 1024, Math.floor(ringBytes / 8)),
     batchMs: raw.batchMs as number,
     keepaliveMs: raw.keepaliveMs as number,
     maxStreams: raw.maxStreams as number,
@@ -347,7 +355,7 @@ function differs(o: Option, a: string, b: string): boolean {
 /** Cross-field rules: what would make the ring unsafe or a timer meaningless. */
 function check(c: Config): void {
   const need = (ok: boolean, msg: string) => { if (!ok) throw new ConfigError(msg); };
-  need(c.ringBytes >= 256 * 1024 && c.ringBytes <= 1 << 30, '--ring-size: must be between 256KiB and 1GiB');
+  need(c.ringPoolIdle >= 0 && c.ringPoolIdle <= 4096, '--ring-pool: must be between 0 and 4096');
   need(c.lagLimitBytes > 0 && c.lagLimitBytes <= c.ringBytes * 0.75, '--lag-limit: must be at most 3/4 of the ring, so a laggard is handled before it is overwritten');
   need(c.batchBytes >= 188 && c.batchBytes <= c.ringBytes / 8, '--batch-size: must be between 188 bytes and 1/8 of the ring');
   need(c.batchMs >= 1 && c.batchMs <= 1000, '--batch-time: must be between 1ms and 1s');

@@ -145,6 +145,7 @@ function collect(sup: Supervisor, engines: EnginePool, metrics: Metrics, counted
   metrics.setStreams(byState);
   metrics.setClients(sup.clients);
   metrics.setMaxClientLag(maxLag);
+  metrics.setRings(sup.rings);
   for (const e of engines.engines) metrics.setEngineUp(e.url, e.healthy);
   metrics.addBytes(Math.max(0, bytesIn - counted.in), Math.max(0, bytesOut - counted.out));
   counted.in = Math.max(counted.in, bytesIn);

@@ -37,6 +37,9 @@ export class Metrics {
   private readonly firstByte: Histogram;
   private readonly streamStart: Histogram;
   private readonly loopLag: Gauge;
+  private readonly rings: Gauge<'state'>;
+  private readonly ringStarts: Counter<'ring'>;
+  private readonly ringTaken = { new: 0, pooled: 0 };
   private readonly loopDelay: IntervalHistogram;
   private collector: (() => void) | null = null;
 
@@ -63,6 +66,8 @@ export class Metrics {
     this.firstByte = histogram('first_byte_seconds', 'From a client request to its first stream byte written.', latency);
     // Engines prebuffer for seconds before the first data, so this one needs a longer tail.
     this.streamStart = histogram('stream_start_seconds', 'From the first request of a stream to the engine\'s first data.', [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 45, 60]);
+    this.rings = gauge('rings', 'Stream rings: in use (running or draining streams) and idle in the pool.', ['state']);
+    this.ringStarts = counter('ring_takes_total', 'Rings handed to starting streams: newly allocated or reused from the pool.', ['ring']);
     this.loopLag = gauge('event_loop_lag_seconds', 'Main thread event loop delay, p99 since the previous scrape.');
 
     // Our own monitor rather than the default metrics' one: it is reset at each scrape so the
@@ -121,6 +126,19 @@ export class Metrics {
   setStreams(byState: Partial<Record<string, number>>): void {
     for (const s of STREAM_STATES) this.streams.set({ state: s }, 0);
     for (const [state, n] of Object.entries(byState)) this.streams.set({ state }, n ?? 0);
+  }
+
+  /** The ring pool's counts; created and reused are running totals (counted as deltas). */
+  setRings(p: { inUse: number; idleCount: number; created: number; reused: number }): void {
+    this.rings.set({ state: 'in_use' }, p.inUse);
+    this.rings.set({ state: 'idle' }, p.idleCount);
+    const add = (ring: 'new' | 'pooled', total: number) => {
+      const d = total - this.ringTaken[ring];
+      if (d > 0) this.ringStarts.inc({ ring }, d);
+      this.ringTaken[ring] = total;
+    };
+    add('new', p.created);
+    add('pooled', p.reused);
   }
 
   setClients(n: number): void {
