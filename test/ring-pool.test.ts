@@ -1,15 +1,18 @@
 /**
  * The ring pool against the real acemux and simulator: a stopped stream's ring is reused only
- * once no client socket can still hold a view of it (DESIGN fact 2), and a stream that gets a
+ * once no client socket can still hold a view of it (docs/DESIGN-FACTS.md fact 2), and a stream that gets a
  * reused ring sees only its own bytes (ring.ts I6, ring-pool.ts P1–P2, supervisor S6).
  */
 import t from 'tap';
+import { join } from 'node:path';
 import { request } from 'node:http';
 import { startSim } from './helpers/sim';
 import { startAcemux } from './helpers/acemux';
 import { fetchStream, contentId, aligned } from './helpers/client';
 import { ringCounts } from './helpers/proc';
 import { pidOf } from '../src/shared/mpegts/ts-packet';
+
+const CRASHING = join(__dirname, 'helpers', 'crashing-actor.cjs');
 
 const DATA_PID = 0x1ff0; // the synthetic source's data packets: u32 seq at +4, f64 send time (µs) at +8
 
@@ -100,7 +103,8 @@ t.test('a ring waits for its last client socket before reuse, and a reused ring 
 
 t.test('a stream whose actor thread died returns its ring once the restarted actor has stopped too', async (t) => {
   const sim = await startSim(['--synthetic']);
-  const ace = await startAcemux(sim.origin, ['--grace', '100ms', '--test-crash-after', '300KB']);
+  // The test-only entry (helpers/crashing-actor.cjs) throws on the actor's thread after 300 KB.
+  const ace = await startAcemux(sim.origin, ['--grace', '100ms'], { CRASH_AFTER_BYTES: '300000' }, CRASHING);
   t.teardown(async () => { await ace.stop(); await sim.stop(); });
   const rings = () => ringCounts(ace.origin);
   const id = contentId(9);

@@ -7,7 +7,7 @@
  *
  *  P1 give() is called once per ring, only when nothing can reach it any more: the stream's actor
  *     tasks have all settled (no writer) and every client socket that ever held a view of it has
- *     closed (no write callback pending, DESIGN fact 2). The supervisor enforces both.
+ *     closed (no write callback pending, docs/DESIGN-FACTS.md fact 2). The supervisor enforces both.
  *  P2 A ring is reset (resetRing) before it is handed out again, so a new stream never sees the
  *     old one's head, join points, pins or counters.
  *  P3 At most maxIdle rings wait in the pool; past that they are dropped, so a burst of streams
