@@ -46,6 +46,8 @@ export interface Config {
   maxStreams: number;
   maxClientsPerStream: number;
   maxClients: number;
+  /** Stream viewers from one client address (0 = unlimited; see clientAddress()). */
+  maxClientsPerIp: number;
   /** Worker threads hosting stream actors. */
   workers: number;
   /** Actors per worker thread before piscina queues (it must never queue a stream). */
@@ -74,6 +76,9 @@ export interface Config {
   stateDir: string;
   /** When set, /api/ requires it (Bearer or X-API-Key). */
   apiKey: string;
+  /** With an API key set: /metrics, respectively /ace/status, stay open without it. */
+  publicMetrics: boolean;
+  publicStatus: boolean;
   /** When set, stream URLs require ?token=<it>. */
   streamToken: string;
   /** Source M3U (file or URL) that /playlist.m3u rewrites; '' = none. */
@@ -84,7 +89,7 @@ export interface Config {
   shutdownTimeoutMs: number;
 }
 
-type Kind = 'string' | 'path' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum';
+type Kind = 'string' | 'path' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum' | 'bool';
 
 interface Option {
   key: keyof Config | 'listen' | 'engineScheme' | 'engineHost' | 'enginePort';
@@ -117,9 +122,10 @@ export const OPTIONS: readonly Option[] = [
   { key: 'batchBytes', flag: '--batch-size', env: 'ACEMUX_BATCH_SIZE', kind: 'size', def: '256KiB', help: 'wake the egress at once when this many bytes wait' },
   { key: 'batchMs', flag: '--batch-time', env: 'ACEMUX_BATCH_TIME', kind: 'duration', def: '30ms', help: 'egress clock: new bytes go out to clients this often' },
   { key: 'keepaliveMs', flag: '--keepalive', env: 'ACEMUX_KEEPALIVE', kind: 'duration', def: '250ms', help: 'send null packets when upstream is silent this long (0 = off)' },
-  { key: 'maxStreams', flag: '--max-streams', env: 'ACEMUX_MAX_STREAMS', kind: 'int', def: '0', help: 'concurrent streams (0 = unlimited)' },
+  { key: 'maxStreams', flag: '--max-streams', env: 'ACEMUX_MAX_STREAMS', kind: 'int', def: '100', help: 'concurrent streams, to protect the engine (0 = unlimited)' },
   { key: 'maxClientsPerStream', flag: '--max-clients-per-stream', env: 'ACEMUX_MAX_CLIENTS_PER_STREAM', kind: 'int', def: '1000', help: 'clients of one stream' },
   { key: 'maxClients', flag: '--max-clients', env: 'ACEMUX_MAX_CLIENTS', kind: 'int', def: '0', help: 'clients in all (0 = unlimited)' },
+  { key: 'maxClientsPerIp', flag: '--max-clients-per-ip', env: 'ACEMUX_MAX_CLIENTS_PER_IP', kind: 'int', def: '0', help: 'stream clients from one address (0 = unlimited: media servers fetch many channels from one address)' },
   { key: 'workers', flag: '--workers', env: 'ACEMUX_WORKERS', kind: 'int', def: '0', help: 'actor threads (0 = cores − 1, at least 1, at most 4)' },
   { key: 'actorsPerWorker', flag: '--actors-per-worker', env: 'ACEMUX_ACTORS_PER_WORKER', kind: 'int', def: '256', help: 'stream actors one thread may host' },
   { key: 'statIntervalMs', flag: '--stat-interval', env: 'ACEMUX_STAT_INTERVAL', kind: 'duration', def: '5s', help: 'how often to poll the engine stat_url (0 = never)' },
@@ -134,7 +140,9 @@ export const OPTIONS: readonly Option[] = [
   { key: 'channelsFile', flag: '--channels', env: 'ACEMUX_CHANNELS', kind: 'path', def: '', help: 'channels file (M3U or JSON) with alternate ids, for /ace/channel/<name>' },
   { key: 'testCrashAfterBytes', flag: '--test-crash-after', env: 'ACEMUX_TEST_CRASH_AFTER', kind: 'size', def: '0', help: 'test hook: crash an actor thread after this many bytes (0 = off)' },
   { key: 'stateDir', flag: '--state-dir', env: 'ACEMUX_STATE_DIR', kind: 'path', def: 'acemux-state', help: "event journal directory ('' = no journal)" },
-  { key: 'apiKey', flag: '--api-key', env: 'ACEMUX_API_KEY', kind: 'path', def: '', help: '/api/ requires this key (Authorization: Bearer, X-API-Key)' },
+  { key: 'apiKey', flag: '--api-key', env: 'ACEMUX_API_KEY', kind: 'path', def: '', help: '/api/, /ace/status, /metrics and the dashboard require this key (Authorization: Bearer, X-API-Key)' },
+  { key: 'publicMetrics', flag: '--public-metrics', env: 'ACEMUX_PUBLIC_METRICS', kind: 'bool', def: 'false', help: '/metrics needs no API key (for Prometheus scrapers without auth)' },
+  { key: 'publicStatus', flag: '--public-status', env: 'ACEMUX_PUBLIC_STATUS', kind: 'bool', def: 'false', help: "/ace/status needs no API key (acexy's tools)" },
   { key: 'streamToken', flag: '--stream-token', env: 'ACEMUX_STREAM_TOKEN', kind: 'path', def: '', help: 'stream URLs require ?token=<this>' },
   { key: 'playlist', flag: '--playlist', env: 'ACEMUX_PLAYLIST', kind: 'path', def: '', help: 'source M3U (file or URL) served rewritten at /playlist.m3u' },
   { key: 'publicUrl', flag: '--public-url', env: 'ACEMUX_PUBLIC_URL', kind: 'path', def: '', help: "base URL for playlist links (default: the request's Host)" },
@@ -244,6 +252,7 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     maxStreams: raw.maxStreams as number,
     maxClientsPerStream: raw.maxClientsPerStream as number,
     maxClients: raw.maxClients as number,
+    maxClientsPerIp: raw.maxClientsPerIp as number,
     workers: raw.workers as number,
     actorsPerWorker: raw.actorsPerWorker as number,
     statIntervalMs: raw.statIntervalMs as number,
@@ -260,6 +269,8 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     testCrashAfterBytes: raw.testCrashAfterBytes as number,
     stateDir: raw.stateDir as string,
     apiKey: raw.apiKey as string,
+    publicMetrics: raw.publicMetrics as boolean,
+    publicStatus: raw.publicStatus as boolean,
     streamToken: raw.streamToken as string,
     playlist: raw.playlist as string,
     publicUrl: (raw.publicUrl as string).replace(/\/+$/, ''),
@@ -278,6 +289,12 @@ function convert(o: Option, text: string): unknown {
     case 'size': return parseSize(text);
     case 'listen': return parseListen(text);
     case 'engines': return parseEngines(text);
+    case 'bool': {
+      const v = text.trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+      if (['0', 'false', 'no', 'off', ''].includes(v)) return false;
+      throw new ConfigError(`"${text}" is not true or false`);
+    }
     case 'enum':
       if (!o.values!.includes(text.trim().toLowerCase())) throw new ConfigError(`"${text}" is not one of ${o.values!.join(', ')}`);
       return text.trim().toLowerCase();
