@@ -16,6 +16,8 @@ export interface RawOptions {
   /** Half-close our side after sending (a client that has nothing more to say). */
   halfClose?: boolean;
   localAddress?: string;
+  /** Stop (and close) as soon as this says the answer is whole. */
+  done?: (data: Buffer) => boolean;
 }
 
 /** Sends `payload` on a fresh connection and collects what comes back until the end. */
@@ -39,7 +41,7 @@ export function raw(port: number, payload: string | Buffer, o: RawOptions = {}):
     s.on('data', (d: Buffer) => {
       chunks.push(d);
       size += d.length;
-      if (o.bytes !== undefined && size >= o.bytes) finish('enough');
+      if ((o.bytes !== undefined && size >= o.bytes) || o.done?.(Buffer.concat(chunks))) finish('enough');
     });
     s.on('end', () => finish('fin'));
     s.on('error', () => finish('reset'));
