@@ -171,7 +171,7 @@ export class Routes {
     try {
       text = await loadSource(this.o.playlist, this.o.engineTimeoutMs);
     } catch (e) {
-      return fail(res, 502, (e as Error).message);
+      return sendError(res, e); // a PlaylistError: 502, ACEMUX_ERR_PLAYLIST
     }
     const base = publicBase(req.headers.host, this.o.publicUrl || undefined, `http://${req.socket.localAddress}:${req.socket.localPort}`);
     const body = rewritePlaylist(text, base, { token: this.o.streamToken || undefined });
