@@ -51,7 +51,8 @@ const exited = (p: import('node:child_process').ChildProcess) => new Promise<num
 
 t.test('SIGTERM ends every reading viewer cleanly while others have stalled', async (t) => {
   const sim = await startSim(['--bitrate', '4000000']);
-  const ace = await startAcemux(sim.origin, ['--grace', '300ms', '--shutdown-timeout', '6s']);
+  // A large lag limit keeps stalled viewers attached (not cut by the egress) until the signal.
+  const ace = await startAcemux(sim.origin, ['--grace', '300ms', '--shutdown-timeout', '6s', '--ring-size', '32MiB', '--lag-limit', '24MiB']);
   t.teardown(async () => { await ace.stop(); await sim.stop(); });
   const ids = [contentId(0xa1), contentId(0xa2), contentId(0xa3)];
   const reading: Viewer[] = [];
@@ -59,8 +60,17 @@ t.test('SIGTERM ends every reading viewer cleanly while others have stalled', as
   for (let i = 0; i < 240; i++) reading.push(viewer(ace.port, ids[i % 3]!, false));
   for (let i = 0; i < 30; i++) stalled.push(viewer(ace.port, ids[i % 3]!, true));
   await until(() => [...reading, ...stalled].every((v) => v.bytes > 0), 20_000, 'every viewer to get bytes');
-  // The stalled viewers' kernel buffers fill, so acemux holds unsent bytes for them at shutdown.
-  await until(() => reading.every((v) => v.bytes > 1_000_000), 20_000, 'the readers to be well into the stream');
+  // Wait until stalled viewers' socket buffers are full and acemux holds unsent bytes for them.
+  const blocked = async () => {
+    let n = 0;
+    for (const id of ids) {
+      const st = (await getJson(`${ace.origin}/ace/status?id=${id}`)).body;
+      n += (st.client_list as Array<{ lag_bytes: number }>).filter((c) => c.lag_bytes > 400_000).length;
+    }
+    return n;
+  };
+  await until(async () => (await blocked()) >= 10, 40_000, 'stalled viewers with full socket buffers');
+  t.ok(reading.every((v) => v.bytes > 1_000_000), 'the readers are well into the stream');
   ace.proc.kill('SIGTERM');
   const ends = await Promise.all(reading.map((v) => v.end));
   const resets = ends.filter((e) => e === 'reset').length;
