@@ -48,6 +48,19 @@ t.test('pipelined stream requests on one connection make one viewer', async (t) 
   t.ok(after.bytes > 0);
 });
 
+t.test('garbage after a stream request ends that connection and never lands in a stream', async (t) => {
+  const sim = await startSim(['--bitrate', '2000000']);
+  const ace = await startAcemux(sim.origin, ['--grace', '200ms']);
+  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  const id = contentId(0x904);
+  const r = await raw(ace.port, `${get(id)}NOT HTTP AT ALL\r\n\r\n`, { timeoutMs: 8000 });
+  t.not(r.end, 'timeout', 'the connection ends');
+  t.notMatch(r.data.toString('latin1'), /HTTP\/1\.1 400/, 'no error text written where a stream goes');
+  const v = await play(`${ace.origin}/ace/getstream?id=${id}`, 1000);
+  t.equal(v.status, 200, 'others play');
+  t.ok(v.bytes > 0);
+});
+
 t.test('a stream request pipelined behind another request waits its turn', async (t) => {
   const sim = await startSim(['--bitrate', '2000000']);
   const ace = await startAcemux(sim.origin, ['--grace', '200ms']);
