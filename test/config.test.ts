@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig, parseDuration, parseSize, parseListen, helpText, OPTIONS } from '../src/main/config';
 import { ringCapacityPackets, ringDataBytes, TS } from '../src/shared/ring';
+import { ConfigError } from '../src/main/errors';
 
 t.test('defaults are acexy-compatible', async (t) => {
   const c = loadConfig([], {});
@@ -11,7 +12,12 @@ t.test('defaults are acexy-compatible', async (t) => {
   t.same(c.engines, ['http://localhost:6878']);
   t.equal(c.graceMs, 5000);
   t.equal(c.lagLimitBytes, Math.floor(c.ringBytes / 2), 'lag limit defaults to half the ring');
-  t.equal(c.maxStreams, 0, 'no hidden stream cap');
+  t.equal(c.maxStreams, 100, 'a stream cap protects the engine by default');
+  t.equal(c.maxClientsPerIp, 0, 'no per-address cap: media servers fetch many channels from one address');
+  t.equal(loadConfig(['--max-streams', '0'], {}).maxStreams, 0, '0 = unlimited');
+  t.equal(loadConfig([], { ACEMUX_PUBLIC_METRICS: '1' }).publicMetrics, true);
+  t.equal(loadConfig(['--public-status', 'false'], {}).publicStatus, false);
+  t.throws(() => loadConfig(['--public-status', 'maybe'], {}), ConfigError);
 });
 
 t.test('ACEXY_* names are aliases, ACEMUX_* win, flags win over both', async (t) => {

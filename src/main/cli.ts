@@ -45,8 +45,17 @@ export async function main(argv = process.argv.slice(2), opts: ServerOptions = {
     }, cfg.shutdownTimeoutMs).unref();
     running.close().then(() => process.exit(0), () => process.exit(1));
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  // SIGQUIT and SIGINT drain like SIGTERM; a second one while draining changes nothing (the
+  // shutdown bound still holds). SIGHUP re-reads the channels file and never ends the process.
+  let stopping = false;
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGQUIT'] as const) {
+    process.on(signal, () => {
+      if (stopping) return void log.info({ signal }, 'already shutting down');
+      stopping = true;
+      stop(signal);
+    });
+  }
+  process.on('SIGHUP', () => void running.reload());
 }
 
 if (require.main === module) void main();

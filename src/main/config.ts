@@ -49,6 +49,8 @@ export interface Config {
   maxStreams: number;
   maxClientsPerStream: number;
   maxClients: number;
+  /** Stream viewers from one client address (0 = unlimited; see clientAddress()). */
+  maxClientsPerIp: number;
   /** Worker threads hosting stream actors. */
   workers: number;
   /** Actors per worker thread before piscina queues (it must never queue a stream). */
@@ -75,6 +77,9 @@ export interface Config {
   stateDir: string;
   /** When set, /api/ requires it (Bearer or X-API-Key). */
   apiKey: string;
+  /** With an API key set: /metrics, respectively /ace/status, stay open without it. */
+  publicMetrics: boolean;
+  publicStatus: boolean;
   /** When set, stream URLs require ?token=<it>. */
   streamToken: string;
   /** Source M3U (file or URL) that /playlist.m3u rewrites; '' = none. */
@@ -85,7 +90,7 @@ export interface Config {
   shutdownTimeoutMs: number;
 }
 
-type Kind = 'string' | 'path' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum';
+type Kind = 'string' | 'path' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum' | 'bool';
 
 interface Option {
   key: keyof Config | 'listen' | 'engineScheme' | 'engineHost' | 'enginePort';
@@ -119,9 +124,10 @@ export const OPTIONS: readonly Option[] = [
   { key: 'batchBytes', flag: '--batch-size', env: 'ACEMUX_BATCH_SIZE', kind: 'size', def: '0', help: 'wake the egress at once when this many bytes wait (default: 256KiB, at most 1/8 of the ring)' },
   { key: 'batchMs', flag: '--batch-time', env: 'ACEMUX_BATCH_TIME', kind: 'duration', def: '30ms', help: 'egress clock: new bytes go out to clients this often' },
   { key: 'keepaliveMs', flag: '--keepalive', env: 'ACEMUX_KEEPALIVE', kind: 'duration', def: '250ms', help: 'send null packets when upstream is silent this long (0 = off)' },
-  { key: 'maxStreams', flag: '--max-streams', env: 'ACEMUX_MAX_STREAMS', kind: 'int', def: '0', help: 'concurrent streams (0 = unlimited)' },
+  { key: 'maxStreams', flag: '--max-streams', env: 'ACEMUX_MAX_STREAMS', kind: 'int', def: '100', help: 'concurrent streams, to protect the engine (0 = unlimited)' },
   { key: 'maxClientsPerStream', flag: '--max-clients-per-stream', env: 'ACEMUX_MAX_CLIENTS_PER_STREAM', kind: 'int', def: '1000', help: 'clients of one stream' },
   { key: 'maxClients', flag: '--max-clients', env: 'ACEMUX_MAX_CLIENTS', kind: 'int', def: '0', help: 'clients in all (0 = unlimited)' },
+  { key: 'maxClientsPerIp', flag: '--max-clients-per-ip', env: 'ACEMUX_MAX_CLIENTS_PER_IP', kind: 'int', def: '0', help: 'stream clients from one address (0 = unlimited: media servers fetch many channels from one address)' },
   { key: 'workers', flag: '--workers', env: 'ACEMUX_WORKERS', kind: 'int', def: '0', help: 'actor threads (0 = cores − 1, at least 1, at most 4)' },
   { key: 'actorsPerWorker', flag: '--actors-per-worker', env: 'ACEMUX_ACTORS_PER_WORKER', kind: 'int', def: '256', help: 'stream actors one thread may host' },
   { key: 'statIntervalMs', flag: '--stat-interval', env: 'ACEMUX_STAT_INTERVAL', kind: 'duration', def: '5s', help: 'how often to poll the engine stat_url (0 = never)' },
@@ -135,7 +141,9 @@ export const OPTIONS: readonly Option[] = [
   { key: 'clientTimeoutMs', flag: '--client-timeout', env: 'ACEMUX_CLIENT_TIMEOUT', kind: 'duration', def: '20s', help: 'cut a client whose socket accepts nothing this long' },
   { key: 'channelsFile', flag: '--channels', env: 'ACEMUX_CHANNELS', kind: 'path', def: '', help: 'channels file (M3U or JSON) with alternate ids, for /ace/channel/<name>' },
   { key: 'stateDir', flag: '--state-dir', env: 'ACEMUX_STATE_DIR', kind: 'path', def: 'acemux-state', help: "event journal directory ('' = no journal)" },
-  { key: 'apiKey', flag: '--api-key', env: 'ACEMUX_API_KEY', kind: 'path', def: '', help: '/api/ requires this key (Authorization: Bearer, X-API-Key)' },
+  { key: 'apiKey', flag: '--api-key', env: 'ACEMUX_API_KEY', kind: 'path', def: '', help: '/api/, /ace/status, /metrics and the dashboard require this key (Authorization: Bearer, X-API-Key)' },
+  { key: 'publicMetrics', flag: '--public-metrics', env: 'ACEMUX_PUBLIC_METRICS', kind: 'bool', def: 'false', help: '/metrics needs no API key (for Prometheus scrapers without auth)' },
+  { key: 'publicStatus', flag: '--public-status', env: 'ACEMUX_PUBLIC_STATUS', kind: 'bool', def: 'false', help: "/ace/status needs no API key (acexy's tools)" },
   { key: 'streamToken', flag: '--stream-token', env: 'ACEMUX_STREAM_TOKEN', kind: 'path', def: '', help: 'stream URLs require ?token=<this>' },
   { key: 'playlist', flag: '--playlist', env: 'ACEMUX_PLAYLIST', kind: 'path', def: '', help: 'source M3U (file or URL) served rewritten at /playlist.m3u' },
   { key: 'publicUrl', flag: '--public-url', env: 'ACEMUX_PUBLIC_URL', kind: 'path', def: '', help: "base URL for playlist links (default: the request's Host)" },
@@ -304,6 +312,7 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     maxStreams: raw.maxStreams as number,
     maxClientsPerStream: raw.maxClientsPerStream as number,
     maxClients: raw.maxClients as number,
+    maxClientsPerIp: raw.maxClientsPerIp as number,
     workers: raw.workers as number,
     actorsPerWorker: raw.actorsPerWorker as number,
     statIntervalMs: raw.statIntervalMs as number,
@@ -319,6 +328,8 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     channelsFile: raw.channelsFile as string,
     stateDir: raw.stateDir as string,
     apiKey: raw.apiKey as string,
+    publicMetrics: raw.publicMetrics as boolean,
+    publicStatus: raw.publicStatus as boolean,
     streamToken: raw.streamToken as string,
     playlist: raw.playlist as string,
     publicUrl: (raw.publicUrl as string).replace(/\/+$/, ''),
@@ -337,6 +348,12 @@ function convert(o: Option, text: string): unknown {
     case 'size': return parseSize(text);
     case 'listen': return parseListen(text);
     case 'engines': return parseEngines(text);
+    case 'bool': {
+      const v = text.trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+      if (['0', 'false', 'no', 'off', ''].includes(v)) return false;
+      throw new ConfigError(`"${text}" is not true or false`);
+    }
     case 'enum':
       if (!o.values!.includes(text.trim().toLowerCase())) throw new ConfigError(`"${text}" is not one of ${o.values!.join(', ')}`);
       return text.trim().toLowerCase();

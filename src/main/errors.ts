@@ -19,6 +19,9 @@ export type ErrorCode =
   | 'ACEMUX_ERR_FORBIDDEN'
   | 'ACEMUX_ERR_NOT_FOUND'
   | 'ACEMUX_ERR_METHOD'
+  | 'ACEMUX_ERR_REQUEST_TIMEOUT'
+  | 'ACEMUX_ERR_CONFLICT'
+  | 'ACEMUX_ERR_TOO_LARGE'
   | 'ACEMUX_ERR_TOO_MANY'
   | 'ACEMUX_ERR_LIMIT'
   | 'ACEMUX_ERR_STREAM_GONE'
@@ -137,10 +140,29 @@ export function answerOf(e: unknown): Answer {
     const headers: Record<string, string> = {};
     if (e.retryAfterS !== undefined) headers['retry-after'] = String(e.retryAfterS);
     if (e.status === 405) headers.allow = 'GET, HEAD';
+    if (e.status === 401) headers['www-authenticate'] = 'Bearer';
     return { status: e.status, body: { error: e.message, code: e.code }, headers };
   }
   return { status: 500, body: { error: 'internal error', code: 'ACEMUX_ERR_INTERNAL' }, headers: {} };
 }
+
+const CODE_OF_STATUS: Record<number, ErrorCode> = {
+  400: 'ACEMUX_ERR_BAD_REQUEST',
+  401: 'ACEMUX_ERR_UNAUTHORIZED',
+  403: 'ACEMUX_ERR_FORBIDDEN',
+  404: 'ACEMUX_ERR_NOT_FOUND',
+  405: 'ACEMUX_ERR_METHOD',
+  408: 'ACEMUX_ERR_REQUEST_TIMEOUT',
+  409: 'ACEMUX_ERR_CONFLICT',
+  429: 'ACEMUX_ERR_TOO_MANY',
+  431: 'ACEMUX_ERR_TOO_LARGE',
+  502: 'ACEMUX_ERR_ENGINE',
+  503: 'ACEMUX_ERR_LIMIT',
+  504: 'ACEMUX_ERR_ENGINE_TIMEOUT',
+};
+
+/** The code of a refusal answered by its status alone (reply.ts fail(), the HTTP parser's errors). */
+export const codeOfStatus = (status: number): ErrorCode => CODE_OF_STATUS[status] ?? 'ACEMUX_ERR_INTERNAL';
 
 /** True for errors a client caused or an engine caused; false for bugs (which get logged with a stack). */
 export const isExpected = (e: unknown): e is AcemuxError => e instanceof AcemuxError && e.status >= 400;

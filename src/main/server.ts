@@ -3,7 +3,7 @@
  * threads), the supervisor and the routes. `startServer` is what the CLI and tests call.
  */
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
@@ -20,6 +20,8 @@ import { Admin } from './http/admin';
 import { StreamNames } from './catalog/names';
 import { loadSource } from './catalog/playlist';
 import { Health } from './ops/health';
+import { KeyGuard } from './http/guard';
+import { codeOfStatus } from './errors';
 
 export interface Running {
   server: Server;
@@ -28,6 +30,8 @@ export interface Running {
   engines: EnginePool;
   port: number;
   close(): Promise<void>;
+  /** SIGHUP: re-read the channels file (the playlist is read on every request anyway). */
+  reload(): Promise<void>;
 }
 
 /** What the actor threads load; a test may substitute a wrapper of it (ServerOptions.actorEntry). */
@@ -97,14 +101,16 @@ export async function startServer(cfg: Config, log: Logger, opts: ServerOptions 
   if (cfg.playlist) {
     loadSource(cfg.playlist, cfg.engineTimeoutMs).then((text) => names.addPlaylist(text), (e: Error) => log.warn({ err: e.message }, 'playlist not read for stream names'));
   }
-  const admin = new Admin(supervisor, engines, journal, cfg.apiKey, names, health);
-  const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs, health });
+  const guard = new KeyGuard(cfg.apiKey);
+  const admin = new Admin(supervisor, engines, journal, guard, { names, health });
+  const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs, health, guard, publicMetrics: cfg.publicMetrics, publicStatus: cfg.publicStatus, maxClientsPerIp: cfg.maxClientsPerIp });
   const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => routes.handle(req, res));
   // Malformed or oversize requests never reach the routes: answer them in JSON too.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable) return socket.destroy();
+    // On a viewer's connection the answer would land in the middle of its stream: just end it.
+    if (!socket.writable || routes.viewers.has(socket as Socket)) return socket.destroy();
     const [status, text] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'request headers too large'] : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'request timeout'] : [400, 'malformed request'];
-    const body = JSON.stringify({ error: text });
+    const body = JSON.stringify({ error: text, code: codeOfStatus(status) });
     socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
   });
   await new Promise<void>((resolve, reject) => {
@@ -115,18 +121,42 @@ export async function startServer(cfg: Config, log: Logger, opts: ServerOptions 
   engines.start(cfg.engineProbeMs);
   let closing: Promise<void> | null = null;
   // Graceful shutdown: stop accepting, end every client response, stop the engine sessions
-  // (bounded), flush the journal; the CLI bounds the whole of it.
+  // (bounded), flush the journal; the CLI bounds the whole of it. A viewer's response ends with
+  // its unsent bytes and then a FIN; only viewers that have not drained within half the shutdown
+  // bound (they stopped reading) are destroyed, and may see a reset.
   const close = () => (closing ??= (async () => {
+    const drainUntil = Date.now() + cfg.shutdownTimeoutMs / 2;
     server.close();
     engines.stop();
     admin.close();
     await supervisor.close();
+    await drained(routes.viewers, drainUntil);
     server.closeAllConnections();
     await pool.destroy();
     metrics.close();
     await journal?.close();
   })());
-  return { server, supervisor, events, engines, port, close };
+  const reload = async () => {
+    if (!cfg.channelsFile) return void log.info('SIGHUP: no channels file to reload (the playlist is read on every request)');
+    try {
+      const loaded = await loadChannels(cfg.channelsFile);
+      for (const w of loaded.warnings) log.warn({ file: cfg.channelsFile }, w);
+      routes.setChannels(loaded.channels);
+      log.info({ channels: loaded.channels.size }, 'SIGHUP: channels file reloaded; running channels keep their ids');
+    } catch (e) {
+      log.error({ file: cfg.channelsFile, err: (e as Error).message }, 'SIGHUP: channels file not reloaded; the old one stays');
+    }
+  };
+  return { server, supervisor, events, engines, port, close, reload };
+}
+
+/** Resolves once every socket in `viewers` has closed, or at `until`. */
+async function drained(viewers: ReadonlySet<Socket>, until: number): Promise<void> {
+  const waits = [...viewers].filter((s) => !s.destroyed).map((s) => new Promise<void>((r) => s.once('close', () => r())));
+  if (waits.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all(waits), new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, until - Date.now()))))]);
+  clearTimeout(timer);
 }
 
 /** Refreshes the gauges from live state before each scrape; `counted` is what the byte counters

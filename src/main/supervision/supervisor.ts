@@ -133,9 +133,10 @@ export class Stream {
 /** Re-reads state after an await (TypeScript would keep the narrowing from before it). */
 const stopped = (s: Stream): boolean => s.state === 'stopped';
 
+/** The content id plus the engine parameters (routes' stream-query.ts Q1), re-encoded so a value can never read as another parameter. */
 function streamKey(sel: Selector, extra: ReadonlyArray<[string, string]>): string {
-  const rest = [...extra].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([k, v]) => `&${k}=${v}`).join('');
-  return `${sel.name}=${sel.value.toLowerCase()}${rest}`;
+  const rest = new URLSearchParams([...extra].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))).toString();
+  return `${sel.name}=${sel.value.toLowerCase()}${rest ? `&${rest}` : ''}`;
 }
 
 /** base · 2^(attempt−1), capped, then jittered into [½, 1] of that so retries spread out. */
