@@ -19,14 +19,21 @@
  *     and holds what it has; nothing is dropped or overwritten, and keepalive waits too.
  *  A4 Keepalive null packets are written only when no packet has been written for keepaliveMs,
  *     so clients never face silence while the engine prebuffers or recovers.
+ *  A5 Health means playable data, not bytes: a playable packet is a whole, non-null TS packet
+ *     at or after a PAT of the current connection. 'first-data' is reported at the first one;
+ *     bytes with no playable packet for stallTimeoutMs (junk, a 1 byte/s trickle, TS without a
+ *     PAT, only null packets) are the fault 'unplayable', and a flowing stream with no PAT for
+ *     stallTimeoutMs (joining players could never start) is 'psi-lost'. The supervisor treats
+ *     both like a stall: reconnect, then fail over.
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
-import { request } from 'undici';
+import { engineJson, DEFAULT_MAX_ANSWER } from '../main/engine/engine-client';
+import { foreignText } from '../main/errors';
 import { Upstream } from './upstream';
 import { RingWriter, TS, copyBytes } from '../shared/ring';
 import { TsFramer } from '../shared/mpegts/ts-framer';
-import { PsiTracker, pidOf, isKeyframeStart, readPcr, setDiscontinuity, fillNullPackets, PAT_PID } from '../shared/mpegts/ts-packet';
+import { PsiTracker, pidOf, isKeyframeStart, readPcr, setDiscontinuity, fillNullPackets, PAT_PID, NULL_PID } from '../shared/mpegts/ts-packet';
 import { parseEnvelope, parseStat } from '../shared/engine-api';
 import { WAKE, type ActorTask, type Command, type ConnectCommand, type Report, type UpstreamFault, type ActorStats, type ActorInspection } from '../shared/messages';
 
@@ -56,6 +63,13 @@ export class StreamActor {
   private connectedAt = 0;
   private gotData = false;
   private lastDataAt = 0;
+  // A5, per connection: when bytes first came, when the last playable packet and the last PAT
+  // came (0 = not yet), and the framer's packet count then (to say why nothing was playable).
+  private firstByteAt = 0;
+  private playableAt = 0;
+  private patAt = 0;
+  private packetsMark = 0;
+  private bytesMark = 0;
   private lastWriteAt = 0;
   private entry = Entry.WaitPat;
   private pre: Buffer | null = null;
@@ -78,6 +92,7 @@ export class StreamActor {
   private tickTimer: NodeJS.Timeout;
   private statTimer: NodeJS.Timeout | null = null;
   private statUrl: string | null = null;
+  private statBusy = false;
   private playbackUrl: string | null = null;
   private stopped = false;
   private finish!: () => void;
@@ -124,6 +139,9 @@ export class StreamActor {
     this.patPending = false;
     if (cmd.splice) this.needDiscontinuity = true;
     this.gotData = false;
+    this.firstByteAt = this.playableAt = this.patAt = 0;
+    this.packetsMark = this.framer.packets;
+    this.bytesMark = this.stats.bytesIn;
     this.connectedAt = this.clock();
     this.statUrl = cmd.statUrl;
     this.playbackUrl = cmd.playbackUrl;
@@ -172,7 +190,7 @@ export class StreamActor {
     }
     if (!this.gotData) {
       this.gotData = true;
-      this.report({ type: 'first-data' });
+      this.firstByteAt = now;
     }
     this.framer.push(buf, from, to);
     this.publish(now); // once per read: the framer may hand over several runs
@@ -188,11 +206,14 @@ export class StreamActor {
       if ((this.entry as Entry) !== Entry.Flowing) return; // enter() moved it, or not yet
     }
     const base = (this.ring.position + this.heldPackets) | 0;
+    let playable = 0;
     for (let k = 0; k < count; k++) {
       const p = off + k * TS;
       const pid = pidOf(src, p);
+      if (pid !== NULL_PID) playable++;
       if (pid === PAT_PID || pid === this.psi.pmtPid) {
         if (this.psi.feed(src, p) === 'pat') {
+          this.patAt = this.lastDataAt;
           this.patPos = (base + k) | 0;
           this.patPending = true;
           if (this.psi.version > 0 && this.psi.videoPid < 0) this.addJoin(this.patPos);
@@ -203,7 +224,16 @@ export class StreamActor {
       if (pid === this.psi.pcrPid) this.onPcr(src, p, (base + k) | 0);
     }
     this.stats.packets += count;
+    if (playable > 0) this.sawPlayable();
     this.commit(src, off, count);
+  }
+
+  /** A5: the clock of playable data; the first playable packet of a connection is 'first-data'. */
+  private sawPlayable(): void {
+    if (this.playableAt === 0) this.report({ type: 'first-data' });
+    this.playableAt = this.lastDataAt || 1; // 0 means "none yet"
+    this.packetsMark = this.framer.packets;
+    this.bytesMark = this.stats.bytesIn;
   }
 
   /**
@@ -215,10 +245,12 @@ export class StreamActor {
       const p = off + k * TS;
       const pid = pidOf(src, p);
       if (this.entry === Entry.WaitPat && pid !== PAT_PID) continue;
+      if (pid !== NULL_PID && this.playableAt !== this.lastDataAt) this.sawPlayable();
       let clean = false;
       if (pid === PAT_PID || pid === this.psi.pmtPid) {
         const kind = this.psi.feed(src, p);
         if (kind === 'pat') {
+          this.patAt = this.lastDataAt;
           this.entry = Entry.HoldToKeyframe;
           this.prePackets = 0;
         } else if (kind === 'pmt' && this.psi.videoPid < 0) clean = true;
@@ -366,7 +398,19 @@ export class StreamActor {
       this.fault('no-data', `no data ${this.task.firstDataTimeoutMs} ms after connecting`);
     } else if (this.gotData && now - this.lastDataAt > this.task.stallTimeoutMs) {
       this.fault('stalled', `no data for ${this.task.stallTimeoutMs} ms`);
+    } else if (this.gotData && now - Math.max(this.firstByteAt, this.playableAt) > this.task.stallTimeoutMs) {
+      this.fault('unplayable', `nothing playable for ${this.task.stallTimeoutMs} ms: ${this.unplayableWhy()}`);
+    } else if (this.entry === Entry.Flowing && now - this.patAt > this.task.stallTimeoutMs) {
+      this.fault('psi-lost', `no PAT for ${this.task.stallTimeoutMs} ms: players joining now could not start`);
     }
+  }
+
+  /** A5: why the bytes since the last playable packet (or the connect) were not playable. */
+  private unplayableWhy(): string {
+    const packets = this.framer.packets - this.packetsMark;
+    if (packets === 0) return `${this.stats.bytesIn - this.bytesMark} bytes in, but no whole TS packet (junk, or a trickle)`;
+    if (this.patAt === 0) return `${packets} TS packets but no PAT`;
+    return `${packets} TS packets, all null`;
   }
 
   private scheduleStat(): void {
@@ -377,15 +421,17 @@ export class StreamActor {
 
   private async pollStat(): Promise<void> {
     const url = this.statUrl;
-    if (!url) return;
+    if (!url || this.statBusy) return; // a slow engine gets one poll at a time, not a pile of them
+    this.statBusy = true;
     try {
-      const t = this.task.engineTimeoutMs;
-      const res = await request(url, { headers: { 'accept-encoding': 'identity' }, headersTimeout: t, bodyTimeout: t, dispatcher: this.agent });
-      const env = parseEnvelope(await res.body.json());
+      const body = await engineJson(url, { timeoutMs: this.task.engineTimeoutMs, maxBytes: this.task.engineMaxAnswerBytes ?? DEFAULT_MAX_ANSWER, dispatcher: this.agent });
+      const env = parseEnvelope(body);
       if (url !== this.statUrl) return;
-      this.report(env.error !== null ? { type: 'stat', stat: null, error: env.error } : { type: 'stat', stat: parseStat(env.response) });
+      this.report(env.error !== null ? { type: 'stat', stat: null, error: foreignText(env.error) } : { type: 'stat', stat: parseStat(env.response) });
     } catch (e) {
-      this.report({ type: 'stat', stat: null, error: (e as Error).message });
+      this.report({ type: 'stat', stat: null, error: foreignText((e as Error).message) });
+    } finally {
+      this.statBusy = false;
     }
   }
 
@@ -410,6 +456,8 @@ export class StreamActor {
         gotData: this.gotData,
         sinceConnectMs: this.connectedAt ? now - this.connectedAt : null,
         sinceDataMs: this.gotData ? now - this.lastDataAt : null,
+        sincePlayableMs: this.playableAt ? now - this.playableAt : null,
+        sincePatMs: this.patAt ? now - this.patAt : null,
       },
       entry,
       psi: { pmtPid: this.psi.pmtPid, pcrPid: this.psi.pcrPid, videoPid: this.psi.videoPid, videoCodec: this.psi.videoCodec, streams: this.psi.streams.map((e) => ({ pid: e.pid, streamType: e.streamType })) },
