@@ -564,6 +564,7 @@ class Playback {
   private readonly dripBps: number;
   private readonly junk: boolean;
   private readonly dropPatAfter: number;
+  private readonly nullsAfter: number;
   private readonly onDrain = () => {
     this.waitingDrain = false;
     this.pump();
@@ -594,6 +595,7 @@ class Playback {
     this.dripBps = fault.dripBps ?? 0;
     this.junk = fault.junk === true;
     this.dropPatAfter = fault.dropPatAfterBytes ?? Infinity;
+    this.nullsAfter = fault.nullsAfterBytes ?? Infinity;
     session.reader = this;
     session.stalledAt = null;
     sim.playbackActive++;
@@ -652,6 +654,7 @@ class Playback {
         const at = this.generated % size;
         this.session.source.next(this.ring, at);
         if (this.junk) randomFillSync(this.ring, at, TS_PACKET);
+        else if (this.generated >= this.nullsAfter) fillNullPackets(this.ring, at, 1);
         else if (this.generated >= this.dropPatAfter && this.ring[at + 2] === 0 && (this.ring[at + 1]! & 0x1f) === 0) fillNullPackets(this.ring, at, 1);
         this.generated += TS_PACKET;
       }

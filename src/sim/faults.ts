@@ -50,6 +50,8 @@ export interface Fault {
   junk?: boolean;
   /** Replace every PAT with a null packet after this many body bytes (0 = TS without a PAT). */
   dropPatAfterBytes?: number;
+  /** Replace every packet with a null packet after this many body bytes. */
+  nullsAfterBytes?: number;
 }
 
 export interface FaultSet {
@@ -60,7 +62,7 @@ export interface FaultSet {
 
 const numberFields = [
   'errorDelayMs', 'getstreamDelayMs', 'playbackStatus', 'slowStartMs', 'stallAfterBytes', 'dropAfterBytes',
-  'getstreamPadBytes', 'errorBytes', 'dripBps', 'dropPatAfterBytes',
+  'getstreamPadBytes', 'errorBytes', 'dripBps', 'dropPatAfterBytes', 'nullsAfterBytes',
 ] as const;
 const boolFields = ['getstreamHang', 'hangBeforeHeaders', 'cmdHang', 'getstreamEndless', 'statEndless', 'versionEndless', 'cmdEndless', 'junk'] as const;
 const stringFields = ['getstreamError', 'statError', 'playbackUrl', 'statUrl', 'commandUrl'] as const;

@@ -22,9 +22,9 @@
  *  A5 Health means playable data, not bytes: a playable packet is a whole, non-null TS packet
  *     at or after a PAT of the current connection. 'first-data' is reported at the first one;
  *     bytes with no playable packet for stallTimeoutMs (junk, a 1 byte/s trickle, TS without a
- *     PAT, only null packets) are the fault 'unplayable', and a flowing stream with no PAT for
- *     stallTimeoutMs (joining players could never start) is 'psi-lost'. The supervisor treats
- *     both like a stall: reconnect, then fail over.
+ *     PAT, only null packets) are the fault 'unplayable', and a flowing stream whose playable
+ *     packets carried no PAT for stallTimeoutMs (joining players could never start) is
+ *     'psi-lost'. The supervisor treats both like a stall: reconnect, then fail over.
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
@@ -400,7 +400,9 @@ export class StreamActor {
       this.fault('stalled', `no data for ${this.task.stallTimeoutMs} ms`);
     } else if (this.gotData && now - Math.max(this.firstByteAt, this.playableAt) > this.task.stallTimeoutMs) {
       this.fault('unplayable', `nothing playable for ${this.task.stallTimeoutMs} ms: ${this.unplayableWhy()}`);
-    } else if (this.entry === Entry.Flowing && now - this.patAt > this.task.stallTimeoutMs) {
+    } else if (this.entry === Entry.Flowing && this.playableAt - this.patAt > this.task.stallTimeoutMs) {
+      // Data still plays but has carried no PAT for that long (a stream turned all null is
+      // 'unplayable' above, whichever of its last PAT and last packet came first).
       this.fault('psi-lost', `no PAT for ${this.task.stallTimeoutMs} ms: players joining now could not start`);
     }
   }

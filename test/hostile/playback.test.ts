@@ -1,6 +1,6 @@
 /**
  * A hostile engine's playback: a 1 byte/s trickle, 4 Mb/s of random bytes, valid TS that never
- * carries a PAT, and a stream whose PAT stops mid-way (PSI lost). None of these is health: the
+ * carries a PAT, a stream whose PAT stops mid-way (PSI lost), and one that turns to null packets. None of these is health: the
  * actor reports it after --stall-timeout (1.5 s here) and the supervisor reconnects or fails
  * over to the good engine, within a bound; the client gets keepalive, then real data; the
  * fault shows in events and in /ace/status (last_fault).
@@ -38,14 +38,21 @@ t.test('hostile engine playback', async (t) => {
     const ev = (await events(ace)).filter((e) => e.stream === keyOf(id)).reverse();
     const faults = ev.filter((e) => e.fault === kind);
     t.ok(faults.length > 0 && faults.every((e) => why.test(String(e.detail))), `${what}: '${kind}' faults say why: ${faults.map((e) => e.detail).join(' | ')}`);
-    const fo = ev.find((e) => e.kind === 'failover' && e.fault === kind && e.action === 'next-engine');
+    // The hostile fault comes first. The failover that follows is normally for the same fault;
+    // on a loaded machine the reconnected upstream may stall outright first, which is the same
+    // policy at work, so any fault may carry it.
+    const seq = ev.map((e) => `${e.kind}${e.fault ? `/${e.fault}` : ''}${e.action ? `/${e.action}` : ''}${e.engine === bad.origin ? '@bad' : e.engine === good.origin ? '@good' : ''}`).join(' ');
+    const first = ev.find((e) => e.fault !== undefined);
+    t.equal(first?.fault, kind, `${what}: the first fault is '${kind}' (${seq})`);
+    t.equal(first?.kind, reconnectFirst ? 'reconnect' : 'failover', `${what}: ${reconnectFirst ? 'it was flowing, so a reconnect first' : 'never playable, so straight to a failover'}`);
+    const fo = ev.find((e) => e.kind === 'failover' && e.action === 'next-engine');
     t.ok(fo, `${what}: the supervisor failed over to the other engine`);
     if (fo) t.ok(fo.time - t0 < FAILOVER_WITHIN_MS + (reconnectFirst ? 4000 : 0), `${what}: within the bound (${fo.time - t0} ms)`);
-    if (reconnectFirst) t.ok(ev.some((e) => e.kind === 'reconnect' && e.fault === kind && e.time <= fo?.time), `${what}: a reconnect came first`);
     const live = ev.filter((e) => e.kind === 'stream-live');
     t.ok(live.length > 0 && live.every((e) => reconnectFirst || e.engine === good.origin), `${what}: 'live' only where the data was playable (${live.map((e) => e.engine).join(', ')})`);
+    const lastFault = [...ev].reverse().find((e) => e.fault !== undefined);
     const st = await getJson(`${ace.origin}/ace/status?id=${id}`);
-    if (st.status === 200) t.equal(st.body.last_fault?.fault, kind, `${what}: /ace/status shows the last fault`);
+    if (st.status === 200) t.equal(st.body.last_fault?.fault, lastFault?.fault, `${what}: /ace/status shows the last fault`);
     await afterCase(t, b, what);
   };
 
@@ -53,4 +60,5 @@ t.test('hostile engine playback', async (t) => {
   await recovers(0xb2, { junk: true }, 'unplayable', /no whole TS packet|no PAT/, '4 Mb/s of random bytes');
   await recovers(0xb3, { dropPatAfterBytes: 0 }, 'unplayable', /TS packets but no PAT/, 'TS without a PAT');
   await recovers(0xb4, { dropPatAfterBytes: 400_000 }, 'psi-lost', /no PAT for 1500 ms/, 'PAT lost mid-stream', true);
+  await recovers(0xb5, { nullsAfterBytes: 400_000 }, 'unplayable', /TS packets, all null/, 'only null packets after a while', true);
 });
