@@ -24,7 +24,9 @@
  *     bytes with no playable packet for stallTimeoutMs (junk, a 1 byte/s trickle, TS without a
  *     PAT, only null packets) are the fault 'unplayable', and a flowing stream whose playable
  *     packets carried no PAT for stallTimeoutMs (joining players could never start) is
- *     'psi-lost'. The supervisor treats both like a stall: reconnect, then fail over.
+ *     'psi-lost'. Playable packets whose media clock (PCR) advances at under MIN_PACE of real
+ *     time over stallTimeoutMs are 'unplayable' too (a trickle of real TS). The supervisor
+ *     treats these like a stall: reconnect, then fail over.
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
@@ -44,6 +46,8 @@ const HOLD_PACKETS = 8192;
 /** Pages of a fresh ring are faulted in ahead of the writer, on the tick, not per chunk. */
 const TOUCH_AHEAD = 512 * 1024;
 const PAGE = 4096;
+/** A5: media delivered at less than this fraction of real time, over a stall window, is a fault. */
+const MIN_PACE = 0.5;
 
 /** Where ingest is after a (re)connect (A1). */
 const enum Entry {
@@ -101,6 +105,11 @@ export class StreamActor {
   private readonly stats: ActorStats = { bytesIn: 0, packets: 0, junkBytes: 0, resyncs: 0, nullPacketsSent: 0, bitrate: 0, videoCodec: null, joinPoints: 0, blockedMs: 0 };
   private pcrFirst = -1;
   private pcrBytes = 0;
+  // A5's pace check: the newest PCR and when it came, and the start of the current window.
+  private pcrLast = -1;
+  private pcrLastAt = 0;
+  private paceRefPcr = -1;
+  private paceRefAt = 0;
 
   constructor(private readonly task: ActorTask, private readonly agent: Dispatcher) {
     this.ring = new RingWriter(task.ring);
@@ -140,6 +149,7 @@ export class StreamActor {
     if (cmd.splice) this.needDiscontinuity = true;
     this.gotData = false;
     this.firstByteAt = this.playableAt = this.patAt = 0;
+    this.pcrLast = this.paceRefPcr = -1;
     this.packetsMark = this.framer.packets;
     this.bytesMark = this.stats.bytesIn;
     this.connectedAt = this.clock();
@@ -257,6 +267,7 @@ export class StreamActor {
       } else if (pid === this.psi.videoPid && this.psi.version > 0) {
         clean = isKeyframeStart(src, p, this.psi.videoCodec);
       }
+      if (pid === this.psi.pcrPid) this.notePcr(src, p);
       if (clean || this.prePackets === HOLD_PACKETS) {
         // The held run starts with the PAT: that is the join point; this packet follows it. Only
         // now is it known which packets reach the ring (a newer PAT drops the held ones), so the
@@ -298,8 +309,22 @@ export class StreamActor {
     this.pcrFirst = -1;
   }
 
-  private onPcr(src: Uint8Array, p: number, pos: number): void {
+  /**
+   * A5's media clock, fed from every PCR of the connection (held ones too: a slow upstream may
+   * take long to reach a keyframe). A PCR that goes back or leaps (> 1 s; the spec wants one
+   * every 100 ms) is a discontinuity: the pace window restarts after it. Returns the PCR or -1.
+   */
+  private notePcr(src: Uint8Array, p: number): number {
     const pcr = readPcr(src, p);
+    if (pcr < 0) return pcr;
+    if (this.pcrLast >= 0 && (pcr < this.pcrLast || pcr - this.pcrLast > 27e6)) this.paceRefPcr = -1;
+    this.pcrLast = pcr;
+    this.pcrLastAt = this.lastDataAt;
+    return pcr;
+  }
+
+  private onPcr(src: Uint8Array, p: number, pos: number): void {
+    const pcr = this.notePcr(src, p);
     if (pcr < 0) return;
     if (this.needDiscontinuity) this.markSplice(src, p, pcr);
     // Bitrate from the media clock, not arrivals (the engine's burst would overstate it).
@@ -393,7 +418,10 @@ export class StreamActor {
     }
     // The watchdog: while an upstream is open, silence past a threshold is a fault. Paused by us
     // (held packets) is not silence.
-    if (this.upstream === null || this.heldPackets > 0) return;
+    if (this.upstream === null || this.heldPackets > 0) {
+      this.paceRefPcr = -1; // paused by us: the media clock may lag the wall clock meanwhile
+      return;
+    }
     if (!this.gotData && now - this.connectedAt > this.task.firstDataTimeoutMs) {
       this.fault('no-data', `no data ${this.task.firstDataTimeoutMs} ms after connecting`);
     } else if (this.gotData && now - this.lastDataAt > this.task.stallTimeoutMs) {
@@ -404,6 +432,32 @@ export class StreamActor {
       // Data still plays but has carried no PAT for that long (a stream turned all null is
       // 'unplayable' above, whichever of its last PAT and last packet came first).
       this.fault('psi-lost', `no PAT for ${this.task.stallTimeoutMs} ms: players joining now could not start`);
+    } else {
+      this.checkPace(now);
+    }
+  }
+
+  /**
+   * A5: playable packets that come slower than the media plays (a trickle of real TS) starve
+   * every player all the same. Over windows of stallTimeoutMs, compare the media clock (PCR)
+   * with the wall clock; below MIN_PACE of real time it is 'unplayable'. A PCR going backwards
+   * or leaping (a loop, a splice, a wrap) starts a new window (onPcr); no PCR, no verdict.
+   */
+  private checkPace(now: number): void {
+    if (this.pcrLast < 0) return;
+    if (this.paceRefPcr < 0) {
+      this.paceRefPcr = this.pcrLast;
+      this.paceRefAt = this.pcrLastAt;
+      return;
+    }
+    const wall = now - this.paceRefAt;
+    if (wall < this.task.stallTimeoutMs) return;
+    const media = (this.pcrLast - this.paceRefPcr) / 27e3; // ms
+    const valid = media >= 0;
+    this.paceRefPcr = this.pcrLast;
+    this.paceRefAt = this.pcrLastAt;
+    if (valid && media < wall * MIN_PACE) {
+      this.fault('unplayable', `the media advanced ${Math.round(media)} ms in ${wall} ms (${Math.round((100 * media) / wall)} % of real time): too slow to play`);
     }
   }
 

@@ -61,4 +61,6 @@ t.test('hostile engine playback', async (t) => {
   await recovers(0xb3, { dropPatAfterBytes: 0 }, 'unplayable', /TS packets but no PAT/, 'TS without a PAT');
   await recovers(0xb4, { dropPatAfterBytes: 400_000 }, 'psi-lost', /no PAT for 1500 ms/, 'PAT lost mid-stream', true);
   await recovers(0xb5, { nullsAfterBytes: 400_000 }, 'unplayable', /TS packets, all null/, 'only null packets after a while', true);
+  // 20 KB/s of real TS from a 1.4 Mb/s sample: ~11 % of real time, with a PAT every ~1 s.
+  await recovers(0xb6, { dripBps: 20_000 }, 'unplayable', /of real time\): too slow to play/, 'real TS at a tenth of real time', true);
 });
