@@ -7,6 +7,8 @@
  */
 import t from 'tap';
 import { getJson, contentId } from '../helpers/client';
+import { startSim } from '../helpers/sim';
+import { startAcemux, runCli } from '../helpers/acemux';
 import { setUp, afterCase, play, events, until, keyOf, Viewer } from './hostile';
 
 t.test('hostile engine answers', async (t) => {
@@ -99,4 +101,24 @@ t.test('hostile engine answers', async (t) => {
     t.ok(well, `${what}: healthy again once it answers properly`);
     await afterCase(t, b, what);
   }
+});
+
+t.test('--engine-max-answer / ACEMUX_ENGINE_MAX_ANSWER sets the cap', async (t) => {
+  const sim = await startSim(['--bitrate', '2000000']);
+  const ace = await startAcemux(sim.origin, ['--engine-probe', '0'], { ACEMUX_ENGINE_MAX_ANSWER: '4KiB' });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
+  const small = contentId(0xc1);
+  const padded = contentId(0xc2);
+  await sim.setFaults({ ids: { [padded]: { getstreamPadBytes: 8000 } } });
+  const ok = await play(`${ace.origin}/ace/getstream?id=${small}`, 10_000, 100);
+  t.equal(ok.status, 200, 'a normal answer (under 1 KiB) passes a 4 KiB cap');
+  const r = await play(`${ace.origin}/ace/getstream?id=${padded}`, 10_000);
+  t.equal(r.status, 502, 'an 8 KB answer does not');
+  t.match(r.json?.error, /engine answer over 4096 bytes/, 'saying so');
+  const bad = await runCli(['--engine-max-answer', '512']);
+  t.equal(bad.code, 2, 'a cap under 1 KiB is a configuration error');
+  t.match(bad.stderr + bad.stdout, /--engine-max-answer: must be between 1KiB and 16MiB/);
 });
