@@ -182,3 +182,52 @@ export async function afterCase(t: Test, b: Bench, what: string): Promise<void> 
   t.ok(clean, `${what}: no engine session left behind, only the good stream runs`);
   t.ok(ace.logs.every((l) => l.length < 8192), `${what}: no log line over 8 KiB`);
 }
+
+/** Stall timeout 1.5 s + backoff (≤ 0.8 s) + a new session and first data, with room for a loaded machine. */
+const FAILOVER_WITHIN_MS = 7000;
+
+/**
+ * One hostile playback case: the id starts on the bad engine with `fault`; the first fault the
+ * actor reports must be `kind` (saying `why`), then a reconnect (when it was flowing at first)
+ * or straight a failover to the good engine, within a bound; the client plays on.
+ */
+export async function recovers(t: Test, b: Bench, n: number, fault: Record<string, unknown>, kind: string, why: RegExp, what: string, reconnectFirst = false): Promise<void> {
+  const { ace, bad, good } = b;
+  const id = contentId(n);
+  await bad.setFaults({ ids: { [id]: fault } });
+  const t0 = Date.now();
+  if (!reconnectFirst) {
+    const r = await play(`${ace.origin}/ace/getstream?id=${id}`, 20_000);
+    t.equal(r.status, 200, `${what}: 200`);
+    t.ok(r.patMs >= 0, `${what}: real data after the failover (first PAT after ${r.patMs} ms)`);
+    t.ok(r.nullsBeforePat > 0, `${what}: keepalive null packets until then (${r.nullsBeforePat})`);
+  } else {
+    // It plays at first, so the viewer keeps reading through the reconnect and the failover.
+    const v = new Viewer(`${ace.origin}/ace/getstream?id=${id}`);
+    const moved = await until(async () => (await events(ace, 'failover')).some((e) => e.stream === keyOf(id)), 20_000);
+    t.ok(moved, `${what}: a failover came`);
+    const at = v.bytes;
+    t.ok(await until(() => v.bytes > at + 200_000, 5000), `${what}: the viewer plays on after it`);
+    t.ok(v.takeGap() < 2000, `${what}: and was never silent long`);
+    v.close();
+  }
+  const ev = (await events(ace)).filter((e) => e.stream === keyOf(id)).reverse();
+  const faults = ev.filter((e) => e.fault === kind);
+  t.ok(faults.length > 0 && faults.every((e) => why.test(String(e.detail))), `${what}: '${kind}' faults say why: ${faults.map((e) => e.detail).join(' | ')}`);
+  // The hostile fault comes first. The failover that follows is normally for the same fault;
+  // on a loaded machine the reconnected upstream may stall outright first, which is the same
+  // policy at work, so any fault may carry it.
+  const seq = ev.map((e) => `${e.kind}${e.fault ? `/${e.fault}` : ''}${e.action ? `/${e.action}` : ''}${e.engine === bad.origin ? '@bad' : e.engine === good.origin ? '@good' : ''}`).join(' ');
+  const first = ev.find((e) => e.fault !== undefined);
+  t.equal(first?.fault, kind, `${what}: the first fault is '${kind}' (${seq})`);
+  t.equal(first?.kind, reconnectFirst ? 'reconnect' : 'failover', `${what}: ${reconnectFirst ? 'it was flowing, so a reconnect first' : 'never playable, so straight to a failover'}`);
+  const fo = ev.find((e) => e.kind === 'failover' && e.action === 'next-engine');
+  t.ok(fo, `${what}: the supervisor failed over to the other engine`);
+  if (fo) t.ok(fo.time - t0 < FAILOVER_WITHIN_MS + (reconnectFirst ? 4000 : 0), `${what}: within the bound (${fo.time - t0} ms)`);
+  const live = ev.filter((e) => e.kind === 'stream-live');
+  t.ok(live.length > 0 && live.every((e) => reconnectFirst || e.engine === good.origin), `${what}: 'live' only where the data was playable (${live.map((e) => e.engine).join(', ')})`);
+  const lastFault = [...ev].reverse().find((e) => e.fault !== undefined);
+  const st = await getJson(`${ace.origin}/ace/status?id=${id}`);
+  if (st.status === 200) t.equal(st.body.last_fault?.fault, lastFault?.fault, `${what}: /ace/status shows the last fault`);
+  await afterCase(t, b, what);
+}
