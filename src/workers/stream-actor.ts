@@ -433,7 +433,7 @@ export class StreamActor {
       // 'unplayable' above, whichever of its last PAT and last packet came first).
       this.fault('psi-lost', `no PAT for ${this.task.stallTimeoutMs} ms: players joining now could not start`);
     } else {
-      this.checkPace(now);
+      this.checkPace();
     }
   }
 
@@ -443,14 +443,16 @@ export class StreamActor {
    * with the wall clock; below MIN_PACE of real time it is 'unplayable'. A PCR going backwards
    * or leaping (a loop, a splice, a wrap) starts a new window (onPcr); no PCR, no verdict.
    */
-  private checkPace(now: number): void {
+  private checkPace(): void {
     if (this.pcrLast < 0) return;
     if (this.paceRefPcr < 0) {
       this.paceRefPcr = this.pcrLast;
       this.paceRefAt = this.pcrLastAt;
       return;
     }
-    const wall = now - this.paceRefAt;
+    // Wall time up to the newest PCR, not now: when data stops altogether, that is a stall (the
+    // check above), not slowness.
+    const wall = this.pcrLastAt - this.paceRefAt;
     if (wall < this.task.stallTimeoutMs) return;
     const media = (this.pcrLast - this.paceRefPcr) / 27e3; // ms
     const valid = media >= 0;
