@@ -43,7 +43,7 @@ export interface ActorApi {
 
 export interface ActorInspection {
   life: number;
-  upstream: { connected: boolean; playbackUrl: string | null; gotData: boolean; sinceConnectMs: number | null; sinceDataMs: number | null; sincePlayableMs: number | null; sincePatMs: number | null };
+  upstream: { connected: boolean; playbackUrl: string | null; gotData: boolean; sinceConnectMs: number | null; sinceDataMs: number | null; sincePlayableMs: number | null; sincePatMs: number | null; sincePmtMs: number | null };
   entry: 'wait-pat' | 'hold-to-keyframe' | 'flowing';
   psi: { pmtPid: number; pcrPid: number; videoPid: number; videoCodec: VideoCodec | null; streams: Array<{ pid: number; streamType: number }> };
   framer: { packets: number; junkBytes: number; resyncs: number };
@@ -75,7 +75,7 @@ export type UpstreamFault =
   | 'no-data' // nothing before firstDataTimeoutMs
   | 'stalled' // nothing for stallTimeoutMs once flowing
   | 'unplayable' // bytes, but no playable TS packet for stallTimeoutMs (junk, trickle, no PAT, nulls)
-  | 'psi-lost' // flowing, but no PAT for stallTimeoutMs: joining players could not start
+  | 'psi-lost' // flowing, but no PAT or no PMT for stallTimeoutMs: joining players could not start
   | 'ended' // the engine closed the body
   | 'error'; // socket error mid-body
 

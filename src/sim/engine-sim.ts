@@ -565,6 +565,7 @@ class Playback {
   private readonly junk: boolean;
   private readonly dropPatAfter: number;
   private readonly nullsAfter: number;
+  private readonly dropPmtAfter: number;
   private readonly onDrain = () => {
     this.waitingDrain = false;
     this.pump();
@@ -596,6 +597,7 @@ class Playback {
     this.junk = fault.junk === true;
     this.dropPatAfter = fault.dropPatAfterBytes ?? Infinity;
     this.nullsAfter = fault.nullsAfterBytes ?? Infinity;
+    this.dropPmtAfter = fault.dropPmtAfterBytes ?? Infinity;
     session.reader = this;
     session.stalledAt = null;
     sim.playbackActive++;
@@ -655,6 +657,7 @@ class Playback {
         this.session.source.next(this.ring, at);
         if (this.junk) randomFillSync(this.ring, at, TS_PACKET);
         else if (this.generated >= this.nullsAfter) fillNullPackets(this.ring, at, 1);
+        else if (this.generated >= this.dropPmtAfter && startsPmt(this.ring, at)) fillNullPackets(this.ring, at, 1);
         else if (this.generated >= this.dropPatAfter && this.ring[at + 2] === 0 && (this.ring[at + 1]! & 0x1f) === 0) fillNullPackets(this.ring, at, 1);
         this.generated += TS_PACKET;
       }
@@ -727,6 +730,14 @@ function parseSelector(q: URLSearchParams): Selector {
 }
 
 const ENDLESS_CHUNK = Buffer.alloc(64 * 1024, 'a');
+
+/** A packet that starts a section with table_id 0x02 (a PMT), whatever its PID. */
+function startsPmt(b: Buffer, off: number): boolean {
+  if ((b[off + 1]! & 0x40) === 0 || (b[off + 3]! & 0x10) === 0) return false; // no PUSI, no payload
+  const start = (b[off + 3]! & 0x20) !== 0 ? off + 5 + b[off + 4]! : off + 4;
+  const table = start + 1 + b[start]!; // after the pointer field
+  return table < off + TS_PACKET && b[table] === 0x02;
+}
 
 /** An error text repeated up to `size` characters (a hostile engine's 5 MB error). */
 function padText(text: string, size: number | undefined): string {

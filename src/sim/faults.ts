@@ -52,6 +52,8 @@ export interface Fault {
   dropPatAfterBytes?: number;
   /** Replace every packet with a null packet after this many body bytes. */
   nullsAfterBytes?: number;
+  /** Replace every packet that starts a PMT section with a null packet after this many body bytes. */
+  dropPmtAfterBytes?: number;
 }
 
 export interface FaultSet {
@@ -62,7 +64,7 @@ export interface FaultSet {
 
 const numberFields = [
   'errorDelayMs', 'getstreamDelayMs', 'playbackStatus', 'slowStartMs', 'stallAfterBytes', 'dropAfterBytes',
-  'getstreamPadBytes', 'errorBytes', 'dripBps', 'dropPatAfterBytes', 'nullsAfterBytes',
+  'getstreamPadBytes', 'errorBytes', 'dripBps', 'dropPatAfterBytes', 'nullsAfterBytes', 'dropPmtAfterBytes',
 ] as const;
 const boolFields = ['getstreamHang', 'hangBeforeHeaders', 'cmdHang', 'getstreamEndless', 'statEndless', 'versionEndless', 'cmdEndless', 'junk'] as const;
 const stringFields = ['getstreamError', 'statError', 'playbackUrl', 'statUrl', 'commandUrl'] as const;

@@ -23,7 +23,7 @@
  *     at or after a PAT of the current connection. 'first-data' is reported at the first one;
  *     bytes with no playable packet for stallTimeoutMs (junk, a 1 byte/s trickle, TS without a
  *     PAT, only null packets) are the fault 'unplayable', and a flowing stream whose playable
- *     packets carried no PAT for stallTimeoutMs (joining players could never start) is
+ *     packets carried no PAT or no PMT for stallTimeoutMs (joining players could never start) is
  *     'psi-lost'. Playable packets whose media clock (PCR) advances at under MIN_PACE of real
  *     time over stallTimeoutMs are 'unplayable' too (a trickle of real TS). The supervisor
  *     treats these like a stall: reconnect, then fail over.
@@ -72,6 +72,7 @@ export class StreamActor {
   private firstByteAt = 0;
   private playableAt = 0;
   private patAt = 0;
+  private pmtAt = 0;
   private packetsMark = 0;
   private bytesMark = 0;
   private lastWriteAt = 0;
@@ -148,7 +149,7 @@ export class StreamActor {
     this.patPending = false;
     if (cmd.splice) this.needDiscontinuity = true;
     this.gotData = false;
-    this.firstByteAt = this.playableAt = this.patAt = 0;
+    this.firstByteAt = this.playableAt = this.patAt = this.pmtAt = 0;
     this.pcrLast = this.paceRefPcr = -1;
     this.packetsMark = this.framer.packets;
     this.bytesMark = this.stats.bytesIn;
@@ -222,12 +223,13 @@ export class StreamActor {
       const pid = pidOf(src, p);
       if (pid !== NULL_PID) playable++;
       if (pid === PAT_PID || pid === this.psi.pmtPid) {
-        if (this.psi.feed(src, p) === 'pat') {
+        const kind = this.psi.feed(src, p);
+        if (kind === 'pat') {
           this.patAt = this.lastDataAt;
           this.patPos = (base + k) | 0;
           this.patPending = true;
           if (this.psi.version > 0 && this.psi.videoPid < 0) this.addJoin(this.patPos);
-        }
+        } else if (kind === 'pmt') this.pmtAt = this.lastDataAt;
       } else if (pid === this.psi.videoPid) {
         if (this.patPending && isKeyframeStart(src, p, this.psi.videoCodec)) this.addJoin(this.patPos);
       }
@@ -263,7 +265,10 @@ export class StreamActor {
           this.patAt = this.lastDataAt;
           this.entry = Entry.HoldToKeyframe;
           this.prePackets = 0;
-        } else if (kind === 'pmt' && this.psi.videoPid < 0) clean = true;
+        } else if (kind === 'pmt') {
+          this.pmtAt = this.lastDataAt;
+          clean = this.psi.videoPid < 0;
+        }
       } else if (pid === this.psi.videoPid && this.psi.version > 0) {
         clean = isKeyframeStart(src, p, this.psi.videoCodec);
       }
@@ -428,10 +433,11 @@ export class StreamActor {
       this.fault('stalled', `no data for ${this.task.stallTimeoutMs} ms`);
     } else if (this.gotData && now - Math.max(this.firstByteAt, this.playableAt) > this.task.stallTimeoutMs) {
       this.fault('unplayable', `nothing playable for ${this.task.stallTimeoutMs} ms: ${this.unplayableWhy()}`);
-    } else if (this.entry === Entry.Flowing && this.playableAt - this.patAt > this.task.stallTimeoutMs) {
-      // Data still plays but has carried no PAT for that long (a stream turned all null is
-      // 'unplayable' above, whichever of its last PAT and last packet came first).
-      this.fault('psi-lost', `no PAT for ${this.task.stallTimeoutMs} ms: players joining now could not start`);
+    } else if (this.entry === Entry.Flowing && this.playableAt - Math.min(this.patAt, this.pmtAt || this.firstByteAt) > this.task.stallTimeoutMs) {
+      // Data still plays but has carried no PAT or no PMT for that long (a stream turned all
+      // null is 'unplayable' above, whichever of its last PSI and last packet came first).
+      const lost = this.playableAt - this.patAt > this.task.stallTimeoutMs ? 'PAT' : 'PMT';
+      this.fault('psi-lost', `no ${lost} for ${this.task.stallTimeoutMs} ms: players joining now could not start`);
     } else {
       this.checkPace();
     }
@@ -516,6 +522,7 @@ export class StreamActor {
         sinceDataMs: this.gotData ? now - this.lastDataAt : null,
         sincePlayableMs: this.playableAt ? now - this.playableAt : null,
         sincePatMs: this.patAt ? now - this.patAt : null,
+        sincePmtMs: this.pmtAt ? now - this.pmtAt : null,
       },
       entry,
       psi: { pmtPid: this.psi.pmtPid, pcrPid: this.psi.pcrPid, videoPid: this.psi.videoPid, videoCodec: this.psi.videoCodec, streams: this.psi.streams.map((e) => ({ pid: e.pid, streamType: e.streamType })) },
