@@ -20,6 +20,8 @@ export interface Config {
   engines: string[];
   /** Bound on engine API calls (getstream, stat); engines answer a bad id only after ~4 s. */
   engineTimeoutMs: number;
+  /** Bound on the size of one engine API answer (getstream, stat, version, stop). */
+  engineMaxAnswerBytes: number;
   /** Bound on playback response headers: engines hold them while prebuffering (8–25 s). */
   playbackHeadersTimeoutMs: number;
   /** No upstream data this long before the first byte: the start failed. */
@@ -111,6 +113,7 @@ export const OPTIONS: readonly Option[] = [
   { key: 'engineHost', flag: '--engine-host', env: 'ACEMUX_ENGINE_HOST', alias: 'ACEXY_HOST', kind: 'string', def: 'localhost', help: 'engine host' },
   { key: 'enginePort', flag: '--engine-port', env: 'ACEMUX_ENGINE_PORT', alias: 'ACEXY_PORT', kind: 'int', def: '6878', help: 'engine port' },
   { key: 'engineTimeoutMs', flag: '--engine-timeout', env: 'ACEMUX_ENGINE_TIMEOUT', alias: 'ACEXY_NO_RESPONSE_TIMEOUT', kind: 'duration', def: '30s', help: 'bound on engine API answers (getstream); past it 504' },
+  { key: 'engineMaxAnswerBytes', flag: '--engine-max-answer', env: 'ACEMUX_ENGINE_MAX_ANSWER', kind: 'size', def: '64KiB', help: 'bound on one engine API answer (getstream, stat, version, stop); past it 502' },
   { key: 'playbackHeadersTimeoutMs', flag: '--playback-timeout', env: 'ACEMUX_PLAYBACK_TIMEOUT', kind: 'duration', def: '45s', help: 'bound on playback response headers (engines prebuffer first)' },
   { key: 'firstDataTimeoutMs', flag: '--first-data-timeout', env: 'ACEMUX_FIRST_DATA_TIMEOUT', alias: 'ACEXY_EMPTY_TIMEOUT', kind: 'duration', def: '30s', help: 'no data this long after start: the stream failed' },
   { key: 'stallTimeoutMs', flag: '--stall-timeout', env: 'ACEMUX_STALL_TIMEOUT', kind: 'duration', def: '10s', help: 'no data this long once flowing: the upstream stalled' },
@@ -296,6 +299,7 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
   const cfg: Config = {
     listenHost: listen.host, listenPort: listen.port, engines,
     engineTimeoutMs: raw.engineTimeoutMs as number,
+    engineMaxAnswerBytes: raw.engineMaxAnswerBytes as number,
     playbackHeadersTimeoutMs: raw.playbackHeadersTimeoutMs as number,
     firstDataTimeoutMs: raw.firstDataTimeoutMs as number,
     stallTimeoutMs: raw.stallTimeoutMs as number,
@@ -378,6 +382,7 @@ function check(c: Config): void {
   need(c.batchMs >= 1 && c.batchMs <= 1000, '--batch-time: must be between 1ms and 1s');
   need(c.maxClientsPerStream >= 1 && c.maxClientsPerStream <= 65536, '--max-clients-per-stream: must be between 1 and 65536');
   need(c.engineTimeoutMs > 0, '--engine-timeout: must be above 0');
+  need(c.engineMaxAnswerBytes >= 1024 && c.engineMaxAnswerBytes <= 16 << 20, '--engine-max-answer: must be between 1KiB and 16MiB');
   need(c.playbackHeadersTimeoutMs > 0, '--playback-timeout: must be above 0');
   need(c.firstDataTimeoutMs > 0 && c.stallTimeoutMs > 0, 'data timeouts must be above 0');
   need(c.actorsPerWorker >= 1, '--actors-per-worker: must be at least 1');

@@ -81,7 +81,7 @@ export async function startServer(cfg: Config, log: Logger, opts: ServerOptions 
   if (journal) events.subscribe((e) => journal.append(e));
   const metrics = new Metrics();
   events.subscribe((e) => metrics.observeEvent(e));
-  const engines = new EnginePool(cfg.engines, events, cfg.engineTimeoutMs);
+  const engines = new EnginePool(cfg.engines, events, cfg.engineTimeoutMs, cfg.engineMaxAnswerBytes);
   const supervisor = new Supervisor(cfg, pool, engines, events);
   supervisor.onFirstWrite = (c) => {
     if (typeof c.info.t0 === 'number') metrics.observeFirstByte((c.firstWriteAt - c.info.t0) / 1000);

@@ -27,7 +27,7 @@ export function parseStat(response: unknown): EngineStat | null {
   if (typeof response !== 'object' || response === null) return null;
   const r = response as Record<string, unknown>;
   if (typeof r.status !== 'string') return null;
-  return { status: r.status, peers: num(r.peers), speedDown: num(r.speed_down), downloaded: num(r.downloaded) };
+  return { status: r.status.slice(0, 32), peers: num(r.peers), speedDown: num(r.speed_down), downloaded: num(r.downloaded) };
 }
 
 /** Content ids and infohashes are both 40 hex characters. */

@@ -84,6 +84,8 @@ export class Stream {
     return this.egress.ring.readStats();
   }
   stat: EngineStat | null = null;
+  /** Why the last stat poll failed (cut short by the actor), or null. */
+  statError: string | null = null;
   stopReason = '';
   readonly sinks = new Map<Client, ClientSink>();
   /** Settles once: resolved when a session is first obtained, rejected if that fails for good. */
@@ -107,6 +109,8 @@ export class Stream {
   closeTimer: NodeJS.Timeout | null = null;
   restarts: number[] = [];
   lastError: EngineError | null = null;
+  /** The latest fault and what was done about it, for /ace/status (detail already cut short). */
+  lastFault: { fault: string; detail: string; action: string; at: string } | null = null;
 
   constructor(
     readonly key: string,
@@ -279,7 +283,7 @@ export class Supervisor {
     const pid = `${this.pidPrefix}-${++this.pidSeq}`;
     let session: EngineSession;
     try {
-      session = await startSession(engine.url, s.selector, s.extra, pid, this.cfg.engineTimeoutMs);
+      session = await startSession(engine.url, s.selector, s.extra, pid, this.cfg.engineTimeoutMs, this.cfg.engineMaxAnswerBytes);
     } catch (e) {
       if (stopped(s)) return;
       const err = e instanceof EngineError ? e : new EngineError((e as Error).message, 502, 'bad-answer');
@@ -289,12 +293,12 @@ export class Supervisor {
       return this.onFault(s, err.kind === 'engine' ? 'session' : 'engine', err.message);
     }
     if (stopped(s)) {
-      if (session.commandUrl) void stopSession(session.commandUrl, this.cfg.stopTimeoutMs);
+      if (session.commandUrl) void stopSession(session.commandUrl, this.cfg.stopTimeoutMs, this.cfg.engineMaxAnswerBytes);
       return;
     }
     const old = s.session;
     s.session = session;
-    if (old?.commandUrl) void stopSession(old.commandUrl, this.cfg.stopTimeoutMs);
+    if (old?.commandUrl) void stopSession(old.commandUrl, this.cfg.stopTimeoutMs, this.cfg.engineMaxAnswerBytes);
     this.send(s, { type: 'connect', playbackUrl: session.playbackUrl, statUrl: session.statUrl, splice: s.answered });
     s.settle();
   }
@@ -347,6 +351,7 @@ export class Supervisor {
       playbackHeadersTimeoutMs: this.cfg.playbackHeadersTimeoutMs,
       statIntervalMs: this.cfg.statIntervalMs,
       engineTimeoutMs: this.cfg.engineTimeoutMs,
+      engineMaxAnswerBytes: this.cfg.engineMaxAnswerBytes,
       connect,
       life: s.life,
       inspectPort: rpc.port2,
@@ -404,6 +409,7 @@ export class Supervisor {
       }
       case 'stat':
         s.stat = m.stat;
+        s.statError = m.error ?? null;
         if (m.error && /unknown playback session/i.test(m.error) && s.liveSince > 0) {
           this.send(s, { type: 'disconnect' });
           this.onFault(s, 'gone', `stat: ${m.error}`);
@@ -433,6 +439,7 @@ export class Supervisor {
     const kind = action === 'reconnect' ? 'reconnect' : action === 'new-session' ? 'retry' : 'failover';
     if (s.state !== 'draining') s.state = 'recovering';
     if (action === 'next-id') s.selector = this.nextId(s);
+    s.lastFault = { fault, detail, action, at: new Date(now).toISOString() };
     this.events.record(kind, { stream: s.key, fault, detail, action, attempt: s.attempts, switches: s.switches, delay_ms: delay, id: s.selector.value, engine: s.session?.engine }, `${kind}: ${detail}`);
     if (s.retryTimer) clearTimeout(s.retryTimer);
     s.retryTimer = setTimeout(() => {
@@ -531,7 +538,7 @@ export class Supervisor {
       }, this.cfg.clientTimeoutMs).unref();
     }
     const cmd = s.session?.commandUrl;
-    const p = cmd ? stopSession(cmd, this.cfg.stopTimeoutMs) : Promise.resolve(null);
+    const p = cmd ? stopSession(cmd, this.cfg.stopTimeoutMs, this.cfg.engineMaxAnswerBytes) : Promise.resolve(null);
     const done = p.then((engineSaid) => {
       this.events.record('stream-stop', { stream: s.key, reason, engine_said: engineSaid ?? 'ok' }, 'stream stopped');
     }).finally(() => {
