@@ -5,10 +5,10 @@
  * mapping from error to HTTP lives here and nowhere else. An error that is not an AcemuxError is
  * a bug: it answers 500 with a fixed text and its stack goes to the log, never to the client.
  *
- * Texts that come from outside (an engine's error string, a playlist's body) are cut to
- * MAX_FOREIGN_TEXT before they become part of a message, so one hostile answer cannot grow a
- * reply, a log line, /ace/status or a journal record.
+ * Texts that come from outside (an engine's error string, a playlist's body) are cut by
+ * foreignText() (shared/engine-api.ts) before they become part of a message.
  */
+import { foreignText } from '../shared/engine-api';
 
 export type ErrorCode =
   | 'ACEMUX_ERR_CONFIG'
@@ -30,14 +30,6 @@ export type ErrorCode =
   | 'ACEMUX_ERR_ENGINE_TIMEOUT'
   | 'ACEMUX_ERR_ENGINE_BAD_ANSWER'
   | 'ACEMUX_ERR_INTERNAL';
-
-/** Foreign text (engine errors, playlist bodies) is never carried further than this many characters. */
-export const MAX_FOREIGN_TEXT = 512;
-
-/** Cuts text that came from outside to MAX_FOREIGN_TEXT, saying how much was dropped. */
-export function foreignText(text: string, max = MAX_FOREIGN_TEXT): string {
-  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters)`;
-}
 
 export class AcemuxError extends Error {
   override name = 'AcemuxError';

@@ -31,7 +31,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
 import { engineJson, DEFAULT_MAX_ANSWER } from '../main/engine/engine-client';
-import { foreignText } from '../main/errors';
+import { foreignText } from '../shared/engine-api';
 import { Upstream } from './upstream';
 import { RingWriter, TS, copyBytes } from '../shared/ring';
 import { TsFramer } from '../shared/mpegts/ts-framer';

@@ -8,7 +8,8 @@ import t, { type Test } from 'tap';
 import http from 'node:http';
 import { once } from 'node:events';
 import { engineJson, rewriteOrigin, startSession, stopSession } from '../../src/main/engine/engine-client';
-import { EngineError, MAX_FOREIGN_TEXT } from '../../src/main/errors';
+import { EngineError } from '../../src/main/errors';
+import { MAX_FOREIGN_TEXT } from '../../src/shared/engine-api';
 
 const CAP = 64 * 1024;
 const chunk = Buffer.alloc(16 * 1024, 'a');

@@ -15,8 +15,8 @@
  */
 import type { Readable } from 'node:stream';
 import { request, type Dispatcher } from 'undici';
-import { parseEnvelope } from '../../shared/engine-api';
-import { EngineError, foreignText } from '../errors';
+import { EngineError } from '../errors';
+import { parseEnvelope, foreignText } from '../../shared/engine-api';
 
 export interface EngineSession {
   engine: string;

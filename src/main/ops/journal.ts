@@ -33,7 +33,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
 import { Pager, type AceEvent, type Page, type PageQuery } from '../supervision/events';
-import { foreignText } from '../errors';
+import { foreignText } from '../../shared/engine-api';
 
 export interface JournalOptions {
   /** Rotate before a file would exceed this; default 4 MiB. */
