@@ -21,7 +21,13 @@ t.test('with an API key: status, metrics, dashboard and API need it; streams and
   const sim = await startSim(['--bitrate', '1000000']);
   const ace = await startAcemux(sim.origin, FAST, { ACEMUX_API_KEY: 'k3y' });
   t.teardown(async () => { await ace.stop(); await sim.stop(); });
-  for (const path of ['/ace/status', '/ace/status?id=' + contentId(1), '/metrics', '/', '/dashboard', '/api/streams', '/api/live']) {
+  for (const path of ['/', '/dashboard']) {
+    const page = await call(ace.origin + path);
+    t.equal(page.status, 200, `${path} without the key: the page shell, which asks for the key`);
+    t.notMatch(page.text, /k3y/, 'and holds no secret');
+  }
+  t.equal((await call(`${ace.origin}/?key=wrong`)).status, 401, 'a wrong ?key= on the page is refused');
+  for (const path of ['/ace/status', '/ace/status?id=' + contentId(1), '/metrics', '/api/streams', '/api/live']) {
     const r = await call(ace.origin + path);
     t.equal(r.status, 401, `${path} without the key: 401`);
     t.equal(r.body?.code, 'ACEMUX_ERR_UNAUTHORIZED');
@@ -64,7 +70,7 @@ t.test('opt-outs: --public-metrics and --public-status open only those', async (
   t.teardown(async () => { await ace.stop(); await sim.stop(); });
   t.equal((await call(`${ace.origin}/metrics`)).status, 200);
   t.equal((await call(`${ace.origin}/ace/status`)).status, 200);
-  t.equal((await call(`${ace.origin}/`)).status, 401, 'the dashboard still needs the key');
+  t.equal((await call(`${ace.origin}/api/live`)).status, 401, "the dashboard's feed still needs the key");
   t.equal((await call(`${ace.origin}/api/engines`)).status, 401, 'the API still needs the key');
 });
 

@@ -52,7 +52,7 @@ const exited = (p: import('node:child_process').ChildProcess) => new Promise<num
 t.test('SIGTERM ends every reading viewer cleanly while others have stalled', async (t) => {
   const sim = await startSim(['--bitrate', '4000000']);
   // A large lag limit keeps stalled viewers attached (not cut by the egress) until the signal.
-  const ace = await startAcemux(sim.origin, ['--grace', '300ms', '--shutdown-timeout', '6s', '--ring-size', '32MiB', '--lag-limit', '24MiB']);
+  const ace = await startAcemux(sim.origin, ['--grace', '300ms', '--shutdown-timeout', '6s', '--ring-size', '32MiB', '--lag-limit', '16MiB']);
   t.teardown(async () => { await ace.stop(); await sim.stop(); });
   const ids = [contentId(0xa1), contentId(0xa2), contentId(0xa3)];
   const reading: Viewer[] = [];

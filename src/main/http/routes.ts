@@ -124,8 +124,11 @@ export class Routes {
     }
     if (path === '/' || path === '/dashboard') {
       if (!readOnly) return this.notAllowed(req, res);
-      if (this.o.guard.check(req, url) === 'query') {
-        // Trade ?key= for a session cookie once, so the key leaves the address bar and history.
+      // The page is a static shell with no data in it: everything it shows comes from /api/, which
+      // needs the key, so it is served to anyone and asks for the key itself. A ?key= is checked
+      // (a wrong one counts against the address) and traded for a session cookie once, so the key
+      // leaves the address bar and history.
+      if (url.searchParams.has('key') && this.o.guard.check(req, url) === 'query') {
         res.writeHead(303, { location: path, 'set-cookie': this.o.guard.sessionCookie(), 'cache-control': 'no-store', 'content-length': 0 });
         res.end();
         return;
