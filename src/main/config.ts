@@ -82,6 +82,10 @@ export interface Config {
   publicUrl: string;
   /** SIGTERM: everything closed within this, or exit anyway. */
   shutdownTimeoutMs: number;
+  /** HLS: wanted segment length (segments end at the first GOP boundary past it). */
+  hlsSegmentMs: number;
+  /** HLS: segments a live playlist lists. */
+  hlsWindow: number;
 }
 
 type Kind = 'string' | 'path' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum';
@@ -139,6 +143,8 @@ export const OPTIONS: readonly Option[] = [
   { key: 'playlist', flag: '--playlist', env: 'ACEMUX_PLAYLIST', kind: 'path', def: '', help: 'source M3U (file or URL) served rewritten at /playlist.m3u' },
   { key: 'publicUrl', flag: '--public-url', env: 'ACEMUX_PUBLIC_URL', kind: 'path', def: '', help: "base URL for playlist links (default: the request's Host)" },
   { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout', env: 'ACEMUX_SHUTDOWN_TIMEOUT', kind: 'duration', def: '10s', help: 'bound on graceful shutdown' },
+  { key: 'hlsSegmentMs', flag: '--hls-segment', env: 'ACEMUX_HLS_SEGMENT', kind: 'duration', def: '2s', help: 'HLS segment length (cut at the first keyframe past it)' },
+  { key: 'hlsWindow', flag: '--hls-window', env: 'ACEMUX_HLS_WINDOW', kind: 'int', def: '6', help: 'segments in a live HLS playlist' },
   { key: 'logLevel', flag: '--log-level', env: 'ACEMUX_LOG_LEVEL', alias: 'ACEXY_LOG_LEVEL', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], def: 'info', help: 'log level' },
 ];
 
@@ -264,6 +270,8 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     playlist: raw.playlist as string,
     publicUrl: (raw.publicUrl as string).replace(/\/+$/, ''),
     shutdownTimeoutMs: raw.shutdownTimeoutMs as number,
+    hlsSegmentMs: raw.hlsSegmentMs as number,
+    hlsWindow: raw.hlsWindow as number,
   };
   check(cfg);
   return cfg;
@@ -300,4 +308,6 @@ function check(c: Config): void {
   need(c.retryBaseMs >= 1 && c.retryCapMs >= c.retryBaseMs, '--retry-cap: must be at least --retry-base (which must be above 0)');
   need(c.retryAttempts >= 1, '--retry-attempts: at least 1');
   need(c.clientTimeoutMs >= 1000, '--client-timeout: at least 1s');
+  need(c.hlsSegmentMs >= 500 && c.hlsSegmentMs <= 30_000, '--hls-segment: must be between 500ms and 30s');
+  need(c.hlsWindow >= 3 && c.hlsWindow <= 100, '--hls-window: must be between 3 and 100 (RFC 8216 6.2.2 wants at least 3 segments)');
 }

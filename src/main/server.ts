@@ -17,6 +17,7 @@ import { loadChannels, type ChannelMap } from './catalog/channels';
 import { Journal } from './ops/journal';
 import { Metrics } from './ops/metrics';
 import { Admin } from './http/admin';
+import { Hls } from './hls/hls';
 
 export interface Running {
   server: Server;
@@ -73,7 +74,9 @@ export async function startServer(cfg: Config, log: Logger): Promise<Running> {
     log.info({ channels: channels.size }, 'channels file loaded');
   }
   const admin = new Admin(supervisor, engines, journal, cfg.apiKey);
-  const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs });
+  const hls = new Hls(supervisor, { segmentMs: cfg.hlsSegmentMs, window: cfg.hlsWindow, engineTimeoutMs: cfg.engineTimeoutMs, streamToken: cfg.streamToken }, metrics.registry);
+  supervisor.onStreamStop = (s) => hls.onStop(s);
+  const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs, hls });
   const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => routes.handle(req, res));
   // Malformed or oversize requests never reach the routes: answer them in JSON too.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
@@ -96,6 +99,7 @@ export async function startServer(cfg: Config, log: Logger): Promise<Running> {
     engines.stop();
     admin.close();
     await supervisor.close();
+    hls.close();
     server.closeAllConnections();
     await pool.destroy();
     metrics.close();

@@ -92,8 +92,9 @@ function redact(url: string): string {
   }
 }
 
-/** Points every AceStream link at `${base}/ace/getstream`, leaving all else as it was. */
-export function rewritePlaylist(text: string, base: string, opts: { token?: string } = {}): string {
+/** Points every AceStream link at `${base}/ace/getstream` (or, with `hls`, at the stream's HLS
+ *  playlist `${base}/ace/manifest.m3u8`), leaving all else as it was. */
+export function rewritePlaylist(text: string, base: string, opts: { token?: string; hls?: boolean } = {}): string {
   const root = base.replace(/\/+$/, '');
   const token = opts.token ? `&token=${encodeURIComponent(opts.token)}` : '';
   const lines = splitLines(text);
@@ -102,7 +103,7 @@ export function rewritePlaylist(text: string, base: string, opts: { token?: stri
   const out = lines.map((line) => {
     if (line.trimStart().startsWith('#')) return line;
     const id = contentIdOf(line);
-    return id ? `${root}/ace/getstream?${id.name}=${id.value}${token}` : line;
+    return id ? `${root}/ace/${opts.hls ? 'manifest.m3u8' : 'getstream'}?${id.name}=${id.value}${token}` : line;
   });
   if (!/^#EXTM3U\b/i.test(out[0]?.trim() ?? '')) out.unshift('#EXTM3U');
   return out.join('\n') + '\n';

@@ -19,6 +19,8 @@ import { sendJson, sendError, fail } from './reply';
 import { describe } from './describe';
 import { dashboardHtml } from '../ops/dashboard';
 import { loadSource, rewritePlaylist, publicBase } from '../catalog/playlist';
+import type { Hls } from '../hls/hls';
+import { playerHtml, hlsJs, hlsJsMissing, PLAYER_CSP } from '../hls/player';
 
 const SELECTORS = ['id', 'infohash', 'content_id'] as const;
 /** Ours to set: a client's pid would let two players steal one engine session from each other. */
@@ -63,6 +65,7 @@ export interface RoutesOptions {
   playlist: string;
   publicUrl: string;
   engineTimeoutMs: number;
+  hls?: Hls;
 }
 
 export class Routes {
@@ -127,9 +130,16 @@ export class Routes {
       const token = url.searchParams.get('token') ?? '';
       if (token !== this.o.streamToken) return fail(res, 401, 'missing or wrong token');
     }
+    if (path === '/ace/manifest.m3u8' || path.startsWith('/ace/hls/') || (path.startsWith('/ace/channel/') && path.endsWith('.m3u8'))) {
+      return this.hlsRoute(req, res, url);
+    }
+    if (path === '/player' || path === '/player/hls.min.js') {
+      if (!readOnly) return this.notAllowed(req, res);
+      return this.player(req, res, path);
+    }
     if (playlist) {
       if (!readOnly) return this.notAllowed(req, res);
-      return this.playlist(req, res);
+      return this.playlist(req, res, url.searchParams.get('format'));
     }
     if (path === '/ace/getstream' || path === '/ace/getstream/') {
       if (!readOnly) return this.notAllowed(req, res);
@@ -137,14 +147,8 @@ export class Routes {
     }
     if (path.startsWith('/ace/channel/')) {
       if (!readOnly) return this.notAllowed(req, res);
-      let slug: string;
-      try {
-        slug = decodeURIComponent(path.slice('/ace/channel/'.length)).toLowerCase().replace(/\/$/, '');
-      } catch {
-        return fail(res, 400, 'malformed channel name');
-      }
-      const channel = this.channels.get(slug) ?? this.channels.get(slugOf(slug));
-      if (!channel) return fail(res, 404, this.channels.size ? `no channel "${slug}"` : 'no channels file configured (ACEMUX_CHANNELS)');
+      const channel = this.channelOf(res, path.slice('/ace/channel/'.length));
+      if (!channel) return;
       const q = parseStreamQuery(url.searchParams, true);
       if ('error' in q) return fail(res, 400, q.error);
       return this.play(req, res, channel.ids[0]!, q.extra, channel);
@@ -156,11 +160,60 @@ export class Routes {
     return fail(res, 404, `no such path: ${path}`);
   }
 
+  /** The channel a /ace/channel/ path names; when none, answers 400/404 and returns null. */
+  private channelOf(res: ServerResponse, raw: string): ChannelRef | null {
+    let slug: string;
+    try {
+      slug = decodeURIComponent(raw).toLowerCase().replace(/\/$/, '');
+    } catch {
+      fail(res, 400, 'malformed channel name');
+      return null;
+    }
+    const channel = this.channels.get(slug) ?? this.channels.get(slugOf(slug));
+    if (!channel) fail(res, 404, this.channels.size ? `no channel "${slug}"` : 'no channels file configured (ACEMUX_CHANNELS)');
+    return channel ?? null;
+  }
+
+  /** HLS (src/main/hls): the token, method and query rules of getstream apply unchanged. */
+  private hlsRoute(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> | void {
+    const readOnly = req.method === 'GET' || req.method === 'HEAD';
+    if (!readOnly) return this.notAllowed(req, res);
+    if (this.o.streamToken && (url.searchParams.get('token') ?? '') !== this.o.streamToken) return fail(res, 401, 'missing or wrong token');
+    const hls = this.o.hls;
+    if (!hls) return fail(res, 404, 'HLS is not enabled');
+    const path = url.pathname;
+    if (path.startsWith('/ace/hls/')) return hls.segment(req, res, path.slice('/ace/hls/'.length));
+    if (path === '/ace/manifest.m3u8') {
+      const q = parseStreamQuery(url.searchParams, false);
+      if ('error' in q) return fail(res, 400, q.error);
+      return hls.playlist(req, res, q.sel, q.extra, null, '');
+    }
+    const channel = this.channelOf(res, path.slice('/ace/channel/'.length, -'.m3u8'.length));
+    if (!channel) return;
+    const q = parseStreamQuery(url.searchParams, true);
+    if ('error' in q) return fail(res, 400, q.error);
+    return hls.playlist(req, res, channel.ids[0]!, q.extra, channel, '../');
+  }
+
+  private player(req: IncomingMessage, res: ServerResponse, path: string): void {
+    if (path === '/player') {
+      const html = playerHtml();
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': PLAYER_CSP });
+      res.end(req.method === 'HEAD' ? undefined : html);
+      return;
+    }
+    const js = hlsJs();
+    if (!js) return sendError(res, hlsJsMissing());
+    res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'content-length': js.length, 'cache-control': 'public, max-age=3600' });
+    res.end(req.method === 'HEAD' ? undefined : js);
+  }
+
   private notAllowed(req: IncomingMessage, res: ServerResponse): void {
     fail(res, 405, `method ${req.method} not allowed`, { allow: 'GET, HEAD', connection: 'close' });
   }
 
-  private async playlist(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async playlist(req: IncomingMessage, res: ServerResponse, format: string | null): Promise<void> {
+    if (format !== null && format !== 'ts' && format !== 'hls') return fail(res, 400, 'format must be ts or hls');
     if (!this.o.playlist) return fail(res, 404, 'no playlist configured (ACEMUX_PLAYLIST)');
     let text: string;
     try {
@@ -169,7 +222,7 @@ export class Routes {
       return fail(res, 502, (e as Error).message);
     }
     const base = publicBase(req.headers.host, this.o.publicUrl || undefined, `http://${req.socket.localAddress}:${req.socket.localPort}`);
-    const body = rewritePlaylist(text, base, { token: this.o.streamToken || undefined });
+    const body = rewritePlaylist(text, base, { token: this.o.streamToken || undefined, hls: format === 'hls' });
     res.writeHead(200, { 'content-type': 'audio/x-mpegurl; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
     res.end(req.method === 'HEAD' ? undefined : body);
   }

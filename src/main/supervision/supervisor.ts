@@ -124,7 +124,7 @@ export class Stream {
 /** Re-reads state after an await (TypeScript would keep the narrowing from before it). */
 const stopped = (s: Stream): boolean => s.state === 'stopped';
 
-function streamKey(sel: Selector, extra: ReadonlyArray<[string, string]>): string {
+export function streamKey(sel: Selector, extra: ReadonlyArray<[string, string]>): string {
   const rest = [...extra].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([k, v]) => `&${k}=${v}`).join('');
   return `${sel.name}=${sel.value.toLowerCase()}${rest}`;
 }
@@ -147,6 +147,8 @@ export class Supervisor {
   readonly bytesDone = { in: 0, out: 0 };
   /** Hook for first-byte metrics (set by the server). */
   onFirstWrite: ((c: Client) => void) | null = null;
+  /** Told synchronously when a stream stops, before its ring is let go (HLS releases its slot). */
+  onStreamStop: ((s: Stream) => void) | null = null;
 
   constructor(
     private readonly cfg: Config,
@@ -228,7 +230,7 @@ export class Supervisor {
   }
 
   private start(key: string, sel: Selector, extra: ReadonlyArray<[string, string]>, channel: ChannelRef | null): Stream {
-    const ring = new RingReader(createRing(this.cfg.ringBytes, this.cfg.maxClientsPerStream));
+    const ring = new RingReader(createRing(this.cfg.ringBytes, this.cfg.maxClientsPerStream + 1)); // + the HLS segmenter's slot
     const first = channel ? channel.ids[0]! : sel;
     const s = new Stream(key, first, extra, channel, ring, (st, r) => new Egress(r, {
       lagLimitBytes: this.cfg.lagLimitBytes,
@@ -494,6 +496,7 @@ export class Supervisor {
     for (const t of [s.graceTimer, s.retryTimer]) if (t) clearTimeout(t);
     s.graceTimer = s.retryTimer = null;
     this.send(s, { type: 'stop' });
+    this.onStreamStop?.(s);
     for (const [c, sink] of s.sinks) {
       s.egress.remove(c);
       sink.end(); // in-flight bytes still go out: nobody writes the ring any more
