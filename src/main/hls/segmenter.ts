@@ -198,25 +198,42 @@ export class Segmenter {
 
   private cut(): void {
     let e = 0; // PCR entry pointer, moves forward with the join points
-    while (this.joins.length > 0) {
-      const [jpos, jms] = this.joins[0]!;
+    let k = 0; // join points before k were passed over for this segment (too early)
+    const maxRounded = Math.ceil(this.o.targetS);
+    while (k < this.joins.length) {
+      const [jpos, jms] = this.joins[k]!;
       const idx = ahead(jpos, this.segStart);
       if (idx <= 0) {
-        this.joins.shift();
+        this.joins.splice(k, 1);
         continue;
       }
-      if (idx >= this.scanned) return;
+      if (idx >= this.scanned) break;
       while (e < this.pcrIdx.length && this.pcrIdx[e]! < idx) e++;
-      if (e >= this.pcrIdx.length) return; // the PCR after this join point is not here yet
+      if (e >= this.pcrIdx.length) break; // the PCR after this join point is not here yet
       const jump = this.pcrJump[e]!;
-      const durS = this.pcrIdx.length > 0 && this.pcrIdx[0]! < idx ? (this.pcrMt[e]! - this.pcrMt[0]!) / PCR_HZ : 0;
+      const durS = this.pcrIdx[0]! < idx ? (this.pcrMt[e]! - this.pcrMt[0]!) / PCR_HZ : 0;
       if (!jump && durS < this.o.targetS - TOLERANCE_S) {
-        this.joins.shift();
+        k++;
         continue;
       }
+      // G3: a GOP longer than the rest of the target would make this segment round above the
+      // target duration, which a live playlist must not change: end at the join point before.
+      if (!jump && Math.round(durS) > maxRounded && k > 0) {
+        const prev = ahead(this.joins[k - 1]![0], this.segStart);
+        let pe = 0;
+        while (pe < this.pcrIdx.length && this.pcrIdx[pe]! < prev) pe++;
+        if (pe < e && this.pcrIdx[0]! < prev) {
+          this.joins.splice(0, k - 1);
+          this.emit(prev, (this.pcrMt[pe]! - this.pcrMt[0]!) / PCR_HZ, this.joins[0]![1]);
+          this.nextDiscontinuity = false;
+          e = k = 0;
+          continue;
+        }
+      }
+      this.joins.splice(0, k);
       this.emit(idx, durS, jms);
       this.nextDiscontinuity = jump;
-      e = 0;
+      e = k = 0;
     }
     this.guard();
   }
