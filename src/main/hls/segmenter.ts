@@ -13,7 +13,8 @@
  *     aligned, starting with a PAT then a keyframe, never ending mid-GOP. The first segment starts
  *     at the first join point the segmenter sees; bytes before it (keepalive nulls) are dropped.
  *  G3 A segment is cut at the first join point at least (target − tolerance) of media time after
- *     its start, or at once at a join point where the media clock jumps (the actor's splice mark,
+ *     its start (the very first segment at the first join point after its start: a new viewer of a
+ *     cold stream waits one GOP, not a whole target), or at once at a join point where the media clock jumps (the actor's splice mark,
  *     discontinuity_indicator on the first PCR after a splice — stream-actor.ts A1 — or a PCR going
  *     backwards or forwards by more than MAX_PCR_GAP): that segment is flagged `discontinuity`.
  *  G4 A finished segment is one Buffer of its exact size, never written again: every viewer's
@@ -81,6 +82,7 @@ export class Segmenter {
   private mt = 0;
   private nextPdtMs = 0;
   private nextDiscontinuity = false;
+  private emitted = 0;
   closed = false;
 
   constructor(private readonly ring: RingReader, private readonly o: SegmenterOptions) {
@@ -212,7 +214,7 @@ export class Segmenter {
       if (e >= this.pcrIdx.length) break; // the PCR after this join point is not here yet
       const jump = this.pcrJump[e]!;
       const durS = this.pcrIdx[0]! < idx ? (this.pcrMt[e]! - this.pcrMt[0]!) / PCR_HZ : 0;
-      if (!jump && durS < this.o.targetS - TOLERANCE_S) {
+      if (!jump && durS < (this.emitted === 0 ? TOLERANCE_S : this.o.targetS - TOLERANCE_S)) {
         k++;
         continue;
       }
@@ -253,6 +255,7 @@ export class Segmenter {
     this.pcrMt = this.pcrMt.slice(k);
     this.pcrJump = this.pcrJump.slice(k);
     const pdtMs = this.nextPdtMs;
+    this.emitted++;
     this.o.onSegment({ data, durationS: Math.max(0.001, durS), discontinuity: this.nextDiscontinuity, pdtMs });
     this.nextPdtMs = pdtMs + durS * 1000;
     // G5: a splice restarts from arrival time, never earlier than where the last one ended.
