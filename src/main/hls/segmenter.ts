@@ -17,6 +17,9 @@
  *     cold stream waits one GOP, not a whole target), or at once at a join point where the media clock jumps (the actor's splice mark,
  *     discontinuity_indicator on the first PCR after a splice — stream-actor.ts A1 — or a PCR going
  *     backwards or forwards by more than MAX_PCR_GAP): that segment is flagged `discontinuity`.
+ *  G3a A segment that ends at a splice ends before its last video PES start: the old upstream
+ *     broke off mid-picture, and a browser's decoder (Chromium's, through MSE) fails on a
+ *     truncated picture instead of concealing it. One frame is lost at a splice, never a stall.
  *  G4 A finished segment is one Buffer of its exact size, never written again: every viewer's
  *     response gets that same Buffer (no copy per viewer).
  *  G5 Durations are media time from the PCRs (a continuous clock `mt` that steps over jumps by the
@@ -77,6 +80,8 @@ export class Segmenter {
   private pcrIdx: number[] = [];
   private pcrMt: number[] = [];
   private pcrJump: boolean[] = [];
+  /** Packet indexes of video PES starts in the current segment (G3a). */
+  private pesIdx: number[] = [];
   private lastPcr = -1;
   private lastDelta = 0.04 * PCR_HZ;
   private mt = 0;
@@ -179,6 +184,7 @@ export class Segmenter {
       const p = i * TS;
       const pid = pidOf(buf, p);
       if (pid === PAT_PID || pid === psi.pmtPid) psi.feed(buf, p);
+      if (pid === psi.videoPid && (buf[p + 1]! & 0x40) !== 0) this.pesIdx.push(i);
       if (pid !== psi.pcrPid) continue;
       const pcr = readPcr(buf, p);
       if (pcr < 0) continue;
@@ -233,7 +239,7 @@ export class Segmenter {
         }
       }
       this.joins.splice(0, k);
-      this.emit(idx, durS, jms);
+      this.emit(idx, durS, jms, jump);
       this.nextDiscontinuity = jump;
       e = k = 0;
     }
@@ -241,9 +247,16 @@ export class Segmenter {
   }
 
   /** Makes [0, idx) of the accumulator a segment; the rest starts the next one (at join point idx). */
-  private emit(idx: number, durS: number, nextArrivalMs: number): void {
-    const data = Buffer.allocUnsafeSlow(idx * TS); // G4: exact size, its own memory
-    this.acc.copy(data, 0, 0, idx * TS);
+  private emit(idx: number, durS: number, nextArrivalMs: number, splice = false): void {
+    let end = idx;
+    if (splice) {
+      // G3a: drop the picture the old upstream broke off in (and what came with it).
+      let last = -1;
+      for (const i of this.pesIdx) if (i < idx) last = i;
+      if (last > 0) end = last;
+    }
+    const data = Buffer.allocUnsafeSlow(end * TS); // G4: exact size, its own memory
+    this.acc.copy(data, 0, 0, end * TS);
     this.acc.copyWithin(0, idx * TS, this.accPackets * TS);
     this.accPackets -= idx;
     this.scanned -= idx;
@@ -254,6 +267,7 @@ export class Segmenter {
     this.pcrIdx = this.pcrIdx.slice(k).map((i) => i - idx);
     this.pcrMt = this.pcrMt.slice(k);
     this.pcrJump = this.pcrJump.slice(k);
+    this.pesIdx = this.pesIdx.filter((i) => i >= idx).map((i) => i - idx);
     const pdtMs = this.nextPdtMs;
     this.emitted++;
     this.o.onSegment({ data, durationS: Math.max(0.001, durS), discontinuity: this.nextDiscontinuity, pdtMs });
@@ -274,6 +288,7 @@ export class Segmenter {
     this.pcrIdx = [];
     this.pcrMt = [];
     this.pcrJump = [];
+    this.pesIdx = [];
     this.started = false;
     this.nextDiscontinuity = true;
   }
