@@ -232,6 +232,8 @@ t.test('token, limits and the channel playlist apply to HLS; viewers come and go
   t.equal(s.sessionsActive, 0, `no engine session left once the viewers stopped fetching (${ms} ms)`);
   t.ok(ms >= 2500, 'the stream outlived the last fetch by about 3 target durations (+ grace)');
   t.equal(s.sessionsStarted, s.sessionsStopped + s.sessionsEvicted + s.sessionsExpired, 'every session we started was ended');
+  t.equal(s.playbackActive, 0, 'no playback connection left');
+  t.equal(JSON.parse((await get(`${ace3.origin}/ace/status?token=s3cret`)).body.toString()).streams, 0, 'no stream left in acemux');
   const after = JSON.parse((await get(`${ace3.origin}/ace/status?id=${contentId(7)}`)).body.toString());
   t.equal(after.error !== undefined, true, 'the stream is gone from /ace/status');
 });
