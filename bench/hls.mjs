@@ -6,8 +6,8 @@
 //
 //   npm run build && node bench/hls.mjs [--quick] [--channels 4] [--viewers 25] [--seconds 20]
 //
-// The simulator plays the sample file (real H.264/AAC with keyframes and PCRs: the synthetic
-// stream has neither, so it cannot be segmented) at its own rate unless --bitrate says otherwise.
+// The simulator plays the sample file (real H.264/AAC with keyframes and PCRs, so segments are
+// cut as on a broadcast stream) at its own rate unless --bitrate says otherwise.
 
 import { request } from 'node:http';
 import { join } from 'node:path';

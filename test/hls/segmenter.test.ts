@@ -134,3 +134,25 @@ t.test('the store keeps a window, a tail of one more window, and waits for the f
   store.add(mk(2.6));
   t.equal(store.targetDuration, 3, 'a longer segment raises the target duration (never lowers it)');
 });
+
+t.test('a stream with no PCR and no video is cut by arrival time at its PAT join points', async (t) => {
+  const sab = createRing(1 << 20, 4);
+  const w = new RingWriter(sab);
+  const segs: Array<Omit<Segment, 'seq' | 'dseq'>> = [];
+  const seg = new Segmenter(new RingReader(sab), { targetS: 2, backfillMs: 0, epochMs: 1000, onSegment: (s) => segs.push(s) });
+  // The sample's own PAT, then filler (no PCR, no PES) — 100 ms of arrival time per PAT.
+  const pat = sample.subarray(0, TS);
+  const filler = Buffer.alloc(TS * 9, 0xff);
+  for (let i = 0; i < 9; i++) filler.set([0x47, 0x1f, 0xf0, 0x10], i * TS); // PID 0x1FF0, payload only
+  for (let ms = 0; ms <= 7000; ms += 100) {
+    w.addJoin(w.position, ms);
+    w.write(pat, 0, 1);
+    w.write(filler, 0, 9);
+    w.publish(ms);
+    seg.poll();
+  }
+  t.ok(segs.length >= 2, `${segs.length} segments`);
+  for (const s of segs.slice(0, -1)) t.ok(s.durationS >= 1.9 && s.durationS <= 2.1, `about the target (${s.durationS} s)`);
+  t.equal(segs[0]!.pdtMs, 1000, 'the date-time is the first join point\'s arrival');
+  seg.close();
+});

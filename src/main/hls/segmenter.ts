@@ -216,6 +216,18 @@ export class Segmenter {
         continue;
       }
       if (idx >= this.scanned) break;
+      if (this.lastPcr < 0 && this.pesIdx.length === 0) {
+        // G5's fallback for a stream with no PCR and no video at all (PAT-only join points): arrival time.
+        const arrivalS = (this.o.epochMs + jms - this.segArrivalMs) / 1000;
+        if (arrivalS < this.o.targetS - TOLERANCE_S) {
+          k++;
+          continue;
+        }
+        this.joins.splice(0, k);
+        this.emit(idx, arrivalS, jms);
+        k = 0;
+        continue;
+      }
       while (e < this.pcrIdx.length && this.pcrIdx[e]! < idx) e++;
       if (e >= this.pcrIdx.length) break; // the PCR after this join point is not here yet
       const jump = this.pcrJump[e]!;
