@@ -156,6 +156,7 @@ t.test('errors, methods and HEAD as for getstream', async (t) => {
   const bad = await get(`${ace.origin}/ace/manifest.m3u8?id=xyz`);
   t.equal(bad.status, 400, 'a bad id is refused');
   t.match(JSON.parse(bad.body.toString()).error, /40 hexadecimal/);
+  t.equal(JSON.parse(bad.body.toString()).code, 'ACEMUX_ERR_BAD_REQUEST', 'a coded error');
   t.equal((await get(`${ace.origin}/ace/manifest.m3u8`)).status, 400, 'no id is refused');
   t.equal((await get(`${ace.origin}/ace/manifest.m3u8?id=${contentId(3)}&pid=1`)).status, 400, 'pid is ours');
   const post = await get(manifest(contentId(3)), 'x', 'POST');
@@ -192,6 +193,9 @@ t.test('token, limits and the channel playlist apply to HLS; viewers come and go
   });
   const url = `${ace3.origin}/ace/channel/sport-one.m3u8`;
   t.equal((await get(url)).status, 401, 'no token: 401');
+  const noToken = await get(`${ace3.origin}/ace/manifest.m3u8?id=${contentId(7)}`);
+  t.equal(noToken.status, 401, 'no token on the manifest: 401');
+  t.equal(JSON.parse(noToken.body.toString()).code, 'ACEMUX_ERR_UNAUTHORIZED', 'a coded error');
   t.equal((await get(`${url}?token=nope`)).status, 401, 'wrong token: 401');
   const ok = await get(`${url}?token=s3cret`, 'viewer-a');
   t.equal(ok.status, 200, 'the channel playlist with the token');

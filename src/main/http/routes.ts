@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { HEX40 } from '../../shared/engine-api';
 import { slugOf } from '../catalog/channels';
-import { isExpected } from '../errors';
+import { isExpected, badRequest, unauthorized, notFound } from '../errors';
 import { Supervisor, type Selector, type Stream, type ChannelRef } from '../supervision/supervisor';
 import type { Admin } from './admin';
 import type { Metrics } from '../ops/metrics';
@@ -178,20 +178,20 @@ export class Routes {
   private hlsRoute(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> | void {
     const readOnly = req.method === 'GET' || req.method === 'HEAD';
     if (!readOnly) return this.notAllowed(req, res);
-    if (this.o.streamToken && (url.searchParams.get('token') ?? '') !== this.o.streamToken) return fail(res, 401, 'missing or wrong token');
+    if (this.o.streamToken && (url.searchParams.get('token') ?? '') !== this.o.streamToken) return sendError(res, unauthorized('missing or wrong token'));
     const hls = this.o.hls;
-    if (!hls) return fail(res, 404, 'HLS is not enabled');
+    if (!hls) return sendError(res, notFound('HLS is not enabled'));
     const path = url.pathname;
     if (path.startsWith('/ace/hls/')) return hls.segment(req, res, path.slice('/ace/hls/'.length));
     if (path === '/ace/manifest.m3u8') {
       const q = parseStreamQuery(url.searchParams, false);
-      if ('error' in q) return fail(res, 400, q.error);
+      if ('error' in q) return sendError(res, badRequest(q.error));
       return hls.playlist(req, res, q.sel, q.extra, null, '');
     }
     const channel = this.channelOf(res, path.slice('/ace/channel/'.length, -'.m3u8'.length));
     if (!channel) return;
     const q = parseStreamQuery(url.searchParams, true);
-    if ('error' in q) return fail(res, 400, q.error);
+    if ('error' in q) return sendError(res, badRequest(q.error));
     return hls.playlist(req, res, channel.ids[0]!, q.extra, channel, '../');
   }
 
