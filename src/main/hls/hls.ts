@@ -58,6 +58,9 @@ class HlsStream {
   segmentsServed = 0;
   playlistsServed = 0;
   firstSegmentAt = 0;
+  /** The rendered playlist per URI prefix, valid while the newest segment is `seq`: every viewer
+   *  of a window gets the same bytes, so they are written once per segment, not per request. */
+  private readonly rendered = new Map<string, { seq: number; body: Buffer }>();
 
   constructor(readonly stream: Stream, o: HlsOptions) {
     this.store = new SegmentStore(o.window, o.segmentMs / 1000);
@@ -70,6 +73,17 @@ class HlsStream {
         this.firstSegmentAt ||= Date.now();
       },
     });
+  }
+
+  playlist(prefix: string, token: string): Buffer {
+    const seq = this.store.lastSeq;
+    const hit = this.rendered.get(prefix);
+    if (hit && hit.seq === seq) return hit.body;
+    const handle = this.handle;
+    const text = writePlaylist({ segments: this.store.listed(), targetDuration: this.store.targetDuration, uri: (n) => `${prefix}hls/${handle}/${n}.ts${token}` });
+    const body = Buffer.from(text);
+    this.rendered.set(prefix, { seq, body });
+    return body;
   }
 }
 
@@ -174,9 +188,8 @@ export class Hls {
     this.mPlaylists.inc();
     this.mFirstSegment.observe((Date.now() - t0) / 1000);
     const token = this.o.streamToken ? `?token=${encodeURIComponent(this.o.streamToken)}` : '';
-    const handle = h.handle;
-    const body = writePlaylist({ segments: h.store.listed(), targetDuration: h.store.targetDuration, uri: (seq) => `${prefix}hls/${handle}/${seq}.ts${token}` });
-    res.writeHead(200, { ...playlistHeaders(), 'content-length': Buffer.byteLength(body) });
+    const body = h.playlist(prefix, token);
+    res.writeHead(200, { ...playlistHeaders(), 'content-length': body.length });
     res.end(body);
   }
 
