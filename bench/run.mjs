@@ -5,6 +5,7 @@
 // Templates are shell-free argv strings with {port} and {enginePort} placeholders.
 // Writes <out>/<timestamp>/{results.json, results.md, *.svg, logs/} and prints the markdown.
 
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -47,6 +48,16 @@ const labelOf = (t, fallback) => (/naive-pipe/.test(t) ? 'naive-pipe' : /dist\/m
 const runs = [{ label: labelOf(opt.proxy, 'proxy'), command: opt.proxy, scenarios: /** @type {Record<string, any>} */ ({}) }];
 if (opt.compare) runs.push({ label: labelOf(opt.compare, 'compare'), command: opt.compare, scenarios: {} });
 if (runs.length === 2 && runs[0].label === runs[1].label) runs[1].label += '-2';
+
+/** The commit under test, marked when the tree has uncommitted changes; null outside git. */
+function commitOf() {
+  try {
+    const git = (/** @type {string[]} */ ...args) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return git('rev-parse', '--short', 'HEAD') + (git('status', '--porcelain', '--untracked-files=no') ? ' + uncommitted changes' : '');
+  } catch {
+    return null;
+  }
+}
 
 const startedAt = new Date().toISOString();
 const loadavgStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
@@ -98,7 +109,7 @@ if (runs.length === 2) {
 }
 
 const results = {
-  meta: { startedAt, quick: Boolean(opt.quick), node: process.version, cpus: os.cpus().length, loadavgStart, loadavgEnd: os.loadavg().map((x) => Math.round(x * 100) / 100), sim: relative(ROOT, simPath), scenarios: names, totalS: Math.round((Date.now() - t0) / 100) / 10 },
+  meta: { startedAt, argv: process.argv.slice(2), commit: commitOf(), quick: Boolean(opt.quick), node: process.version, cpus: os.cpus().length, loadavgStart, loadavgEnd: os.loadavg().map((x) => Math.round(x * 100) / 100), sim: relative(ROOT, simPath), scenarios: names, totalS: Math.round((Date.now() - t0) / 100) / 10 },
   runs,
   ...(ratios ? { ratios } : {}),
 };
@@ -125,5 +136,5 @@ if (ok.includes('ramp'))
   );
 
 console.log(md);
-console.error(`bench: ${relative(process.cwd(), outDir)} (${results.meta.totalS} s)${failures ? `, ${failures} scenario(s) failed` : ''}`);
+console.error(`bench: ${relative(process.cwd(), outDir)} (${results.meta.totalS} s)${failures ? `, ${failures} scenario(s) failed` : ''}; bench/RESULTS.md from it: node bench/report-results.mjs`);
 process.exit(failures ? 1 : 0);

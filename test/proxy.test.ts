@@ -10,6 +10,7 @@ import { connect } from 'node:net';
 import { startSim } from './helpers/sim';
 import { startAcemux, runCli } from './helpers/acemux';
 import { fetchStream, getJson, aligned, sleep, contentId } from './helpers/client';
+import { until } from './helpers/wait';
 import { PsiTracker, isKeyframeStart, payloadUnitStart, pidOf } from '../src/shared/mpegts/ts-packet';
 
 const TS = 188;
@@ -49,6 +50,8 @@ t.test('fan-out: 12 channels × 3 clients, identical aligned bytes, one engine s
   const runs = [];
   for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) runs.push(fetchStream(`${ace.origin}/ace/getstream?id=${contentId(m + 1)}`, { ms: 2500 }));
   const got = await Promise.all(runs);
+  // Read at once: the checks below take long on a loaded machine, and the grace period runs.
+  const inGrace = await sim.stats();
   for (const r of got) {
     t.equal(r.status, 200);
     t.equal(r.headers['content-type'], 'video/mp2t');
@@ -68,10 +71,9 @@ t.test('fan-out: 12 channels × 3 clients, identical aligned bytes, one engine s
   t.equal(st.sessionsStarted, M);
   t.equal(st.playbackOpened, M, 'one upstream connection per channel');
   t.equal(st.secondReaders, 0);
-  await sleep(500);
-  t.equal((await sim.stats()).stopCommands, 0, 'no stop during the grace period');
-  await sleep(2000);
-  const after = await sim.stats();
+  t.equal(inGrace.stopCommands, 0, 'no stop during the grace period');
+  let after = st;
+  await until(async () => (after = await sim.stats()).stopCommands >= M, 'a stop for every channel', 8000, 100);
   t.equal(after.stopCommands, M, 'stop sent for every channel after the grace period');
   t.equal(after.sessionsActive, 0);
   t.equal((await getJson(`${ace.origin}/ace/status`)).body.streams, 0);
@@ -117,7 +119,7 @@ t.test('joins: a late client starts at PAT + keyframe at once; a return within g
 
 t.test('a stalled client does not delay the others, and is cut', async (t) => {
   const sim = await startSim(['--bitrate', '16000000']);
-  const ace = await startAcemux(sim.origin, ['--ring-size', '2MiB']);
+  const ace = await startAcemux(sim.origin, ['--ring-size', '4MiB']); // 2^14 packets: 1.5 s at 16 Mb/s
   t.teardown(async () => { await ace.stop(); await sim.stop(); });
   const url = `${ace.origin}/ace/getstream?id=${contentId(5)}`;
   const gaps: number[] = [];
@@ -184,7 +186,9 @@ t.test('bad requests get clear statuses and JSON errors', async (t) => {
   });
   t.match(raw, /^HTTP\/1\.1 431/);
   t.match(raw, /"error":"request headers too large"/);
-  t.equal((await getJson(`${ace.origin}/ace/status`)).status, 200);
+  const after = await getJson(`${ace.origin}/ace/status`);
+  t.equal(after.status, 200, 'still serving after the refused requests');
+  t.match(after.body, { streams: 0, events: Array }, 'with its status, not an error');
 });
 
 t.test('engine failures are answered, never hung on', async (t) => {

@@ -2,13 +2,13 @@
 // `npx tsc -p tsconfig.json`.
 
 import t from 'tap';
-import http, { IncomingMessage } from 'node:http';
+import http, { type IncomingMessage } from 'node:http';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { request } from 'undici';
-import { SIM_CLI, SimHandle, startSim } from './helpers/sim';
+import { SIM_CLI, type SimHandle, startSim } from './helpers/sim';
 
 const ID1 = '0123456789abcdef0123456789abcdef01234567';
 const ID2 = '89abcdef0123456789abcdef0123456789abcdef';
@@ -103,6 +103,16 @@ class Reader {
 
   close(): void {
     this.req.destroy();
+  }
+
+  /** Whether `cond` came to hold in time: a missing event fails an assertion, not the whole test by timeout. */
+  holdsWithin(cond: () => boolean, timeoutMs = 5000): Promise<boolean> {
+    return this.until(cond, timeoutMs).then(() => true, () => false);
+  }
+
+  /** Whether the connection closed within timeoutMs. */
+  closesWithin(timeoutMs = 5000): Promise<boolean> {
+    return Promise.race([this.closed.then(() => true), sleep(timeoutMs).then(() => false)]);
   }
 }
 
@@ -253,19 +263,26 @@ t.test('playback: TS sync, unaligned chunks, pacing at the configured rate', asy
 });
 
 t.test('prebuffer delay, burst, chunked bodies, default rate = sample mux rate', async (t) => {
-  const sim = await startSim(['--prebuffer-ms', '400', '--burst-bytes', '300000', '--chunked']);
+  // A prebuffer long enough that a loaded machine still asks for stat and playback inside it.
+  const sim = await startSim(['--prebuffer-ms', '1200', '--burst-bytes', '300000', '--chunked']);
   t.teardown(() => sim.stop());
+  const askedAt = performance.now();
   const gs = await getstream(sim, `id=${ID1}&pid=a`);
   const statUrl = gs.stat_url;
   const early = await getJson(statUrl);
-  t.same(early.body, { response: {}, error: null }, 'stat is empty right after start');
+  const earlyMs = performance.now() - askedAt;
+  // The engine answers {} for 200 ms after getstream: a slower round trip may see 'prebuf' already.
+  const empty = JSON.stringify(early.body) === JSON.stringify({ response: {}, error: null });
+  const late = earlyMs >= 200 && early.body.response?.status === 'prebuf';
+  t.ok(empty || late, `stat is empty right after start, or prebuf when asked late (${Math.round(earlyMs)} ms)`);
   await sleep(220);
   const pre = await getJson(statUrl);
   t.match(pre.body.response, { status: 'prebuf', peers: 0 });
 
   const r = new Reader(gs.playback_url);
   await r.until(() => r.status > 0);
-  t.ok(r.headersAt - r.startedAt >= 100, 'headers held while prebuffering');
+  // Held until 1200 ms after getstream, however late the request came (a loaded machine).
+  t.ok(r.headersAt - askedAt >= 1190, `headers held while prebuffering (${Math.round(r.headersAt - askedAt)} ms after getstream)`);
   t.equal(r.res!.headers['transfer-encoding'], 'chunked');
   await r.until(() => r.bytes >= 300000, 1500);
   const burstMs = performance.now() - r.headersAt;
@@ -406,14 +423,12 @@ t.test('pid semantics: takeover, eviction, second reader', async (t) => {
   t.ok(r2.error, `second reader fails: ${r2.error?.message}`);
   t.equal(r2.status, 0);
   const before = r1.bytes;
-  await r1.until(() => r1.bytes > before + 10000);
-  t.pass('the first reader keeps going');
+  t.ok(await r1.holdsWithin(() => r1.bytes > before + 10000), 'the first reader keeps going');
 
   // The same content with another pid takes it over: the old reader is cut, its token is dead.
   const b = await getstream(sim, `id=${ID1}&pid=p2`);
   t.not(b.playback_url, a.playback_url);
-  await r1.closed;
-  t.pass('old playback connection cut on takeover');
+  t.ok(await r1.closesWithin(), 'old playback connection cut on takeover');
   const old = await readAll(a.playback_url, Infinity, 2000);
   t.equal(old.status, 403, 'taken-over token answers 403');
   t.same((await getJson(a.stat_url)).body, { response: null, error: 'unknown playback session id' });
@@ -438,8 +453,7 @@ t.test('stop command ends the session', async (t) => {
   const r = new Reader(a.playback_url);
   await r.until(() => r.bytes > 10000);
   t.same((await getJson(`${a.command_url}?method=stop`)).body, { response: 'ok', error: null });
-  await r.closed;
-  t.pass('playback socket closed by stop');
+  t.ok(await r.closesWithin(), 'playback socket closed by stop');
   t.same((await getJson(a.stat_url)).body, { response: null, error: 'unknown playback session id' });
   t.same((await getJson(`${a.command_url}?method=stop`)).body, { response: null, error: 'unknown playback session id' });
   t.equal((await readAll(a.playback_url, Infinity, 2000)).status, 404, 'stopped token is unknown');
@@ -544,8 +558,7 @@ t.test('restart forgets sessions and cuts playback, counters survive', async (t)
   const r = new Reader(a.playback_url);
   await r.until(() => r.bytes > 10000);
   await sim.restart();
-  await r.closed;
-  t.pass('playback cut');
+  t.ok(await r.closesWithin(), 'playback cut');
   t.equal((await getJson(a.stat_url)).body.error, 'unknown playback session id');
   t.equal((await readAll(a.playback_url, Infinity, 2000)).status, 404);
   const s = await sim.stats();

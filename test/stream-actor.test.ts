@@ -2,7 +2,7 @@
  * The stream actor in-process, against a real HTTP server that plays the sample file from any
  * packet: what lands in the ring after a splice.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import http from 'node:http';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -17,7 +17,7 @@ import type { ActorTask, Report } from '../src/shared/messages';
 const sample = readFileSync(join(__dirname, '..', 'assets', 'sample.mpegts'));
 
 /** GET /from/<packet>/<count>: that run of the sample, then the body ends. */
-async function sampleServer(t: Tap.Test): Promise<string> {
+async function sampleServer(t: Test): Promise<string> {
   const srv = http.createServer((req, res) => {
     const [, , from, count] = (req.url ?? '').split('/').map(Number);
     res.writeHead(200, { 'content-type': 'video/mp2t' });
@@ -40,7 +40,7 @@ t.test('a splice into the middle of a GOP: the ring resumes at PAT + keyframe, a
     streamId: 'test', ring, port: port1, epoch: Date.now(), batchBytes: 64 * 1024, keepaliveMs: 0,
     firstDataTimeoutMs: 5000, stallTimeoutMs: 5000, playbackHeadersTimeoutMs: 5000, statIntervalMs: 0, engineTimeoutMs: 5000,
     connect: { type: 'connect', playbackUrl: `${origin}/from/0/3000`, statUrl: null, splice: false },
-    life: 0, crashAfterBytes: 0, inspectPort: inspect.port1,
+    life: 0, inspectPort: inspect.port1,
   };
   const agent = new Agent();
   const actor = new StreamActor(task, agent);

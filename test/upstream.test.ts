@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
@@ -22,17 +22,31 @@ function chunkedWire(parts: number[], ext = false, trailer = false): Buffer {
   return Buffer.from(out.join(''), 'latin1');
 }
 
+/** Feeds `wire` to a decoder in pieces of `cut` bytes; says what went wrong, or null. */
+function decodeInCuts(wire: Buffer, cut: number): string | null {
+  const got: Buffer[] = [];
+  const d = new ChunkedDecoder((b, from, to) => got.push(Buffer.from(b.subarray(from, to))));
+  for (let i = 0; i < wire.length; i += cut) {
+    const err = d.push(wire, i, Math.min(wire.length, i + cut));
+    if (err !== null) return `error at byte ${i}: ${err}`;
+  }
+  if (!d.done) return 'the last chunk did not end the body';
+  const out = Buffer.concat(got);
+  return out.equals(body) ? null : `decoded ${out.length} bytes that differ from the ${body.length} sent`;
+}
+
 t.test('ChunkedDecoder: the same bytes out whatever the cuts, extensions and trailers', async (t) => {
+  let cases = 0;
+  let firstFailure: string | null = null;
   for (const [ext, trailer] of [[false, false], [true, false], [false, true], [true, true]] as const) {
     const wire = chunkedWire([10, 1, 200, 111], ext, trailer);
-    for (let cut = 1; cut < wire.length; cut += 7) {
-      const got: Buffer[] = [];
-      const d = new ChunkedDecoder((b, from, to) => got.push(Buffer.from(b.subarray(from, to))));
-      for (let i = 0; i < wire.length; i += cut) t.equal(d.push(wire, i, Math.min(wire.length, i + cut)), null);
-      t.ok(d.done, 'the last chunk ends the body');
-      t.same(Buffer.concat(got), body, `ext=${ext} trailer=${trailer} cut=${cut}`);
+    for (let cut = 1; cut < wire.length && firstFailure === null; cut += 7, cases++) {
+      const why = decodeInCuts(wire, cut);
+      if (why !== null) firstFailure = `ext=${ext} trailer=${trailer} cut=${cut}: ${why}`;
     }
   }
+  t.equal(firstFailure, null, `every cut decodes to the body (${cases} cases)`);
+  t.ok(cases > 200, 'the cases ran');
 });
 
 t.test('ChunkedDecoder: upper-case hex, and bytes after the end are ignored', async (t) => {
@@ -97,7 +111,7 @@ function recorder(): { h: UpstreamHandler; seen: Seen } {
 }
 
 /** A server that answers every connection with `serve` once the request head has arrived. */
-async function server(t: Tap.Test, serve: (sock: net.Socket, request: string) => void): Promise<URL> {
+async function server(t: Test, serve: (sock: net.Socket, request: string) => void): Promise<URL> {
   const srv = net.createServer((sock) => {
     let req = '';
     sock.on('error', () => {});

@@ -4,12 +4,12 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { join } from 'node:path';
-import { LoadClient } from './load.mjs';
 import { Histogram } from './histogram.mjs';
 import { startProxy, startSim, stop, sleep } from './spawn.mjs';
 import { TreeSampler, treeCpuSeconds, treeMemory } from '../proc.mjs';
 
 /**
+ * @typedef {import('./load.mjs').LoadClient} LoadClient
  * @typedef {{root:string, simPath:string, template:string, label:string, logDir:string, quick:boolean, load:LoadClient}} Ctx
  * @typedef {Awaited<ReturnType<LoadClient['report']>>} Groups
  * @typedef {{windowS:number, groups:Groups, proxyCpuS:number, simCpuS:number, clientCpuS:number, rssStart:number, rssEnd:number, upstreamBytes:number|null}} Window

@@ -128,7 +128,7 @@ export async function startProxy(o) {
     await waitForPort(port, 20000, child);
   } catch (err) {
     await stop(child);
-    throw new Error(`proxy "${argv.join(' ')}" ${/** @type {Error} */ (err).message}; see ${o.logPath}`);
+    throw new Error(`proxy "${argv.join(' ')}" ${/** @type {Error} */ (err).message}; see ${o.logPath}`, { cause: err });
   }
   return { child, pid: /** @type {number} */ (child.pid), port, argv };
 }

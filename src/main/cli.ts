@@ -3,18 +3,18 @@
 import { loadConfig, helpText } from './config';
 import { ChannelsError, ConfigError } from './errors';
 import { createLogger } from './log';
-import { startServer } from './server';
+import { startServer, type ServerOptions } from './server';
 
-
-async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  if (argv.includes('--help') || argv.includes('-h')) {
+/** Exported so a test can run the real CLI with a substitute actor entry (test/helpers/crashing-actor.cjs). */
+export async function main(argv = process.argv.slice(2), opts: ServerOptions = {}): Promise<void> {
+  if (argv.includes('--help') || argv.includes('-h') || argv.includes('-help')) {
     process.stdout.write(helpText());
     return;
   }
   let cfg;
+  const warnings: string[] = [];
   try {
-    cfg = loadConfig(argv, process.env);
+    cfg = loadConfig(argv, process.env, (w) => warnings.push(w));
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`acemux: bad configuration: ${e.message}\n`);
@@ -23,9 +23,10 @@ async function main(): Promise<void> {
     throw e;
   }
   const log = createLogger(cfg.logLevel);
+  for (const w of warnings) log.warn(w);
   let running;
   try {
-    running = await startServer(cfg, log);
+    running = await startServer(cfg, log, opts);
   } catch (e) {
     const err = e as Error;
     if (err instanceof ChannelsError) {
@@ -48,4 +49,4 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => stop('SIGINT'));
 }
 
-void main();
+if (require.main === module) void main();

@@ -7,6 +7,7 @@
  * No I/O here: callers pass argv and env.
  */
 import { ConfigError } from './errors';
+import { ringDataBytes } from '../shared/ring';
 
 export type LagPolicy = 'skip' | 'disconnect';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -29,8 +30,10 @@ export interface Config {
   stopTimeoutMs: number;
   /** How long a stream outlives its last client, so a quick return re-attaches. */
   graceMs: number;
-  /** Ring data size in bytes (rounded up to a power-of-two number of 188-byte packets). */
+  /** Ring data size in bytes, as allocated: the asked size rounded down to 2^k 188-byte packets. */
   ringBytes: number;
+  /** Rings of stopped streams kept for reuse (the rest are dropped). */
+  ringPoolIdle: number;
   /** A client further behind the live edge than this is skipped forward or cut. */
   lagLimitBytes: number;
   lagPolicy: LagPolicy;
@@ -68,8 +71,6 @@ export interface Config {
   clientTimeoutMs: number;
   /** Channels file (M3U or JSON) for /ace/channel/<name>; '' = none. */
   channelsFile: string;
-  /** Test hook: an actor throws after this many upstream bytes on its first life (0 = off). */
-  testCrashAfterBytes: number;
   /** Where the event journal lives; '' = no journal. */
   stateDir: string;
   /** When set, /api/ requires it (Bearer or X-API-Key). */
@@ -114,11 +115,12 @@ export const OPTIONS: readonly Option[] = [
   { key: 'stallTimeoutMs', flag: '--stall-timeout', env: 'ACEMUX_STALL_TIMEOUT', kind: 'duration', def: '10s', help: 'no data this long once flowing: the upstream stalled' },
   { key: 'stopTimeoutMs', flag: '--stop-timeout', env: 'ACEMUX_STOP_TIMEOUT', kind: 'duration', def: '3s', help: 'bound on the engine stop command' },
   { key: 'graceMs', flag: '--grace', env: 'ACEMUX_GRACE', kind: 'duration', def: '5s', help: 'keep a stream this long after its last client leaves' },
-  { key: 'ringBytes', flag: '--ring-size', env: 'ACEMUX_RING_SIZE', alias: 'ACEXY_BUFFER_SIZE', kind: 'size', def: '6MiB', help: 'per-stream ring size (rounded up to 2^k packets)' },
+  { key: 'ringBytes', flag: '--ring-size', env: 'ACEMUX_RING_SIZE', alias: 'ACEXY_BUFFER_SIZE', kind: 'size', def: '3MiB', help: 'per-stream ring size (rounded down to 2^k packets: 3MiB is 2.94 MiB)' },
+  { key: 'ringPoolIdle', flag: '--ring-pool', env: 'ACEMUX_RING_POOL', kind: 'int', def: '16', help: "stopped streams' rings kept for reuse" },
   { key: 'lagLimitBytes', flag: '--lag-limit', env: 'ACEMUX_LAG_LIMIT', kind: 'size', def: '0', help: 'max client lag before skip/cut (default: half the ring)' },
   { key: 'lagPolicy', flag: '--lag-policy', env: 'ACEMUX_LAG_POLICY', kind: 'enum', values: ['skip', 'disconnect'], def: 'skip', help: 'what to do with a client past the lag limit' },
   { key: 'joinDelayMs', flag: '--join-delay', env: 'ACEMUX_JOIN_DELAY', kind: 'duration', def: '0', help: 'start joining clients this far behind the live edge' },
-  { key: 'batchBytes', flag: '--batch-size', env: 'ACEMUX_BATCH_SIZE', kind: 'size', def: '256KiB', help: 'wake the egress at once when this many bytes wait' },
+  { key: 'batchBytes', flag: '--batch-size', env: 'ACEMUX_BATCH_SIZE', kind: 'size', def: '0', help: 'wake the egress at once when this many bytes wait (default: 256KiB, at most 1/8 of the ring)' },
   { key: 'batchMs', flag: '--batch-time', env: 'ACEMUX_BATCH_TIME', kind: 'duration', def: '30ms', help: 'egress clock: new bytes go out to clients this often' },
   { key: 'keepaliveMs', flag: '--keepalive', env: 'ACEMUX_KEEPALIVE', kind: 'duration', def: '250ms', help: 'send null packets when upstream is silent this long (0 = off)' },
   { key: 'maxStreams', flag: '--max-streams', env: 'ACEMUX_MAX_STREAMS', kind: 'int', def: '0', help: 'concurrent streams (0 = unlimited)' },
@@ -136,17 +138,40 @@ export const OPTIONS: readonly Option[] = [
   { key: 'engineProbeMs', flag: '--engine-probe', env: 'ACEMUX_ENGINE_PROBE', kind: 'duration', def: '10s', help: 'probe each engine with get_version this often (0 = never)' },
   { key: 'clientTimeoutMs', flag: '--client-timeout', env: 'ACEMUX_CLIENT_TIMEOUT', kind: 'duration', def: '20s', help: 'cut a client whose socket accepts nothing this long' },
   { key: 'channelsFile', flag: '--channels', env: 'ACEMUX_CHANNELS', kind: 'path', def: '', help: 'channels file (M3U or JSON) with alternate ids, for /ace/channel/<name>' },
-  { key: 'testCrashAfterBytes', flag: '--test-crash-after', env: 'ACEMUX_TEST_CRASH_AFTER', kind: 'size', def: '0', help: 'test hook: crash an actor thread after this many bytes (0 = off)' },
   { key: 'stateDir', flag: '--state-dir', env: 'ACEMUX_STATE_DIR', kind: 'path', def: 'acemux-state', help: "event journal directory ('' = no journal)" },
   { key: 'apiKey', flag: '--api-key', env: 'ACEMUX_API_KEY', kind: 'path', def: '', help: '/api/ requires this key (Authorization: Bearer, X-API-Key)' },
   { key: 'streamToken', flag: '--stream-token', env: 'ACEMUX_STREAM_TOKEN', kind: 'path', def: '', help: 'stream URLs require ?token=<this>' },
   { key: 'playlist', flag: '--playlist', env: 'ACEMUX_PLAYLIST', kind: 'path', def: '', help: 'source M3U (file or URL) served rewritten at /playlist.m3u' },
   { key: 'publicUrl', flag: '--public-url', env: 'ACEMUX_PUBLIC_URL', kind: 'path', def: '', help: "base URL for playlist links (default: the request's Host)" },
-  { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout', env: 'ACEMUX_SHUTDOWN_TIMEOUT', kind: 'duration', def: '10s', help: 'bound on graceful shutdown' },
+  { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout', env: 'ACEMUX_SHUTDOWN_TIMEOUT', kind: 'duration', def: '8s', help: 'bound on graceful shutdown (keep it below the stop timeout: docker 10s, Kubernetes 30s)' },
   { key: 'hlsSegmentMs', flag: '--hls-segment', env: 'ACEMUX_HLS_SEGMENT', kind: 'duration', def: '2s', help: 'HLS segment length (cut at the first keyframe past it)' },
   { key: 'hlsWindow', flag: '--hls-window', env: 'ACEMUX_HLS_WINDOW', kind: 'int', def: '6', help: 'segments in a live HLS playlist' },
   { key: 'logLevel', flag: '--log-level', env: 'ACEMUX_LOG_LEVEL', alias: 'ACEXY_LOG_LEVEL', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], def: 'info', help: 'log level' },
 ];
+
+/**
+ * acexy's Go flags, so its command lines run unchanged. Go's flag package takes `-name value`,
+ * `-name=value`, `--name value` and `--name=value`; a boolean flag takes no separate value.
+ * Each maps to the acemux flag it means; none collides with an acemux flag name.
+ */
+const ACEXY_FLAGS: Readonly<Record<string, string>> = {
+  addr: '--listen', scheme: '--engine-scheme', 'acestream-host': '--engine-host', 'acestream-port': '--engine-port',
+  'no-response-timeout': '--engine-timeout', 'empty-timeout': '--first-data-timeout', 'buffer-size': '--ring-size',
+};
+/** acexy's HLS settings: accepted and validated, with one warning saying what acemux does instead. */
+const ACEXY_HLS_FLAG = 'm3u8';
+const ACEXY_HLS_TIMEOUT_FLAG = 'm3u8-stream-timeout';
+
+/** Go's strconv.ParseBool, as acexy reads -m3u8 and ACEXY_M3U8. */
+function parseGoBool(text: string, name: string): boolean {
+  const t = text.trim();
+  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(t)) return true;
+  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(t)) return false;
+  throw new ConfigError(`${name}: "${text}" is not a boolean (true or false)`);
+}
+
+const HLS_WARNING = "acexy's M3U8 (HLS) mode needs no switch in acemux: HLS is always served, made by acemux, at /ace/manifest.m3u8 (and /ace/channel/<name>.m3u8) beside MPEG-TS at /ace/getstream; the flag changes nothing";
+const HLS_TIMEOUT_WARNING = "acexy's M3U8 stream timeout is ignored: an HLS viewer is gone after 3 target durations without a fetch, and a stream ends --grace (5s) after its last viewer or client";
 
 const UNITS_MS: Record<string, number> = { ms: 1, s: 1e3, m: 60e3, h: 3600e3 };
 const UNITS_B: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, kib: 1024, mib: 1 << 20, gib: 1 << 30 };
@@ -177,7 +202,8 @@ function parseInt10(text: string): number {
 
 /** "[host]:port", ":8080", "8080", "[::1]:8080". */
 export function parseListen(text: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]*)\]|([^:]*))?:?(\d+)$/.exec(text.trim());
+  // The host and its colon come together: a bare "8080" is a port, not host "808" and port 0.
+  const m = /^(?:(?:\[([^\]]*)\]|([^:]*)):)?(\d+)$/.exec(text.trim());
   const port = m ? Number(m[3]) : NaN;
   if (!m || !(port >= 0 && port < 65536)) throw new ConfigError(`"${text}" is not a listen address ([host]:port)`);
   return { host: m[1] ?? m[2] ?? '', port };
@@ -193,24 +219,49 @@ export function parseEngines(text: string): string[] {
 }
 
 export function helpText(): string {
-  const rows = OPTIONS.map((o) => `  ${(o.flag + ' <v>').padEnd(30)} ${o.help}${o.def ? ` [${o.def}]` : ''}\n${' '.repeat(33)}env ${o.env}${o.alias ? `, ${o.alias}` : ''}`);
-  return `Usage: acemux [options]\n\nA multiplexing AceStream proxy: GET /ace/getstream?id=<40 hex>\n\nOptions (flag, environment):\n${rows.join('\n')}\n  --help                         this text\n`;
+  const goFlag = (o: Option) => Object.keys(ACEXY_FLAGS).find((k) => ACEXY_FLAGS[k] === o.flag);
+  const rows = OPTIONS.map((o) => `  ${(o.flag + ' <v>').padEnd(30)} ${o.help}${o.def ? ` [${o.def}]` : ''}\n${' '.repeat(33)}env ${o.env}${o.alias ? `, ${o.alias}` : ''}${goFlag(o) ? `; acexy -${goFlag(o)}` : ''}`);
+  return `Usage: acemux [options]\n\nA multiplexing AceStream proxy: GET /ace/getstream?id=<40 hex>\n\nOptions (flag, environment):\n${rows.join('\n')}\n  --help                         this text\n\nacexy's -${ACEXY_HLS_FLAG} and -${ACEXY_HLS_TIMEOUT_FLAG} (ACEXY_M3U8, ACEXY_M3U8_STREAM_TIMEOUT) are accepted with a warning: HLS needs no switch (/ace/manifest.m3u8).\n`;
 }
 
-/** Reads argv (without node and script) and env into a validated Config. */
-export function loadConfig(argv: readonly string[], env: Record<string, string | undefined>): Config {
+/**
+ * Reads argv (without node and script) and env into a validated Config. What is accepted but
+ * not done as asked (acexy's HLS settings, an ACEXY_* alias overridden by a different ACEMUX_*
+ * value) goes to `warn`, once each, for the caller to log.
+ */
+export function loadConfig(argv: readonly string[], env: Record<string, string | undefined>, warn: (msg: string) => void = () => {}): Config {
   const flags = new Map<string, string>();
+  let hls: { from: string; on: boolean } | null = null;
+  let hlsTimeout: string | null = null;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const eq = a.indexOf('=');
-    const name = eq > 0 ? a.slice(0, eq) : a;
-    const opt = OPTIONS.find((o) => o.flag === name);
-    if (!opt) throw new ConfigError(`unknown option ${name} (see --help)`);
+    const given = eq > 0 ? a.slice(0, eq) : a;
+    const bare = /^--?([a-z0-9-]+)$/.exec(given)?.[1];
+    if (bare === ACEXY_HLS_FLAG) {
+      hls = { from: given, on: eq > 0 ? parseGoBool(a.slice(eq + 1), given) : true };
+      continue;
+    }
+    const name = bare !== undefined && Object.hasOwn(ACEXY_FLAGS, bare) ? ACEXY_FLAGS[bare]! : given;
+    const opt = bare === ACEXY_HLS_TIMEOUT_FLAG ? null : OPTIONS.find((o) => o.flag === name);
+    if (!opt && bare !== ACEXY_HLS_TIMEOUT_FLAG) throw new ConfigError(`unknown option ${given} (see --help)`);
     const value = eq > 0 ? a.slice(eq + 1) : argv[++i];
-    if (value === undefined) throw new ConfigError(`${name} needs a value`);
+    if (value === undefined) throw new ConfigError(`${given} needs a value`);
+    if (!opt) {
+      hlsTimeout = given;
+      try { parseDuration(value); } catch (e) { throw new ConfigError(`${given}: ${(e as Error).message}`); }
+      continue;
+    }
     // --engine may repeat: the origins add up.
     flags.set(name, opt.key === 'engines' && flags.has(name) ? `${flags.get(name)},${value}` : value);
   }
+  if (!hls && env.ACEXY_M3U8 !== undefined) hls = { from: 'ACEXY_M3U8', on: parseGoBool(env.ACEXY_M3U8, 'ACEXY_M3U8') };
+  if (hlsTimeout === null && env.ACEXY_M3U8_STREAM_TIMEOUT !== undefined) {
+    hlsTimeout = 'ACEXY_M3U8_STREAM_TIMEOUT';
+    try { parseDuration(env.ACEXY_M3U8_STREAM_TIMEOUT); } catch (e) { throw new ConfigError(`${hlsTimeout}: ${(e as Error).message}`); }
+  }
+  if (hls?.on) warn(`${hls.from}: ${HLS_WARNING}`);
+  if (hlsTimeout) warn(`${hlsTimeout}: ${HLS_TIMEOUT_WARNING}`);
   const raw: Record<string, unknown> = {};
   for (const o of OPTIONS) {
     const fromFlag = flags.get(o.flag);
@@ -222,6 +273,11 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     } catch (e) {
       throw new ConfigError(`${source === 'default' ? o.flag : source}: ${(e as Error).message}`);
     }
+    // A container image may set ACEMUX_* while the user, moving over from acexy, sets the alias.
+    const aliasText = o.alias ? env[o.alias] : undefined;
+    if (fromFlag === undefined && env[o.env] !== undefined && aliasText !== undefined && differs(o, env[o.env]!, aliasText)) {
+      warn(`${o.env}=${env[o.env]} and ${o.alias}=${aliasText} are both set and differ: using ${o.env} (ACEMUX_* wins over acexy's names)`);
+    }
   }
   const listen = raw.listen as { host: string; port: number };
   let engines = raw.engines as string[];
@@ -231,7 +287,10 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     const host = String(raw.engineHost);
     engines = parseEngines(`${raw.engineScheme}://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${raw.enginePort}`);
   }
-  const ringBytes = raw.ringBytes as number;
+  const asked = raw.ringBytes as number;
+  if (!(asked >= 256 * 1024 && asked <= 1 << 30)) throw new ConfigError('--ring-size: must be between 256KiB and 1GiB');
+  // Everything downstream (lag limit, checks, status) sees the size really allocated.
+  const ringBytes = ringDataBytes(asked);
   const cfg: Config = {
     listenHost: listen.host, listenPort: listen.port, engines,
     engineTimeoutMs: raw.engineTimeoutMs as number,
@@ -241,10 +300,11 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     stopTimeoutMs: raw.stopTimeoutMs as number,
     graceMs: raw.graceMs as number,
     ringBytes,
+    ringPoolIdle: raw.ringPoolIdle as number,
     lagLimitBytes: (raw.lagLimitBytes as number) || Math.floor(ringBytes / 2),
     lagPolicy: raw.lagPolicy as LagPolicy,
     joinDelayMs: raw.joinDelayMs as number,
-    batchBytes: raw.batchBytes as number,
+    batchBytes: (raw.batchBytes as number) || Math.min(256 * 1024, Math.floor(ringBytes / 8)),
     batchMs: raw.batchMs as number,
     keepaliveMs: raw.keepaliveMs as number,
     maxStreams: raw.maxStreams as number,
@@ -263,7 +323,6 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     engineProbeMs: raw.engineProbeMs as number,
     clientTimeoutMs: raw.clientTimeoutMs as number,
     channelsFile: raw.channelsFile as string,
-    testCrashAfterBytes: raw.testCrashAfterBytes as number,
     stateDir: raw.stateDir as string,
     apiKey: raw.apiKey as string,
     streamToken: raw.streamToken as string,
@@ -292,10 +351,19 @@ function convert(o: Option, text: string): unknown {
   }
 }
 
+/** True when two texts for one option mean different values (or the alias does not parse). */
+function differs(o: Option, a: string, b: string): boolean {
+  try {
+    return JSON.stringify(convert(o, a)) !== JSON.stringify(convert(o, b));
+  } catch {
+    return true;
+  }
+}
+
 /** Cross-field rules: what would make the ring unsafe or a timer meaningless. */
 function check(c: Config): void {
   const need = (ok: boolean, msg: string) => { if (!ok) throw new ConfigError(msg); };
-  need(c.ringBytes >= 256 * 1024 && c.ringBytes <= 1 << 30, '--ring-size: must be between 256KiB and 1GiB');
+  need(c.ringPoolIdle >= 0 && c.ringPoolIdle <= 4096, '--ring-pool: must be between 0 and 4096');
   need(c.lagLimitBytes > 0 && c.lagLimitBytes <= c.ringBytes * 0.75, '--lag-limit: must be at most 3/4 of the ring, so a laggard is handled before it is overwritten');
   need(c.batchBytes >= 188 && c.batchBytes <= c.ringBytes / 8, '--batch-size: must be between 188 bytes and 1/8 of the ring');
   need(c.batchMs >= 1 && c.batchMs <= 1000, '--batch-time: must be between 1ms and 1s');

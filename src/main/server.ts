@@ -18,6 +18,9 @@ import { Journal } from './ops/journal';
 import { Metrics } from './ops/metrics';
 import { Admin } from './http/admin';
 import { Hls } from './hls/hls';
+import { StreamNames } from './catalog/names';
+import { loadSource } from './catalog/playlist';
+import { Health } from './ops/health';
 
 export interface Running {
   server: Server;
@@ -28,13 +31,21 @@ export interface Running {
   close(): Promise<void>;
 }
 
-function actorPool(cfg: Config): Piscina {
+/** What the actor threads load; a test may substitute a wrapper of it (ServerOptions.actorEntry). */
+export const ACTOR_ENTRY = join(__dirname, '..', 'workers', 'actor-host.js');
+
+export interface ServerOptions {
+  /** The module each actor thread loads (default ACTOR_ENTRY). Not a flag: only code can set it. */
+  actorEntry?: string;
+}
+
+function actorPool(cfg: Config, entry: string): Piscina {
   // The main thread writes to sockets; the actors need little CPU each, and every extra thread
   // adds its own wake-ups (measured: 2 actor threads cost 1.7× one on 2 cores for the same 20
   // streams). So: one thread per core beyond main's, at least one, at most four.
   const threads = cfg.workers || Math.max(1, Math.min(availableParallelism() - 1, 4));
   return new Piscina({
-    filename: join(__dirname, '..', 'workers', 'actor-host.js'),
+    filename: entry,
     minThreads: threads,
     maxThreads: threads,
     // Actors live as long as their stream: a thread must host many, and never queue one.
@@ -44,14 +55,22 @@ function actorPool(cfg: Config): Piscina {
   });
 }
 
-export async function startServer(cfg: Config, log: Logger): Promise<Running> {
-  const pool = actorPool(cfg);
+export async function startServer(cfg: Config, log: Logger, opts: ServerOptions = {}): Promise<Running> {
+  const pool = actorPool(cfg, opts.actorEntry ?? ACTOR_ENTRY);
   // Load the actor module on every thread now, not on the first viewer's request.
   await Promise.all(Array.from({ length: pool.options.maxThreads * 2 }, () => pool.run({ warmup: true })));
-  // A journal that cannot be opened (read-only directory, say) costs history, not service.
+  // A journal that cannot be opened (read-only directory, say) costs history, not service; it
+  // shows as degraded (a sticky mark: events may be missing from the history since then).
+  const health = new Health();
   const journal = cfg.stateDir
-    ? await Journal.open(cfg.stateDir, { onError: (e) => log.error({ err: e.message }, 'event journal write failed') }).catch((e: Error) => {
+    ? await Journal.open(cfg.stateDir, {
+        onError: (e) => {
+          log.error({ err: e.message }, 'event journal write failed');
+          health.degrade('journal', `write failed: ${e.message}`);
+        },
+      }).catch((e: Error) => {
         log.error({ dir: cfg.stateDir, err: e.message }, 'event journal disabled: cannot open its directory');
+        health.degrade('journal', `disabled, cannot open ${cfg.stateDir}: ${e.message}`);
         return null;
       })
     : null;
@@ -73,10 +92,16 @@ export async function startServer(cfg: Config, log: Logger): Promise<Running> {
     for (const w of loaded.warnings) log.warn({ file: cfg.channelsFile }, w);
     log.info({ channels: channels.size }, 'channels file loaded');
   }
-  const admin = new Admin(supervisor, engines, journal, cfg.apiKey);
+  // Display names for the dashboard: channels now, the playlist's titles once it has arrived.
+  const names = new StreamNames();
+  names.addChannels(channels.values());
+  if (cfg.playlist) {
+    loadSource(cfg.playlist, cfg.engineTimeoutMs).then((text) => names.addPlaylist(text), (e: Error) => log.warn({ err: e.message }, 'playlist not read for stream names'));
+  }
+  const admin = new Admin(supervisor, engines, journal, cfg.apiKey, names, health);
   const hls = new Hls(supervisor, { segmentMs: cfg.hlsSegmentMs, window: cfg.hlsWindow, engineTimeoutMs: cfg.engineTimeoutMs, streamToken: cfg.streamToken }, metrics.registry);
   supervisor.onStreamStop = (s) => hls.onStop(s);
-  const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs, hls });
+  const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs, health, hls });
   const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => routes.handle(req, res));
   // Malformed or oversize requests never reach the routes: answer them in JSON too.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
@@ -114,14 +139,17 @@ function collect(sup: Supervisor, engines: EnginePool, metrics: Metrics, counted
   const byState: Record<string, number> = { starting: 0, live: 0, recovering: 0, draining: 0 };
   let bytesIn = sup.bytesDone.in;
   let bytesOut = sup.bytesDone.out;
+  let maxLag = 0;
   for (const s of sup.streams.values()) {
     byState[s.state] = (byState[s.state] ?? 0) + 1;
-    for (const c of s.egress.clients) metrics.observeClientLag(s.egress.lagBytes(c));
+    for (const c of s.egress.clients) maxLag = Math.max(maxLag, s.egress.lagBytes(c));
     bytesIn += s.stats.bytesIn;
     bytesOut += s.egress.bytesOut;
   }
   metrics.setStreams(byState);
   metrics.setClients(sup.clients);
+  metrics.setMaxClientLag(maxLag);
+  metrics.setRings(sup.rings);
   for (const e of engines.engines) metrics.setEngineUp(e.url, e.healthy);
   metrics.addBytes(Math.max(0, bytesIn - counted.in), Math.max(0, bytesOut - counted.out));
   counted.in = Math.max(counted.in, bytesIn);

@@ -1,5 +1,5 @@
 /**
- * Pure helpers for the engine's JSON shapes (../shared/engine-api.md): the {response, error}
+ * Pure helpers for the engine's JSON shapes (docs/ENGINE-API.md): the {response, error}
  * envelope every middleware call answers with, and stat_url figures. No I/O here.
  */
 import type { EngineStat } from './messages';

@@ -28,9 +28,7 @@ export interface ActorTask {
   connect: ConnectCommand | null;
   /** How many times this stream's actor has been restarted (0 on its first life). */
   life: number;
-  /** Test hook (0 = off): throw on the thread after this many upstream bytes, first life only. */
-  crashAfterBytes: number;
-  /** A port of its own for comlink RPC (ActorApi): plain messages on a comlink port crash it. */
+  /** A port of its own for comlink RPC (ActorApi): plain messages on a comlink port crash it (docs/DESIGN-FACTS.md, fact 6). */
   inspectPort: MessagePort;
 }
 

@@ -4,7 +4,7 @@
 // and exits with 0 on SIGTERM/SIGINT after closing every socket. Bad flags exit with 2.
 
 import { parseArgs } from 'node:util';
-import { startEngineSim, EngineSimOptions } from './engine-sim';
+import { startEngineSim, type EngineSimOptions } from './engine-sim';
 import { parseFaultSet } from './faults';
 
 const USAGE = `usage: node dist/sim/cli.js [flags]

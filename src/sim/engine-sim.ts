@@ -1,5 +1,5 @@
 // AceStream engine simulator: a real HTTP server speaking the engine API (see
-// /work/shared/engine-api.md), with fault injection and a control API under /sim/ for tests.
+// docs/ENGINE-API.md), with fault injection and a control API under /sim/ for tests.
 //
 // Invariants:
 // - At most one live session per content (infohash) and per pid. getstream with the same pid and the
@@ -18,11 +18,11 @@
 // - Faults are snapshotted per request (see faults.ts).
 
 import { createHash, randomBytes } from 'node:crypto';
-import http, { IncomingMessage, ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { resolve } from 'node:path';
-import { Fault, FaultSet, faultFor, mergeFaultSets, parseFaultSet } from './faults';
-import { LoopMode, SampleSource, SampleTrack, SyntheticSource, TsSource } from './ts-source';
+import { type Fault, type FaultSet, faultFor, mergeFaultSets, parseFaultSet } from './faults';
+import { type LoopMode, SampleSource, SampleTrack, SyntheticSource, type TsSource } from './ts-source';
 import { TS_PACKET_SIZE as TS_PACKET } from '../shared/mpegts/ts-packet';
 
 export interface EngineSimOptions {

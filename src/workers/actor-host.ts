@@ -1,7 +1,8 @@
 /**
  * The piscina entry: each task is one stream actor, alive until the supervisor stops it. Many
  * actors share a thread (concurrentTasksPerWorker) and its undici Agent. An uncaught throw here
- * kills the thread and every actor on it; the supervisor sees the tasks reject and restarts them.
+ * kills the thread and every actor on it; the supervisor sees the tasks reject and restarts them
+ * (docs/DESIGN-FACTS.md, fact 5).
  */
 import { Agent } from 'undici';
 import * as Comlink from 'comlink';

@@ -1,7 +1,7 @@
 /**
  * A stream actor: owns one channel's upstream (the engine's playback_url) and is the only writer
- * of its ring. It executes the supervisor's commands (connect, stop) and reports facts (connected,
- * first data, faults, stat figures); it decides nothing about retries.
+ * of its ring. It executes the supervisor's commands (connect, disconnect, stop) and reports facts
+ * (first data, upstream faults, stat figures); it decides nothing about retries.
  *
  * Ingest, per upstream chunk (upstream.ts hands out views of a reused read buffer): re-frame into whole 188-byte packets (TsFramer), look at each
  * packet's header only (PSI, keyframe starts, PCR), copy runs of packets into the ring, publish
@@ -59,8 +59,9 @@ export class StreamActor {
   private lastWriteAt = 0;
   private entry = Entry.WaitPat;
   private pre: Buffer | null = null;
-  /** Bytes of the ring already touched (first lap only; then every page is resident). */
-  private touched = 0;
+  /** Bytes of the ring already touched (first lap only; then every page is resident). A pooled
+   * ring arrives touched by an earlier stream (ring.ts I6). */
+  private touched: number;
   private prePackets = 0;
   private needDiscontinuity = false;
   private patPos = 0;
@@ -89,6 +90,7 @@ export class StreamActor {
 
   constructor(private readonly task: ActorTask, private readonly agent: Dispatcher) {
     this.ring = new RingWriter(task.ring);
+    this.touched = this.ring.touched();
     this.port = task.port;
     this.framer = new TsFramer((src, off, count) => this.ingest(src, off, count));
     fillNullPackets(this.nulls, 0, KEEPALIVE_PACKETS);
@@ -164,12 +166,6 @@ export class StreamActor {
     const now = this.clock();
     this.lastDataAt = now; // also the clock for everything this read writes: one read of it per read
     this.stats.bytesIn += to - from;
-    if (this.task.crashAfterBytes > 0 && this.task.life === 0 && this.stats.bytesIn >= this.task.crashAfterBytes) {
-      // Test hook: an uncaught throw on the thread, as a real bug would be.
-      setImmediate(() => {
-        throw new Error('test hook: actor crash');
-      });
-    }
     if (!this.gotData) {
       this.gotData = true;
       this.report({ type: 'first-data' });
@@ -343,10 +339,15 @@ export class StreamActor {
   private touchAhead(): void {
     const data = this.ring.data;
     if (this.touched >= data.length) return;
+    // Ahead of the writer, not of the last touch: a pooled ring arrives touched as far as its
+    // earlier streams wrote, and touching on regardless would fault in pages this stream may
+    // never use (RSS would creep up to full rings across a churn of short streams).
     const writer = this.ring.offsetOf(this.ring.position);
-    const until = Math.min(data.length, Math.max(this.touched, writer) + TOUCH_AHEAD);
+    const until = Math.min(data.length, writer + TOUCH_AHEAD);
+    if (until <= this.touched) return;
     for (let i = this.touched - (this.touched % PAGE) + PAGE - 1; i < until; i += PAGE) data[i] = data[i]!;
     this.touched = until;
+    this.ring.setTouched(until);
   }
 
   private tick(): void {

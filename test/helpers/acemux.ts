@@ -28,14 +28,19 @@ export async function freePort(): Promise<number> {
 
 /**
  * Starts acemux against `engine` with extra flags on a port the kernel picks (no window between
- * finding a free port and binding it); resolves once it logs that it listens, and where.
+ * finding a free port and binding it); resolves once it logs that it listens, and where. `cli` is
+ * the script node runs: dist/main/cli.js, or a test's stand-in that calls its `main`.
  */
-export async function startAcemux(engine: string | string[], flags: string[] = [], env: Record<string, string> = {}): Promise<Acemux> {
+export async function startAcemux(engine: string | string[], flags: string[] = [], env: Record<string, string> = {}, cli = CLI): Promise<Acemux> {
   const engines = Array.isArray(engine) ? engine : [engine];
   // Each run gets its own journal directory unless the test names one.
   const state = flags.includes('--state-dir') ? [] : ['--state-dir', mkdtempSync(join(tmpdir(), 'acemux-state-'))];
-  const args = [CLI, '--listen', '127.0.0.1:0', ...engines.flatMap((e) => ['--engine', e]), ...state, ...flags];
-  const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return launch(['--listen', '127.0.0.1:0', ...engines.flatMap((e) => ['--engine', e]), ...state, ...flags], env, undefined, cli);
+}
+
+/** Starts the CLI with exactly these arguments (and env over the test's own), e.g. acexy's; `cwd` holds a default state dir. */
+export async function launch(argv: string[], env: Record<string, string> = {}, cwd?: string, cli = CLI): Promise<Acemux> {
+  const proc = spawn(process.execPath, [cli, ...argv], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd });
   const logs: string[] = [];
   let buf = '';
   const ready = new Promise<number>((resolve, reject) => {

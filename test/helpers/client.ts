@@ -19,6 +19,8 @@ export interface ReadOptions {
   /** Stop reading (TCP window closes) after this many bytes, and keep the socket open. */
   stallAfterBytes?: number;
   onData?: (chunk: Buffer, at: number) => void;
+  /** Request headers, e.g. a player's User-Agent. */
+  headers?: Record<string, string>;
 }
 
 export function fetchStream(url: string, o: ReadOptions = {}): Promise<Received> {
@@ -28,7 +30,7 @@ export function fetchStream(url: string, o: ReadOptions = {}): Promise<Received>
     let size = 0;
     let firstByteMs = -1;
     let timer: NodeJS.Timeout | null = null;
-    const req = request(url, { method: o.method ?? 'GET', agent: false }, (res) => {
+    const req = request(url, { method: o.method ?? 'GET', agent: false, headers: o.headers }, (res) => {
       const finish = (ended: Received['ended']) => {
         if (timer) clearTimeout(timer);
         resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks), firstByteMs, ended });
@@ -51,7 +53,11 @@ export function fetchStream(url: string, o: ReadOptions = {}): Promise<Received>
   });
 }
 
-export async function getJson(url: string, method = 'GET'): Promise<{ status: number; body: any; headers: IncomingMessage['headers'] }> {
+/** Whatever JSON a server sent: the tests assert its shape, so `any` is the honest type. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Json = any;
+
+export async function getJson(url: string, method = 'GET'): Promise<{ status: number; body: Json; headers: IncomingMessage['headers'] }> {
   const r = await fetchStream(url, { method });
   return { status: r.status, headers: r.headers, body: r.body.length ? JSON.parse(r.body.toString()) : null };
 }

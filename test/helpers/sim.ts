@@ -5,7 +5,7 @@
 //   t.teardown(() => sim.stop());
 //   await sim.setFaults({ global: { stallAfterBytes: 50000 } });
 
-import { spawn, ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { request } from 'undici';
 import type { FaultSet } from '../../src/sim/faults';

@@ -4,7 +4,7 @@
  * host it in workers with transferred fresh sockets).
  *
  * Per client: at most one write in flight, of [cursor, head) as zero-copy ring views (two, corked,
- * when the range wraps). One write per wake-up and client keeps writes big (DESIGN fact 3).
+ * when the range wraps). One write per wake-up and client keeps writes big (docs/DESIGN-FACTS.md, fact 3).
  *
  * Invariants kept here (with ring.ts I2/I3):
  *  E1 A client's slot pins its cursor, which is the start of its write in flight; the cursor moves
@@ -20,7 +20,7 @@
  *     wait for it.
  *  E3 A removed client leaves nothing behind: slot released, listeners and callbacks inert.
  */
-import { RingReader, ahead, TS } from '../../shared/ring';
+import { type RingReader, ahead, TS } from '../../shared/ring';
 import type { LagPolicy } from '../config';
 
 /** The part of a socket the egress uses. */
@@ -80,7 +80,7 @@ export interface EgressOptions {
 }
 
 const noop = () => {};
-/** Largest single write: 256 KiB (DESIGN fact 3: past ~64 KB a write costs no less per byte). */
+/** Largest single write: 256 KiB (docs/DESIGN-FACTS.md, fact 3: past ~64 KB a write costs no less per byte). */
 const MAX_WRITE_PACKETS = 1394;
 /** Drain at least this often even with no new data, to apply timeouts. */
 const POLICE_MS = 250;

@@ -49,6 +49,8 @@ const MAX_PCR_GAP = 1 * PCR_HZ;
 /** A join point this close to the target counts as reaching it (GOPs of exactly target/n). */
 const TOLERANCE_S = 0.1;
 const INITIAL_ACC = 1 << 20;
+/** A segment that never reaches a usable join point is dropped past this (guard()): 20 s at 12 Mb/s. */
+const MAX_SEGMENT_PACKETS = Math.floor((30 << 20) / TS);
 
 export interface SegmenterOptions {
   /** Wanted segment length (media seconds). */
@@ -291,11 +293,12 @@ export class Segmenter {
 
   /**
    * A segment that never reaches a usable join point (no keyframes, no PCR) must not grow without
-   * bound: past a quarter of the ring it is dropped and the segmenter waits for the next join
-   * point as at the start (G2).
+   * bound: past MAX_SEGMENT_PACKETS it is dropped and the segmenter waits for the next join point
+   * as at the start (G2). Not tied to the ring's size: segments are copied out of it (G1), and a
+   * small ring must not cap the segment length.
    */
   private guard(): void {
-    if (this.accPackets <= this.ring.cap >> 2) return;
+    if (this.accPackets <= MAX_SEGMENT_PACKETS) return;
     this.accPackets = this.scanned = 0;
     this.pcrIdx = [];
     this.pcrMt = [];

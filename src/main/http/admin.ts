@@ -9,10 +9,21 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Supervisor, Stream } from '../supervision/supervisor';
 import type { EnginePool } from '../engine/engines';
 import type { Journal } from '../ops/journal';
+import type { AceEvent } from '../supervision/events';
+import { StreamNames } from '../catalog/names';
+import { Health } from '../ops/health';
 import { sendJson } from './reply';
 import { describe } from './describe';
 
 const LIVE_MS = 1000;
+/** The dashboard's history: one sample per stream this often, kept this long (GET /api/history). */
+const HISTORY_SAMPLE_MS = 5000;
+const HISTORY_MS = 15 * 60_000;
+/** Event kinds that count as a stream's faults, as the dashboard shows them. */
+const FAULT_KINDS = ['reconnect', 'retry', 'failover', 'actor-restart', 'client-cut'] as const;
+type FaultCounts = Record<(typeof FAULT_KINDS)[number], number>;
+/** [time ms, bytes out, bytes in, clients] */
+type Sample = [number, number, number, number];
 
 function keyMatches(given: string | undefined, key: string): boolean {
   if (!given) return false;
@@ -24,13 +35,23 @@ function keyMatches(given: string | undefined, key: string): boolean {
 export class Admin {
   private readonly live = new Set<ServerResponse>();
   private liveTimer: NodeJS.Timeout | null = null;
+  private readonly history = new Map<string, Sample[]>();
+  private readonly historyTimer: NodeJS.Timeout;
+  /** Per stream key, since the stream started: what went wrong, by kind (a stop forgets it). */
+  private readonly faults = new Map<string, FaultCounts>();
+  private readonly unsubscribe: () => void;
 
   constructor(
     private readonly sup: Supervisor,
     private readonly engines: EnginePool,
     private readonly journal: Journal | null,
     private readonly apiKey: string,
-  ) {}
+    private readonly names: StreamNames = new StreamNames(),
+    private readonly health: Health = new Health(),
+  ) {
+    this.historyTimer = setInterval(() => this.sample(), HISTORY_SAMPLE_MS).unref();
+    this.unsubscribe = sup.events.subscribe((e) => this.countFault(e));
+  }
 
   authorized(req: IncomingMessage, url: URL): boolean {
     if (!this.apiKey) return true;
@@ -50,10 +71,10 @@ export class Admin {
     const needStream = () => (stream ? false : (fail(404, 'stream not running'), true));
     switch (route) {
       case 'GET streams':
-        return sendJson(res, 200, { streams: [...this.sup.streams.values()].map(describe) });
+        return sendJson(res, 200, { streams: [...this.sup.streams.values()].map((s) => this.view(s)) });
       case 'GET streams/:':
         if (needStream()) return;
-        return sendJson(res, 200, { ...describe(stream!), events: this.sup.events.last(50, stream!.key) });
+        return sendJson(res, 200, { ...this.view(stream!), events: this.sup.events.last(50, stream!.key).map((e) => this.label(e)) });
       case 'DELETE streams/:':
       case 'POST streams/:/stop':
         if (needStream()) return;
@@ -81,10 +102,12 @@ export class Admin {
         return sendJson(res, 200, { engines: this.engineList() });
       case 'GET events':
         return this.eventsPage(res, url);
+      case 'GET history':
+        return sendJson(res, 200, { sample_ms: HISTORY_SAMPLE_MS, streams: Object.fromEntries(this.history) });
       case 'GET live':
         return this.openLive(req, res);
     }
-    const known = ['streams', 'engines', 'events', 'live'].includes(parts[0] ?? '');
+    const known = ['streams', 'engines', 'events', 'live', 'history'].includes(parts[0] ?? '');
     return known ? fail(405, `method ${m} not allowed here`) : fail(404, `no such API path: ${url.pathname}`);
   }
 
@@ -110,11 +133,43 @@ export class Admin {
     if (Number.isNaN(before) || Number.isNaN(limit)) return sendJson(res, 400, { error: 'before and limit must be positive whole numbers' });
     const kind = q.get('kind') ?? undefined;
     const stream = q.get('stream') ?? undefined;
-    sendJson(res, 200, await (this.journal ?? this.sup.events).page({ before, limit, kind, stream }));
+    const page = await (this.journal ?? this.sup.events).page({ before, limit, kind, stream });
+    sendJson(res, 200, { ...page, events: page.events.map((e) => this.label(e)) });
   }
 
   snapshot() {
-    return { time: Date.now(), streams: [...this.sup.streams.values()].map(describe), engines: this.engineList(), events: this.sup.events.last(20) };
+    return { time: Date.now(), streams: [...this.sup.streams.values()].map((s) => this.view(s)), engines: this.engineList(), events: this.sup.events.last(20).map((e) => this.label(e)), degraded: this.health.degraded };
+  }
+
+  /** describe() plus what only operators need: the key, a display name, fault counts. */
+  private view(s: Stream): Record<string, unknown> {
+    return { ...describe(s), key: s.key, name: s.channel?.name ?? this.names.ofKey(s.key) ?? this.names.ofId(s.selector.value) ?? null, faults: this.faults.get(s.key) ?? zeroFaults() };
+  }
+
+  /** An event with its stream's display name, when one is known. */
+  private label(e: AceEvent): AceEvent {
+    const name = e.stream === undefined ? undefined : (this.sup.streams.get(e.stream)?.channel?.name ?? this.names.ofKey(e.stream));
+    return name === undefined ? e : { ...e, stream_name: name };
+  }
+
+  private countFault(e: AceEvent): void {
+    if (e.stream === undefined) return;
+    if (e.kind === 'stream-stop') return void this.faults.delete(e.stream);
+    if (!(FAULT_KINDS as readonly string[]).includes(e.kind)) return;
+    let f = this.faults.get(e.stream);
+    if (!f) this.faults.set(e.stream, (f = zeroFaults()));
+    f[e.kind as keyof FaultCounts]++;
+  }
+
+  private sample(): void {
+    const now = Date.now();
+    for (const [key, s] of this.sup.streams) {
+      let h = this.history.get(key);
+      if (!h) this.history.set(key, (h = []));
+      h.push([now, s.egress.bytesOut, s.stats.bytesIn, s.egress.clients.length]);
+      while (h.length > 0 && h[0]![0] < now - HISTORY_MS) h.shift();
+    }
+    for (const key of this.history.keys()) if (!this.sup.streams.has(key)) this.history.delete(key);
   }
 
   private openLive(req: IncomingMessage, res: ServerResponse): void {
@@ -137,9 +192,15 @@ export class Admin {
   }
 
   close(): void {
+    clearInterval(this.historyTimer);
+    this.unsubscribe();
     if (this.liveTimer) clearInterval(this.liveTimer);
     this.liveTimer = null;
     for (const res of this.live) res.end();
     this.live.clear();
   }
+}
+
+function zeroFaults(): FaultCounts {
+  return { reconnect: 0, retry: 0, failover: 0, 'actor-restart': 0, 'client-cut': 0 };
 }

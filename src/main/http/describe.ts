@@ -34,6 +34,6 @@ export function describe(s: Stream): Record<string, unknown> {
     cuts: eg.cuts,
     engine_stat: s.stat,
     hls: hlsSummary(s),
-    client_list: eg.clients.map((c) => ({ id: c.info.id, remote: c.info.remote, since: new Date(c.since).toISOString(), bytes: c.bytes, lag_bytes: eg.lagBytes(c), skips: c.skips })),
+    client_list: eg.clients.map((c) => ({ id: c.info.id, remote: c.info.remote, since: new Date(c.since).toISOString(), bytes: c.bytes, lag_bytes: eg.lagBytes(c), skips: c.skips, user_agent: c.info.ua ?? null })),
   };
 }

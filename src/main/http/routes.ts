@@ -11,14 +11,16 @@ import type { Logger } from 'pino';
 import { HEX40 } from '../../shared/engine-api';
 import { slugOf } from '../catalog/channels';
 import { isExpected, badRequest, unauthorized, notFound } from '../errors';
-import { Supervisor, type Selector, type Stream, type ChannelRef } from '../supervision/supervisor';
+import type { Supervisor, Selector, Stream, ChannelRef } from '../supervision/supervisor';
 import type { Admin } from './admin';
 import type { Metrics } from '../ops/metrics';
+import type { Health } from '../ops/health';
 import type { EnginePool } from '../engine/engines';
 import { sendJson, sendError, fail } from './reply';
 import { describe } from './describe';
 import { dashboardHtml } from '../ops/dashboard';
-import { loadSource, rewritePlaylist, publicBase } from '../catalog/playlist';
+import { loadSource, rewritePlaylist, publicBase, channelIndex, channelsPlaylist } from '../catalog/playlist';
+import type { Channel } from '../catalog/channels';
 import type { Hls } from '../hls/hls';
 import { playerHtml, hlsJs, hlsJsMissing, PLAYER_CSP } from '../hls/player';
 
@@ -57,7 +59,7 @@ function parseStreamQuery(q: URLSearchParams, channel: boolean): Parsed<Selector
 }
 
 export interface RoutesOptions {
-  channels: ReadonlyMap<string, ChannelRef>;
+  channels: ReadonlyMap<string, Channel>;
   admin: Admin;
   metrics: Metrics;
   engines: EnginePool;
@@ -65,15 +67,19 @@ export interface RoutesOptions {
   playlist: string;
   publicUrl: string;
   engineTimeoutMs: number;
+  /** Degraded parts, listed by /readyz and /ace/status. */
+  health?: Health;
   hls?: Hls;
 }
 
 export class Routes {
   private clientSeq = 0;
-  private readonly channels: ReadonlyMap<string, ChannelRef>;
+  private readonly channels: ReadonlyMap<string, Channel>;
+  private readonly channelOf: ReturnType<typeof channelIndex>;
 
   constructor(private readonly sup: Supervisor, private readonly log: Logger, private readonly o: RoutesOptions) {
     this.channels = o.channels;
+    this.channelOf = channelIndex(o.channels.values());
   }
 
   /**
@@ -110,7 +116,8 @@ export class Routes {
     if (path === '/readyz') {
       if (!readOnly) return this.notAllowed(req, res);
       const ready = this.o.engines.anyHealthy();
-      return sendJson(res, ready ? 200 : 503, { ready, engines: this.o.engines.engines.map((e) => ({ url: e.url, healthy: e.healthy })) });
+      // Degraded parts are listed, not failed on (see ops/health.ts).
+      return sendJson(res, ready ? 200 : 503, { ready, engines: this.o.engines.engines.map((e) => ({ url: e.url, healthy: e.healthy })), degraded: this.o.health?.degraded ?? [] });
     }
     if (path === '/metrics') {
       if (!readOnly) return this.notAllowed(req, res);
@@ -121,8 +128,9 @@ export class Routes {
     }
     if (path === '/' || path === '/dashboard') {
       if (!readOnly) return this.notAllowed(req, res);
+      const html = dashboardHtml(); // before the head: a page that cannot be read is a 500, not a cut connection
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'" });
-      res.end(dashboardHtml());
+      res.end(html);
       return;
     }
     const playlist = path === '/playlist.m3u' || path === '/playlist.m3u8';
@@ -147,7 +155,7 @@ export class Routes {
     }
     if (path.startsWith('/ace/channel/')) {
       if (!readOnly) return this.notAllowed(req, res);
-      const channel = this.channelOf(res, path.slice('/ace/channel/'.length));
+      const channel = this.channelAt(res, path.slice('/ace/channel/'.length));
       if (!channel) return;
       const q = parseStreamQuery(url.searchParams, true);
       if ('error' in q) return fail(res, 400, q.error);
@@ -161,7 +169,7 @@ export class Routes {
   }
 
   /** The channel a /ace/channel/ path names; when none, answers 400/404 and returns null. */
-  private channelOf(res: ServerResponse, raw: string): ChannelRef | null {
+  private channelAt(res: ServerResponse, raw: string): ChannelRef | null {
     let slug: string;
     try {
       slug = decodeURIComponent(raw).toLowerCase().replace(/\/$/, '');
@@ -188,7 +196,7 @@ export class Routes {
       if ('error' in q) return sendError(res, badRequest(q.error));
       return hls.playlist(req, res, q.sel, q.extra, null, '');
     }
-    const channel = this.channelOf(res, path.slice('/ace/channel/'.length, -'.m3u8'.length));
+    const channel = this.channelAt(res, path.slice('/ace/channel/'.length, -'.m3u8'.length));
     if (!channel) return;
     const q = parseStreamQuery(url.searchParams, true);
     if ('error' in q) return sendError(res, badRequest(q.error));
@@ -213,16 +221,18 @@ export class Routes {
   }
 
   private async playlist(req: IncomingMessage, res: ServerResponse, format: string | null): Promise<void> {
-    if (format !== null && format !== 'ts' && format !== 'hls') return fail(res, 400, 'format must be ts or hls');
-    if (!this.o.playlist) return fail(res, 404, 'no playlist configured (ACEMUX_PLAYLIST)');
-    let text: string;
+    if (format !== null && format !== 'ts' && format !== 'hls') return sendError(res, badRequest('format must be ts or hls'));
+    if (!this.o.playlist && this.channels.size === 0) return fail(res, 404, 'no playlist configured (ACEMUX_PLAYLIST or ACEMUX_CHANNELS)');
+    let text = '';
     try {
-      text = await loadSource(this.o.playlist, this.o.engineTimeoutMs);
+      if (this.o.playlist) text = await loadSource(this.o.playlist, this.o.engineTimeoutMs);
     } catch (e) {
       return fail(res, 502, (e as Error).message);
     }
     const base = publicBase(req.headers.host, this.o.publicUrl || undefined, `http://${req.socket.localAddress}:${req.socket.localPort}`);
-    const body = rewritePlaylist(text, base, { token: this.o.streamToken || undefined, hls: format === 'hls' });
+    const token = this.o.streamToken || undefined;
+    const hls = format === 'hls';
+    const body = this.o.playlist ? rewritePlaylist(text, base, { token, channelOf: this.channelOf, hls }) : channelsPlaylist(this.channels.values(), base, { token, hls });
     res.writeHead(200, { 'content-type': 'audio/x-mpegurl; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
     res.end(req.method === 'HEAD' ? undefined : body);
   }
@@ -265,7 +275,7 @@ export class Routes {
     res.flushHeaders();
     socket.setNoDelay(true);
     const sink = socket as Socket;
-    const client = this.sup.attach(s, sink, { id: ++this.clientSeq, remote: `${socket.remoteAddress}:${socket.remotePort}`, t0 });
+    const client = this.sup.attach(s, sink, { id: ++this.clientSeq, remote: `${socket.remoteAddress}:${socket.remotePort}`, t0, ua: req.headers['user-agent']?.slice(0, 256) });
     this.log.debug({ stream: s.key, ms: Date.now() - t0 }, 'client attached');
     socket.once('close', () => {
       this.sup.detach(s, client);
@@ -275,7 +285,7 @@ export class Routes {
 
   private status(res: ServerResponse, q: URLSearchParams): void {
     const id = q.get('id') ?? q.get('infohash');
-    if (id === null) return sendJson(res, 200, { streams: this.sup.streams.size, events: this.sup.events.last(20) });
+    if (id === null) return sendJson(res, 200, { streams: this.sup.streams.size, events: this.sup.events.last(20), degraded: this.o.health?.degraded ?? [] });
     if (!HEX40.test(id)) return fail(res, 400, 'id must be 40 hexadecimal characters');
     const s = this.sup.find(id);
     if (!s) return fail(res, 404, 'stream not running');

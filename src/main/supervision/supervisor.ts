@@ -17,6 +17,9 @@
  *  S5 The actor exists from the stream's first moment to its last, across sessions, engines and
  *     alternates, so keepalive covers every gap; if its thread dies it is restarted on the same
  *     ring, and clients stay connected.
+ *  S6 A stopped stream's ring goes back to the pool (ring-pool.ts P1) only when every actor task
+ *     it ever ran has settled and every client socket that held its views has closed; sockets
+ *     still open clientTimeoutMs after the stop are destroyed, so no client pins a ring forever.
  *
  * Fault policy (decide()): the first fault of a stream that was flowing → reconnect to the same
  * playback URL; a session the engine no longer knows (403/404/410, stat "unknown playback
@@ -29,11 +32,12 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { randomBytes } from 'node:crypto';
 import type { Piscina } from 'piscina';
 import type { Config } from '../config';
-import { createRing, RingReader } from '../../shared/ring';
+import { RingReader } from '../../shared/ring';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/umd/node-adapter';
 import { WAKE, type ActorTask, type Command, type Report, type ActorStats, type EngineStat, type UpstreamFault, type ActorApi, type ActorInspection } from '../../shared/messages';
 import { Egress, EgressClock, type Client, type Sink, type CutReason } from '../egress/egress';
+import { RingPool } from '../egress/ring-pool';
 import { startSession, stopSession, type EngineSession } from '../engine/engine-client';
 import { EngineError, LimitError, StreamGoneError } from '../errors';
 import type { EventLog } from './events';
@@ -96,6 +100,11 @@ export class Stream {
   readonly triedIds = new Set<string>();
   readonly triedEngines = new Set<string>();
   life = 0;
+  /** Actor tasks started and not yet settled (S6). */
+  tasks = 0;
+  ringReturned = false;
+  /** Destroys the sockets still open after a stop (S6). */
+  closeTimer: NodeJS.Timeout | null = null;
   restarts: number[] = [];
   lastError: EngineError | null = null;
 
@@ -149,6 +158,7 @@ export class Supervisor {
   onFirstWrite: ((c: Client) => void) | null = null;
   /** Told synchronously when a stream stops, before its ring is let go (HLS releases its slot). */
   onStreamStop: ((s: Stream) => void) | null = null;
+  readonly rings: RingPool;
 
   constructor(
     private readonly cfg: Config,
@@ -157,6 +167,7 @@ export class Supervisor {
     readonly events: EventLog,
   ) {
     this.clock = new EgressClock(cfg.batchMs);
+    this.rings = new RingPool(cfg.ringPoolIdle);
   }
 
   /**
@@ -227,10 +238,19 @@ export class Supervisor {
   detach(s: Stream, c: Client): void {
     s.egress.remove(c);
     if (s.sinks.delete(c)) this.leave(s);
+    this.returnRing(s);
+  }
+
+  /** S6: the ring back to the pool once nothing can reach it; called on each event that may end that. */
+  private returnRing(s: Stream): void {
+    if (s.state !== 'stopped' || s.ringReturned || s.tasks > 0 || s.sinks.size > 0) return;
+    s.ringReturned = true;
+    if (s.closeTimer) clearTimeout(s.closeTimer); // it would keep the stream, and a dropped ring, alive
+    this.rings.give(s.egress.ring.sab);
   }
 
   private start(key: string, sel: Selector, extra: ReadonlyArray<[string, string]>, channel: ChannelRef | null): Stream {
-    const ring = new RingReader(createRing(this.cfg.ringBytes, this.cfg.maxClientsPerStream + 1)); // + the HLS segmenter's slot
+    const ring = new RingReader(this.rings.take(this.cfg.ringBytes, this.cfg.maxClientsPerStream + 1)); // + the HLS segmenter's slot
     const first = channel ? channel.ids[0]! : sel;
     const s = new Stream(key, first, extra, channel, ring, (st, r) => new Egress(r, {
       lagLimitBytes: this.cfg.lagLimitBytes,
@@ -330,22 +350,27 @@ export class Supervisor {
       engineTimeoutMs: this.cfg.engineTimeoutMs,
       connect,
       life: s.life,
-      crashAfterBytes: this.cfg.testCrashAfterBytes,
       inspectPort: rpc.port2,
     };
     port1.on('message', (m: Report | typeof WAKE) => {
+      if (stopped(s)) return; // its ring may already serve another stream (S6)
       if (m === WAKE) s.egress.drain();
       else this.onReport(s, m);
     });
+    s.tasks++;
     this.pool.run(task, { transferList: [port2, rpc.port2] as never }).then(
       () => {
         port1.close();
         rpc.port1.close();
+        s.tasks--;
+        this.returnRing(s);
       },
       (err: Error) => {
         port1.close();
         rpc.port1.close();
+        s.tasks--;
         if (s.state !== 'stopped' && s.port === port1) this.onActorDied(s, err);
+        this.returnRing(s);
       },
     );
   }
@@ -500,6 +525,12 @@ export class Supervisor {
     for (const [c, sink] of s.sinks) {
       s.egress.remove(c);
       sink.end(); // in-flight bytes still go out: nobody writes the ring any more
+    }
+    if (s.sinks.size > 0) {
+      // S6: a client that never reads never closes, and its unsent views would pin the ring.
+      s.closeTimer = setTimeout(() => {
+        for (const sink of s.sinks.values()) sink.destroy();
+      }, this.cfg.clientTimeoutMs).unref();
     }
     const cmd = s.session?.commandUrl;
     const p = cmd ? stopSession(cmd, this.cfg.stopTimeoutMs) : Promise.resolve(null);
