@@ -156,3 +156,30 @@ t.test('a stream with no PCR and no video is cut by arrival time at its PAT join
   t.equal(segs[0]!.pdtMs, 1000, 'the date-time is the first join point\'s arrival');
   seg.close();
 });
+
+t.test('a segmenter made for a stream already live cuts what its ring still holds at once', async (t) => {
+  const sab = createRing(4 << 20, 4);
+  const w = new RingWriter(sab);
+  const joins = new Set(JOINS);
+  let ms = 0;
+  for (let i = 0; i < PACKETS; i += 50) {
+    const n = Math.min(50, PACKETS - i);
+    for (let k = i; k < i + n; k++) if (joins.has(k)) w.addJoin(k, ms);
+    w.write(sample, i * TS, n);
+    ms += 50; // ~9 s of arrival for the sample's ~9.6 s of media
+    w.publish(ms);
+  }
+  const r = new RingReader(sab);
+  const segs: Array<Omit<Segment, 'seq' | 'dseq'>> = [];
+  const seg = new Segmenter(r, { targetS: 2, backfillMs: 6000, epochMs: 0, onSegment: (s) => segs.push(s) });
+  seg.poll();
+  t.ok(segs.length >= 2, `${segs.length} segments at the first poll, none waited for`);
+  t.equal(pidOf(segs[0]!.data, 0), PAT_PID, 'the first starts at a join point');
+  const startMs = segs[0]!.pdtMs;
+  t.ok(ms - startMs <= 6000 + 1000, `it starts within the backfill (${ms - startMs} ms of arrival behind the head)`);
+  t.ok(startMs > 0, 'and not at the very start of a ring holding more than the backfill');
+  const full = new Segmenter(r, { targetS: 2, backfillMs: 0, epochMs: 0, onSegment: () => t.fail('no backfill: nothing to cut yet') });
+  full.poll();
+  full.close();
+  seg.close();
+});
