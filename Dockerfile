@@ -28,7 +28,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
-# `npm run build` copies the dashboard page beside dashboard.js (dist/main/ops).
+# `npm run build` copies the dashboard and player pages beside dashboard.js (dist/main/ops).
 COPY --from=build /app/dist/main ./dist/main
 COPY --from=build /app/dist/shared ./dist/shared
 COPY --from=build /app/dist/workers ./dist/workers

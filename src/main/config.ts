@@ -90,6 +90,10 @@ export interface Config {
   publicUrl: string;
   /** SIGTERM: everything closed within this, or exit anyway. */
   shutdownTimeoutMs: number;
+  /** HLS: wanted segment length (segments end at the first GOP boundary past it). */
+  hlsSegmentMs: number;
+  /** HLS: segments a live playlist lists. */
+  hlsWindow: number;
 }
 
 type Kind = 'string' | 'path' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum' | 'bool';
@@ -151,6 +155,8 @@ export const OPTIONS: readonly Option[] = [
   { key: 'playlist', flag: '--playlist', env: 'ACEMUX_PLAYLIST', kind: 'path', def: '', help: 'source M3U (file or URL) served rewritten at /playlist.m3u' },
   { key: 'publicUrl', flag: '--public-url', env: 'ACEMUX_PUBLIC_URL', kind: 'path', def: '', help: "base URL for playlist links (default: the request's Host)" },
   { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout', env: 'ACEMUX_SHUTDOWN_TIMEOUT', kind: 'duration', def: '8s', help: 'bound on graceful shutdown (keep it below the stop timeout: docker 10s, Kubernetes 30s)' },
+  { key: 'hlsSegmentMs', flag: '--hls-segment', env: 'ACEMUX_HLS_SEGMENT', kind: 'duration', def: '2s', help: 'HLS segment length (cut at the first keyframe past it)' },
+  { key: 'hlsWindow', flag: '--hls-window', env: 'ACEMUX_HLS_WINDOW', kind: 'int', def: '6', help: 'segments in a live HLS playlist' },
   { key: 'logLevel', flag: '--log-level', env: 'ACEMUX_LOG_LEVEL', alias: 'ACEXY_LOG_LEVEL', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], def: 'info', help: 'log level' },
 ];
 
@@ -175,8 +181,8 @@ function parseGoBool(text: string, name: string): boolean {
   throw new ConfigError(`${name}: "${text}" is not a boolean (true or false)`);
 }
 
-const HLS_WARNING = "acexy's M3U8 (HLS) mode was asked for, but acemux does not serve HLS yet: every stream is MPEG-TS at /ace/getstream (and /ace/channel/<name>); players that need HLS will not play";
-const HLS_TIMEOUT_WARNING = "acexy's M3U8 stream timeout applies only to its HLS mode, which acemux does not have: it is ignored; an MPEG-TS stream ends --grace (5s) after its last client leaves";
+const HLS_WARNING = "acexy's M3U8 (HLS) mode needs no switch in acemux: HLS is always served, made by acemux, at /ace/manifest.m3u8 (and /ace/channel/<name>.m3u8) beside MPEG-TS at /ace/getstream; the flag changes nothing";
+const HLS_TIMEOUT_WARNING = "acexy's M3U8 stream timeout is ignored: an HLS viewer is gone after 3 target durations without a fetch, and a stream ends --grace (5s) after its last viewer or client";
 
 const UNITS_MS: Record<string, number> = { ms: 1, s: 1e3, m: 60e3, h: 3600e3 };
 const UNITS_B: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, kib: 1024, mib: 1 << 20, gib: 1 << 30 };
@@ -226,7 +232,7 @@ export function parseEngines(text: string): string[] {
 export function helpText(): string {
   const goFlag = (o: Option) => Object.keys(ACEXY_FLAGS).find((k) => ACEXY_FLAGS[k] === o.flag);
   const rows = OPTIONS.map((o) => `  ${(o.flag + ' <v>').padEnd(30)} ${o.help}${o.def ? ` [${o.def}]` : ''}\n${' '.repeat(33)}env ${o.env}${o.alias ? `, ${o.alias}` : ''}${goFlag(o) ? `; acexy -${goFlag(o)}` : ''}`);
-  return `Usage: acemux [options]\n\nA multiplexing AceStream proxy: GET /ace/getstream?id=<40 hex>\n\nOptions (flag, environment):\n${rows.join('\n')}\n  --help                         this text\n\nacexy's -${ACEXY_HLS_FLAG} and -${ACEXY_HLS_TIMEOUT_FLAG} (ACEXY_M3U8, ACEXY_M3U8_STREAM_TIMEOUT) are accepted with a warning: no HLS yet.\n`;
+  return `Usage: acemux [options]\n\nA multiplexing AceStream proxy: GET /ace/getstream?id=<40 hex>\n\nOptions (flag, environment):\n${rows.join('\n')}\n  --help                         this text\n\nacexy's -${ACEXY_HLS_FLAG} and -${ACEXY_HLS_TIMEOUT_FLAG} (ACEXY_M3U8, ACEXY_M3U8_STREAM_TIMEOUT) are accepted with a warning: HLS needs no switch (/ace/manifest.m3u8).\n`;
 }
 
 /**
@@ -338,6 +344,8 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     playlist: raw.playlist as string,
     publicUrl: (raw.publicUrl as string).replace(/\/+$/, ''),
     shutdownTimeoutMs: raw.shutdownTimeoutMs as number,
+    hlsSegmentMs: raw.hlsSegmentMs as number,
+    hlsWindow: raw.hlsWindow as number,
   };
   check(cfg);
   return cfg;
@@ -390,4 +398,6 @@ function check(c: Config): void {
   need(c.retryBaseMs >= 1 && c.retryCapMs >= c.retryBaseMs, '--retry-cap: must be at least --retry-base (which must be above 0)');
   need(c.retryAttempts >= 1, '--retry-attempts: at least 1');
   need(c.clientTimeoutMs >= 1000, '--client-timeout: at least 1s');
+  need(c.hlsSegmentMs >= 500 && c.hlsSegmentMs <= 30_000, '--hls-segment: must be between 500ms and 30s');
+  need(c.hlsWindow >= 3 && c.hlsWindow <= 100, '--hls-window: must be between 3 and 100 (RFC 8216 6.2.2 wants at least 3 segments)');
 }

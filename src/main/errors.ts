@@ -29,6 +29,7 @@ export type ErrorCode =
   | 'ACEMUX_ERR_ENGINE_UNREACHABLE'
   | 'ACEMUX_ERR_ENGINE_TIMEOUT'
   | 'ACEMUX_ERR_ENGINE_BAD_ANSWER'
+  | 'ACEMUX_ERR_HLS_TIMEOUT'
   | 'ACEMUX_ERR_INTERNAL';
 
 export class AcemuxError extends Error {
@@ -79,6 +80,9 @@ export const forbidden = (message: string) => new RequestError('ACEMUX_ERR_FORBI
 export const notFound = (message: string) => new RequestError('ACEMUX_ERR_NOT_FOUND', message, 404);
 export const methodNotAllowed = (method: string | undefined) => new RequestError('ACEMUX_ERR_METHOD', `method ${method} not allowed`, 405);
 export const tooMany = (message: string, retryAfterS: number) => new RequestError('ACEMUX_ERR_TOO_MANY', message, 429, retryAfterS);
+
+/** An HLS playlist asked for before the stream had a first segment, still without one at the deadline. */
+export const hlsTimeout = (message: string) => new AcemuxError('ACEMUX_ERR_HLS_TIMEOUT', message, 504);
 
 /** A request the supervisor cannot take now (a stream, client or engine limit): 503 with Retry-After. */
 export class LimitError extends AcemuxError {

@@ -17,6 +17,7 @@ import { loadChannels, type ChannelMap } from './catalog/channels';
 import { Journal } from './ops/journal';
 import { Metrics } from './ops/metrics';
 import { Admin } from './http/admin';
+import { Hls } from './hls/hls';
 import { StreamNames } from './catalog/names';
 import { loadSource } from './catalog/playlist';
 import { Health } from './ops/health';
@@ -103,7 +104,9 @@ export async function startServer(cfg: Config, log: Logger, opts: ServerOptions 
   }
   const guard = new KeyGuard(cfg.apiKey);
   const admin = new Admin(supervisor, engines, journal, guard, { names, health });
-  const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs, health, guard, publicMetrics: cfg.publicMetrics, publicStatus: cfg.publicStatus, maxClientsPerIp: cfg.maxClientsPerIp });
+  const hls = new Hls(supervisor, { segmentMs: cfg.hlsSegmentMs, window: cfg.hlsWindow, engineTimeoutMs: cfg.engineTimeoutMs, streamToken: cfg.streamToken }, metrics.registry);
+  supervisor.onStreamStop = (s) => hls.onStop(s);
+  const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs, health, guard, publicMetrics: cfg.publicMetrics, publicStatus: cfg.publicStatus, maxClientsPerIp: cfg.maxClientsPerIp, hls });
   const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => routes.handle(req, res));
   // Malformed or oversize requests never reach the routes: answer them in JSON too.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
@@ -130,6 +133,7 @@ export async function startServer(cfg: Config, log: Logger, opts: ServerOptions 
     engines.stop();
     admin.close();
     await supervisor.close();
+    hls.close();
     await drained(routes.viewers, drainUntil);
     server.closeAllConnections();
     await pool.destroy();

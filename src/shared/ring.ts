@@ -323,6 +323,19 @@ export class RingReader extends Ring {
     return best;
   }
 
+  /** Join entries written so far (a wrapping count): a reader that follows every one (the HLS
+   *  segmenter) keeps its own count and reads entries [mine, joinCount()) with joinAt(). */
+  joinCount(): number {
+    return Atomics.load(this.h, H_JOINS);
+  }
+
+  /** Entry k as [pos, ms]; null once it has been overwritten (k ≤ joinCount() − JOIN_CAP). */
+  joinAt(k: number): [number, number] | null {
+    if (ahead(this.joinCount(), k) > JOIN_CAP - 4) return null; // margin: the writer may be storing entry k now
+    const i = (k & (JOIN_CAP - 1)) * 2;
+    return [Atomics.load(this.joins, i), Atomics.load(this.joins, i + 1)];
+  }
+
   /**
    * Zero-copy views of packets [from, to), one or two (when the range wraps). The views alias the
    * ring: they may be handed to a socket only while the caller's slot pins `from` (I2).

@@ -96,8 +96,8 @@ function redact(url: string): string {
 }
 
 /** A channel's link on this proxy: /ace/channel/<slug>, so a player gets its alternates and failover. */
-function channelLink(root: string, slug: string, token: string | undefined): string {
-  return `${root}/ace/channel/${encodeURIComponent(slug)}${token ? `?token=${encodeURIComponent(token)}` : ''}`;
+function channelLink(root: string, slug: string, token: string | undefined, hls = false): string {
+  return `${root}/ace/channel/${encodeURIComponent(slug)}${hls ? '.m3u8' : ''}${token ? `?token=${encodeURIComponent(token)}` : ''}`;
 }
 
 /** Maps a content id to the slug of the channel (from the channels file) that lists it. */
@@ -110,9 +110,10 @@ export function channelIndex(channels: Iterable<Channel>): (id: ContentId) => st
 /**
  * Points every AceStream link at this proxy, leaving all else as it was: at the channel's
  * /ace/channel/<slug> when `channelOf` knows the id (every alternate entry of a channel then plays
- * the channel, with failover), else at /ace/getstream.
+ * the channel, with failover), else at /ace/getstream. With `hls`, at the same streams' HLS
+ * playlists instead: /ace/channel/<slug>.m3u8 and /ace/manifest.m3u8.
  */
-export function rewritePlaylist(text: string, base: string, opts: { token?: string; channelOf?: (id: ContentId) => string | undefined } = {}): string {
+export function rewritePlaylist(text: string, base: string, opts: { token?: string; channelOf?: (id: ContentId) => string | undefined; hls?: boolean } = {}): string {
   const root = base.replace(/\/+$/, '');
   const token = opts.token ? `&token=${encodeURIComponent(opts.token)}` : '';
   const lines = splitLines(text);
@@ -123,7 +124,7 @@ export function rewritePlaylist(text: string, base: string, opts: { token?: stri
     const id = contentIdOf(line);
     if (!id) return line;
     const slug = opts.channelOf?.(id);
-    return slug !== undefined ? channelLink(root, slug, opts.token) : `${root}/ace/getstream?${id.name}=${id.value}${token}`;
+    return slug !== undefined ? channelLink(root, slug, opts.token, opts.hls) : `${root}/ace/${opts.hls ? 'manifest.m3u8' : 'getstream'}?${id.name}=${id.value}${token}`;
   });
   if (!/^#EXTM3U\b/i.test(out[0]?.trim() ?? '')) out.unshift('#EXTM3U');
   return out.join('\n') + '\n';
@@ -133,12 +134,12 @@ export function rewritePlaylist(text: string, base: string, opts: { token?: stri
 const attr = (v: string) => v.replace(/["\r\n]+/g, ' ').trim();
 
 /** With a channels file and no source playlist: one entry per channel, in file order. */
-export function channelsPlaylist(channels: Iterable<Channel>, base: string, opts: { token?: string } = {}): string {
+export function channelsPlaylist(channels: Iterable<Channel>, base: string, opts: { token?: string; hls?: boolean } = {}): string {
   const root = base.replace(/\/+$/, '');
   const out = ['#EXTM3U'];
   for (const ch of channels) {
     const attrs = [['tvg-id', ch.tvgId], ['tvg-logo', ch.logo], ['group-title', ch.group]].filter(([, v]) => v).map(([k, v]) => ` ${k}="${attr(v!)}"`).join('');
-    out.push(`#EXTINF:-1${attrs},${ch.name.replace(/[\r\n]+/g, ' ').trim()}`, channelLink(root, ch.slug, opts.token));
+    out.push(`#EXTINF:-1${attrs},${ch.name.replace(/[\r\n]+/g, ' ').trim()}`, channelLink(root, ch.slug, opts.token, opts.hls));
   }
   return out.join('\n') + '\n';
 }

@@ -1,6 +1,7 @@
 /** How a stream looks from outside: /ace/status, the admin API and the dashboard share this view. */
 import { TS } from '../../shared/ring';
 import type { Stream } from '../supervision/supervisor';
+import { hlsSummary } from '../hls/hls';
 
 /** acexy's fields (clients, stream_id, stat_url) first, then ours. */
 export function describe(s: Stream): Record<string, unknown> {
@@ -34,6 +35,7 @@ export function describe(s: Stream): Record<string, unknown> {
     engine_stat: s.stat,
     engine_stat_error: s.statError,
     last_fault: s.lastFault,
+    hls: hlsSummary(s),
     client_list: eg.clients.map((c) => ({ id: c.info.id, remote: c.info.remote, since: new Date(c.since).toISOString(), bytes: c.bytes, lag_bytes: eg.lagBytes(c), skips: c.skips, user_agent: c.info.ua ?? null })),
   };
 }

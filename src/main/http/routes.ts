@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { HEX40 } from '../../shared/engine-api';
 import { slugOf } from '../catalog/channels';
-import { isExpected, tooMany } from '../errors';
+import { isExpected, tooMany, badRequest, unauthorized, notFound } from '../errors';
 import { parseStreamQuery } from './stream-query';
 import { AddressLimit, clientAddress, type KeyGuard } from './guard';
 import type { Supervisor, Selector, Stream, ChannelRef } from '../supervision/supervisor';
@@ -23,6 +23,8 @@ import { describe } from './describe';
 import { dashboardHtml } from '../ops/dashboard';
 import { loadSource, rewritePlaylist, publicBase, channelIndex, channelsPlaylist } from '../catalog/playlist';
 import type { Channel } from '../catalog/channels';
+import type { Hls } from '../hls/hls';
+import { playerHtml, hlsJs, hlsJsMissing, PLAYER_CSP } from '../hls/player';
 
 /** Requests a client may pipeline behind a stream request before its connection is cut (they are never started). */
 const MAX_IGNORED = 8;
@@ -43,6 +45,7 @@ export interface RoutesOptions {
   publicMetrics: boolean;
   publicStatus: boolean;
   maxClientsPerIp: number;
+  hls?: Hls;
 }
 
 export class Routes {
@@ -143,9 +146,16 @@ export class Routes {
       const token = url.searchParams.get('token') ?? '';
       if (token !== this.o.streamToken) return fail(res, 401, 'missing or wrong token');
     }
+    if (path === '/ace/manifest.m3u8' || path.startsWith('/ace/hls/') || (path.startsWith('/ace/channel/') && path.endsWith('.m3u8'))) {
+      return this.hlsRoute(req, res, url);
+    }
+    if (path === '/player' || path === '/player/hls.min.js') {
+      if (!readOnly) return this.notAllowed(req, res);
+      return this.player(req, res, path);
+    }
     if (playlist) {
       if (!readOnly) return this.notAllowed(req, res);
-      return this.playlist(req, res);
+      return this.playlist(req, res, url.searchParams.get('format'));
     }
     if (path === '/ace/getstream' || path === '/ace/getstream/') {
       if (!readOnly) return this.notAllowed(req, res);
@@ -153,14 +163,8 @@ export class Routes {
     }
     if (path.startsWith('/ace/channel/')) {
       if (!readOnly) return this.notAllowed(req, res);
-      let slug: string;
-      try {
-        slug = decodeURIComponent(path.slice('/ace/channel/'.length)).toLowerCase().replace(/\/$/, '');
-      } catch {
-        return fail(res, 400, 'malformed channel name');
-      }
-      const channel = this.channels.get(slug) ?? this.channels.get(slugOf(slug));
-      if (!channel) return fail(res, 404, this.channels.size ? `no channel "${slug}"` : 'no channels file configured (ACEMUX_CHANNELS)');
+      const channel = this.channelAt(res, path.slice('/ace/channel/'.length));
+      if (!channel) return;
       const q = parseStreamQuery(url.searchParams, true);
       if ('error' in q) return fail(res, 400, q.error);
       return this.play(req, res, channel.ids[0]!, q.extra, channel);
@@ -173,11 +177,60 @@ export class Routes {
     return fail(res, 404, `no such path: ${path}`);
   }
 
+  /** The channel a /ace/channel/ path names; when none, answers 400/404 and returns null. */
+  private channelAt(res: ServerResponse, raw: string): ChannelRef | null {
+    let slug: string;
+    try {
+      slug = decodeURIComponent(raw).toLowerCase().replace(/\/$/, '');
+    } catch {
+      fail(res, 400, 'malformed channel name');
+      return null;
+    }
+    const channel = this.channels.get(slug) ?? this.channels.get(slugOf(slug));
+    if (!channel) fail(res, 404, this.channels.size ? `no channel "${slug}"` : 'no channels file configured (ACEMUX_CHANNELS)');
+    return channel ?? null;
+  }
+
+  /** HLS (src/main/hls): the token, method and query rules of getstream apply unchanged. */
+  private hlsRoute(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> | void {
+    const readOnly = req.method === 'GET' || req.method === 'HEAD';
+    if (!readOnly) return this.notAllowed(req, res);
+    if (this.o.streamToken && (url.searchParams.get('token') ?? '') !== this.o.streamToken) return sendError(res, unauthorized('missing or wrong token'));
+    const hls = this.o.hls;
+    if (!hls) return sendError(res, notFound('HLS is not enabled'));
+    const path = url.pathname;
+    if (path.startsWith('/ace/hls/')) return hls.segment(req, res, path.slice('/ace/hls/'.length));
+    if (path === '/ace/manifest.m3u8') {
+      const q = parseStreamQuery(url.searchParams, false);
+      if ('error' in q) return sendError(res, badRequest(q.error));
+      return hls.playlist(req, res, q.sel, q.extra, null, '');
+    }
+    const channel = this.channelAt(res, path.slice('/ace/channel/'.length, -'.m3u8'.length));
+    if (!channel) return;
+    const q = parseStreamQuery(url.searchParams, true);
+    if ('error' in q) return sendError(res, badRequest(q.error));
+    return hls.playlist(req, res, channel.ids[0]!, q.extra, channel, '../');
+  }
+
+  private player(req: IncomingMessage, res: ServerResponse, path: string): void {
+    if (path === '/player') {
+      const html = playerHtml();
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': PLAYER_CSP });
+      res.end(req.method === 'HEAD' ? undefined : html);
+      return;
+    }
+    const js = hlsJs();
+    if (!js) return sendError(res, hlsJsMissing());
+    res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'content-length': js.length, 'cache-control': 'public, max-age=3600' });
+    res.end(req.method === 'HEAD' ? undefined : js);
+  }
+
   private notAllowed(req: IncomingMessage, res: ServerResponse): void {
     fail(res, 405, `method ${req.method} not allowed`, { allow: 'GET, HEAD', connection: 'close' });
   }
 
-  private async playlist(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async playlist(req: IncomingMessage, res: ServerResponse, format: string | null): Promise<void> {
+    if (format !== null && format !== 'ts' && format !== 'hls') return sendError(res, badRequest('format must be ts or hls'));
     if (!this.o.playlist && this.channels.size === 0) return fail(res, 404, 'no playlist configured (ACEMUX_PLAYLIST or ACEMUX_CHANNELS)');
     let text = '';
     try {
@@ -187,7 +240,8 @@ export class Routes {
     }
     const base = publicBase(req.headers.host, this.o.publicUrl || undefined, `http://${req.socket.localAddress}:${req.socket.localPort}`);
     const token = this.o.streamToken || undefined;
-    const body = this.o.playlist ? rewritePlaylist(text, base, { token, channelOf: this.channelOf }) : channelsPlaylist(this.channels.values(), base, { token });
+    const hls = format === 'hls';
+    const body = this.o.playlist ? rewritePlaylist(text, base, { token, channelOf: this.channelOf, hls }) : channelsPlaylist(this.channels.values(), base, { token, hls });
     res.writeHead(200, { 'content-type': 'audio/x-mpegurl; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
     res.end(req.method === 'HEAD' ? undefined : body);
   }

@@ -138,7 +138,7 @@ export class Stream {
 const stopped = (s: Stream): boolean => s.state === 'stopped';
 
 /** The content id plus the engine parameters (routes' stream-query.ts Q1), re-encoded so a value can never read as another parameter. */
-function streamKey(sel: Selector, extra: ReadonlyArray<[string, string]>): string {
+export function streamKey(sel: Selector, extra: ReadonlyArray<[string, string]>): string {
   const rest = new URLSearchParams([...extra].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))).toString();
   return `${sel.name}=${sel.value.toLowerCase()}${rest ? `&${rest}` : ''}`;
 }
@@ -161,6 +161,8 @@ export class Supervisor {
   readonly bytesDone = { in: 0, out: 0 };
   /** Hook for first-byte metrics (set by the server). */
   onFirstWrite: ((c: Client) => void) | null = null;
+  /** Told synchronously when a stream stops, before its ring is let go (HLS releases its slot). */
+  onStreamStop: ((s: Stream) => void) | null = null;
   readonly rings: RingPool;
 
   constructor(
@@ -253,7 +255,7 @@ export class Supervisor {
   }
 
   private start(key: string, sel: Selector, extra: ReadonlyArray<[string, string]>, channel: ChannelRef | null): Stream {
-    const ring = new RingReader(this.rings.take(this.cfg.ringBytes, this.cfg.maxClientsPerStream));
+    const ring = new RingReader(this.rings.take(this.cfg.ringBytes, this.cfg.maxClientsPerStream + 1)); // + the HLS segmenter's slot
     const first = channel ? channel.ids[0]! : sel;
     const s = new Stream(key, first, extra, channel, ring, (st, r) => new Egress(r, {
       lagLimitBytes: this.cfg.lagLimitBytes,
@@ -527,6 +529,7 @@ export class Supervisor {
     for (const t of [s.graceTimer, s.retryTimer]) if (t) clearTimeout(t);
     s.graceTimer = s.retryTimer = null;
     this.send(s, { type: 'stop' });
+    this.onStreamStop?.(s);
     for (const [c, sink] of s.sinks) {
       s.egress.remove(c);
       sink.end(); // in-flight bytes still go out: nobody writes the ring any more
