@@ -28,13 +28,18 @@ export function parsePlaylist(text: string): ParsedPlaylist {
   const p = new Parser();
   p.push(text);
   p.end();
-  const m = p.manifest as any;
+  const m = p.manifest as {
+    mediaSequence?: number;
+    discontinuitySequence?: number;
+    targetDuration: number;
+    segments: Array<{ uri: string; duration: number; discontinuity?: boolean; programDateTime?: number }>;
+  };
   const ms: number = m.mediaSequence ?? 0;
   const ds: number = m.discontinuitySequence ?? 0;
   let d = ds;
-  const segments = (m.segments as any[]).map((s, i) => {
+  const segments = m.segments.map((s, i) => {
     if (s.discontinuity) d++;
-    return { seq: ms + i, dseq: d, uri: s.uri as string, duration: s.duration as number, discontinuity: !!s.discontinuity, pdt: typeof s.programDateTime === 'number' ? s.programDateTime : null };
+    return { seq: ms + i, dseq: d, uri: s.uri, duration: s.duration, discontinuity: !!s.discontinuity, pdt: typeof s.programDateTime === 'number' ? s.programDateTime : null };
   });
   return { targetDuration: m.targetDuration, mediaSequence: ms, discontinuitySequence: ds, segments };
 }
