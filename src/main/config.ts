@@ -7,6 +7,7 @@
  * No I/O here: callers pass argv and env.
  */
 import { ConfigError } from './errors';
+import { parseTrustedProxies, type TrustedProxies } from './http/client-address';
 
 export type LagPolicy = 'skip' | 'disconnect';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -80,9 +81,13 @@ export interface Config {
   publicUrl: string;
   /** SIGTERM: everything closed within this, or exit anyway. */
   shutdownTimeoutMs: number;
+  /** Peers whose X-Forwarded-For is believed (a balancer in front of a cluster); none by default. */
+  trustedProxies: TrustedProxies;
+  /** SIGTERM: stay unready this long, still serving current viewers, before ending them. */
+  drainDelayMs: number;
 }
 
-type Kind = 'string' | 'path' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum';
+type Kind = 'string' | 'path' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum' | 'proxies';
 
 interface Option {
   key: keyof Config | 'listen' | 'engineScheme' | 'engineHost' | 'enginePort';
@@ -136,6 +141,8 @@ export const OPTIONS: readonly Option[] = [
   { key: 'playlist', flag: '--playlist', env: 'ACEMUX_PLAYLIST', kind: 'path', def: '', help: 'source M3U (file or URL) served rewritten at /playlist.m3u' },
   { key: 'publicUrl', flag: '--public-url', env: 'ACEMUX_PUBLIC_URL', kind: 'path', def: '', help: "base URL for playlist links (default: the request's Host)" },
   { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout', env: 'ACEMUX_SHUTDOWN_TIMEOUT', kind: 'duration', def: '10s', help: 'bound on graceful shutdown' },
+  { key: 'trustedProxies', flag: '--trusted-proxies', env: 'ACEMUX_TRUSTED_PROXIES', kind: 'proxies', def: '', help: 'IPs/CIDRs (comma separated) whose X-Forwarded-For is trusted, e.g. a load balancer' },
+  { key: 'drainDelayMs', flag: '--drain-delay', env: 'ACEMUX_DRAIN_DELAY', kind: 'duration', def: '0', help: 'on SIGTERM, answer /readyz 503 this long before ending viewers (a balancer notices)' },
   { key: 'logLevel', flag: '--log-level', env: 'ACEMUX_LOG_LEVEL', alias: 'ACEXY_LOG_LEVEL', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], def: 'info', help: 'log level' },
 ];
 
@@ -260,6 +267,8 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     playlist: raw.playlist as string,
     publicUrl: (raw.publicUrl as string).replace(/\/+$/, ''),
     shutdownTimeoutMs: raw.shutdownTimeoutMs as number,
+    trustedProxies: raw.trustedProxies as TrustedProxies,
+    drainDelayMs: raw.drainDelayMs as number,
   };
   check(cfg);
   return cfg;
@@ -274,6 +283,7 @@ function convert(o: Option, text: string): unknown {
     case 'size': return parseSize(text);
     case 'listen': return parseListen(text);
     case 'engines': return parseEngines(text);
+    case 'proxies': return parseTrustedProxies(text);
     case 'enum':
       if (!o.values!.includes(text.trim().toLowerCase())) throw new ConfigError(`"${text}" is not one of ${o.values!.join(', ')}`);
       return text.trim().toLowerCase();
@@ -296,4 +306,5 @@ function check(c: Config): void {
   need(c.retryBaseMs >= 1 && c.retryCapMs >= c.retryBaseMs, '--retry-cap: must be at least --retry-base (which must be above 0)');
   need(c.retryAttempts >= 1, '--retry-attempts: at least 1');
   need(c.clientTimeoutMs >= 1000, '--client-timeout: at least 1s');
+  need(c.drainDelayMs < c.shutdownTimeoutMs, '--drain-delay: must be shorter than --shutdown-timeout, which bounds the whole shutdown');
 }

@@ -81,7 +81,8 @@ export async function startServer(cfg: Config, log: Logger, opts: ServerOptions 
     log.info({ channels: channels.size }, 'channels file loaded');
   }
   const admin = new Admin(supervisor, engines, journal, cfg.apiKey);
-  const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs });
+  let draining = false; // from SIGTERM on (close())
+  const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs, trustedProxies: cfg.trustedProxies, draining: () => draining });
   const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => routes.handle(req, res));
   // Malformed or oversize requests never reach the routes: answer them in JSON too.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
@@ -97,13 +98,18 @@ export async function startServer(cfg: Config, log: Logger, opts: ServerOptions 
   const port = (server.address() as AddressInfo).port;
   engines.start(cfg.engineProbeMs);
   let closing: Promise<void> | null = null;
-  // Graceful shutdown: stop accepting, end every client response, stop the engine sessions
-  // (bounded), flush the journal; the CLI bounds the whole of it.
+  // Graceful shutdown: turn unready (/readyz 503, new viewers 503) while every client response
+  // ends and the engine sessions stop (bounded), then stop accepting, flush the journal; the CLI
+  // bounds the whole of it. Listening until the sessions are stopped lets a balancer see the 503s
+  // and send new viewers elsewhere instead of guessing from refused connections.
   const close = () => (closing ??= (async () => {
-    server.close();
+    draining = true;
+    // Current viewers keep playing while the balancer's health checks see the 503 (drain delay).
+    if (cfg.drainDelayMs > 0) await new Promise((r) => setTimeout(r, cfg.drainDelayMs));
     engines.stop();
     admin.close();
     await supervisor.close();
+    server.close();
     server.closeAllConnections();
     await pool.destroy();
     metrics.close();

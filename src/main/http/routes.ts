@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { HEX40 } from '../../shared/engine-api';
 import { slugOf } from '../catalog/channels';
-import { isExpected } from '../errors';
+import { isExpected, LimitError } from '../errors';
 import type { Supervisor, Selector, Stream, ChannelRef } from '../supervision/supervisor';
 import type { Admin } from './admin';
 import type { Metrics } from '../ops/metrics';
@@ -19,6 +19,7 @@ import { sendJson, sendError, fail } from './reply';
 import { describe } from './describe';
 import { dashboardHtml } from '../ops/dashboard';
 import { loadSource, rewritePlaylist, publicBase } from '../catalog/playlist';
+import { remoteLabel, type TrustedProxies } from './client-address';
 
 const SELECTORS = ['id', 'infohash', 'content_id'] as const;
 /** Ours to set: a client's pid would let two players steal one engine session from each other. */
@@ -63,6 +64,10 @@ export interface RoutesOptions {
   playlist: string;
   publicUrl: string;
   engineTimeoutMs: number;
+  /** Whose X-Forwarded-For names the client (ACEMUX_TRUSTED_PROXIES); none when absent. */
+  trustedProxies?: TrustedProxies;
+  /** True from SIGTERM on: unready, and new viewers are refused (a balancer retries elsewhere). */
+  draining?: () => boolean;
 }
 
 export class Routes {
@@ -106,8 +111,10 @@ export class Routes {
     if (path === '/livez') return readOnly ? sendJson(res, 200, { status: 'alive' }) : this.notAllowed(req, res);
     if (path === '/readyz') {
       if (!readOnly) return this.notAllowed(req, res);
-      const ready = this.o.engines.anyHealthy();
-      return sendJson(res, ready ? 200 : 503, { ready, engines: this.o.engines.engines.map((e) => ({ url: e.url, healthy: e.healthy })) });
+      // A draining node (SIGTERM) is unready at once, so a balancer sends new viewers elsewhere.
+      const draining = this.sup.closed || (this.o.draining?.() ?? false);
+      const ready = !draining && this.o.engines.anyHealthy();
+      return sendJson(res, ready ? 200 : 503, { ready, draining, engines: this.o.engines.engines.map((e) => ({ url: e.url, healthy: e.healthy })) });
     }
     if (path === '/metrics') {
       if (!readOnly) return this.notAllowed(req, res);
@@ -188,6 +195,7 @@ export class Routes {
       res.end();
       return;
     }
+    if (this.o.draining?.()) return sendError(res, new LimitError('acemux is shutting down', 5));
     const socket = req.socket;
     let gone = false;
     const onEarlyClose = () => (gone = true);
@@ -213,7 +221,7 @@ export class Routes {
     res.flushHeaders();
     socket.setNoDelay(true);
     const sink = socket as Socket;
-    const client = this.sup.attach(s, sink, { id: ++this.clientSeq, remote: `${socket.remoteAddress}:${socket.remotePort}`, t0 });
+    const client = this.sup.attach(s, sink, { id: ++this.clientSeq, remote: remoteLabel(req, this.o.trustedProxies), t0 });
     this.log.debug({ stream: s.key, ms: Date.now() - t0 }, 'client attached');
     socket.once('close', () => {
       this.sup.detach(s, client);
