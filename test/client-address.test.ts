@@ -4,13 +4,18 @@ import type { IncomingMessage } from 'node:http';
 import { clientAddress, remoteLabel, parseTrustedProxies, normalizeAddress } from '../src/main/http/client-address';
 import { loadConfig } from '../src/main/config';
 
-const req = (peer: string, xff?: string | string[]) => ({ socket: { remoteAddress: peer, remotePort: 4242 }, headers: xff === undefined ? {} : { 'x-forwarded-for': xff } }) as unknown as IncomingMessage;
+const req = (peer: string, xff?: string | string[]) =>
+  ({
+    socket: { remoteAddress: peer, remotePort: 4242 },
+    headers: xff === undefined ? {} : { 'x-forwarded-for': xff },
+  }) as unknown as IncomingMessage;
 
 t.test('the trusted list: addresses and CIDRs, IPv4 and IPv6; a bad entry names itself', async (t) => {
   const p = parseTrustedProxies(' 10.0.0.0/8, 192.168.1.5 ,::1, fd00::/8, ::ffff:172.16.0.1');
   t.same(p.entries, ['10.0.0.0/8', '192.168.1.5', '::1', 'fd00::/8', '172.16.0.1']);
   t.same(parseTrustedProxies('').entries, []);
-  for (const bad of ['10.0.0.300', 'proxy.local', '10.0.0.0/33', 'fd00::/129', '10.0.0.0/x', '10.0.0.0/']) t.throws(() => parseTrustedProxies(bad), { code: 'ACEMUX_ERR_CONFIG', message: new RegExp(bad.replace(/[./]/g, '\\$&')) }, bad);
+  for (const bad of ['10.0.0.300', 'proxy.local', '10.0.0.0/33', 'fd00::/129', '10.0.0.0/x', '10.0.0.0/'])
+    t.throws(() => parseTrustedProxies(bad), { code: 'ACEMUX_ERR_CONFIG', message: new RegExp(bad.replace(/[./]/g, '\\$&')) }, bad);
   t.same(loadConfig([], { ACEMUX_TRUSTED_PROXIES: '10.1.2.3' }).trustedProxies.entries, ['10.1.2.3']);
   t.same(loadConfig(['--trusted-proxies', 'fd00::/8'], {}).trustedProxies.entries, ['fd00::/8']);
   t.same(loadConfig([], {}).trustedProxies.entries, [], 'trusts nobody by default');

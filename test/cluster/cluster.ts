@@ -20,7 +20,8 @@ export function haproxyBinary(): string | null {
   const w = spawnSync('sh', ['-c', 'command -v haproxy'], { encoding: 'utf8' });
   return w.status === 0 && w.stdout.trim() ? w.stdout.trim() : null;
 }
-export const SKIP_NO_HAPROXY = 'haproxy is not installed (Debian/Ubuntu: apt-get install haproxy); the cluster tests need the real balancer';
+export const SKIP_NO_HAPROXY =
+  'haproxy is not installed (Debian/Ubuntu: apt-get install haproxy); the cluster tests need the real balancer';
 
 /**
  * The shipped file with loopback addresses: nodeN:8080 → 127.0.0.1:<port N>, the two binds to
@@ -68,17 +69,26 @@ export async function startHaproxy(bin: string, nodePorts: number[]): Promise<Ha
     }
     return m;
   };
-  await until(async () => {
-    if (proc.exitCode !== null) throw new Error(`haproxy exited: ${logs.join('')}`);
-    try {
-      const s = await states();
-      return s.size === nodePorts.length && [...s.values()].every((v) => v === 'UP');
-    } catch {
-      return false;
-    }
-  }, 'haproxy up with every node UP', 15_000, 100);
+  await until(
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`haproxy exited: ${logs.join('')}`);
+      try {
+        const s = await states();
+        return s.size === nodePorts.length && [...s.values()].every((v) => v === 'UP');
+      } catch {
+        return false;
+      }
+    },
+    'haproxy up with every node UP',
+    15_000,
+    100,
+  );
   return {
-    port, statsPort, proc, logs, states,
+    port,
+    statsPort,
+    proc,
+    logs,
+    states,
     stop: async () => {
       if (proc.exitCode === null && proc.signalCode === null) {
         proc.kill('SIGTERM');
@@ -92,7 +102,11 @@ export function text(url: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const req = request(url, { agent: false, timeout: 3000 }, (res) => {
       let b = '';
-      res.setEncoding('utf8').on('data', (d: string) => (b += d)).on('end', () => resolve(b)).on('error', reject);
+      res
+        .setEncoding('utf8')
+        .on('data', (d: string) => (b += d))
+        .on('end', () => resolve(b))
+        .on('error', reject);
     });
     req.on('error', reject).on('timeout', () => req.destroy(new Error('timeout')));
     req.end();
@@ -127,11 +141,17 @@ export async function startCluster(o: { nodes: number; sims: number; simArgs: st
   const engines = sims.map((s) => s.origin);
   const ports = await Promise.all(Array.from({ length: o.nodes }, () => freePort()));
   const flags = o.nodeFlags ?? NODE_FLAGS;
-  const start = async (i: number): Promise<Node> => ({ name: `node${i + 1}`, port: ports[i]!, acemux: await startAcemux(engines, ['--listen', `127.0.0.1:${ports[i]}`, ...flags]) });
+  const start = async (i: number): Promise<Node> => ({
+    name: `node${i + 1}`,
+    port: ports[i]!,
+    acemux: await startAcemux(engines, ['--listen', `127.0.0.1:${ports[i]}`, ...flags]),
+  });
   const nodes = await Promise.all(ports.map((_, i) => start(i)));
   const haproxy = await startHaproxy(bin, ports);
   return {
-    haproxy, nodes, sims,
+    haproxy,
+    nodes,
+    sims,
     base: `http://127.0.0.1:${haproxy.port}`,
     restart: async (name) => {
       const i = nodes.findIndex((n) => n.name === name);
@@ -179,7 +199,10 @@ export class Viewer {
   private closed = false;
   reconnect = true;
 
-  constructor(readonly url: string, readonly headers: Record<string, string> = {}) {}
+  constructor(
+    readonly url: string,
+    readonly headers: Record<string, string> = {},
+  ) {}
 
   start(): this {
     this.open();

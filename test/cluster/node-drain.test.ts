@@ -31,37 +31,70 @@ t.test('SIGTERM drains a node', { skip: haproxyBinary() ? false : SKIP_NO_HAPROX
   const termAt = Date.now();
   victim.acemux.proc.kill('SIGTERM');
   let unreadyMs = -1;
-  await until(async () => {
-    const r = await text(`http://127.0.0.1:${victim.port}/readyz`).catch(() => '');
-    if (r && (JSON.parse(r) as { ready: boolean; draining: boolean }).draining) unreadyMs = Date.now() - termAt;
-    return unreadyMs >= 0;
-  }, '/readyz says draining', 1000, 10);
+  await until(
+    async () => {
+      const r = await text(`http://127.0.0.1:${victim.port}/readyz`).catch(() => '');
+      if (r && (JSON.parse(r) as { ready: boolean; draining: boolean }).draining) unreadyMs = Date.now() - termAt;
+      return unreadyMs >= 0;
+    },
+    '/readyz says draining',
+    1000,
+    10,
+  );
   t.ok(unreadyMs < 500, `/readyz answers 503 draining ${unreadyMs} ms after SIGTERM`);
-  await until(async () => (await c.haproxy.states()).get(victim.name)!.startsWith('DOWN'), 'HAProxy marks the node DOWN', DRAIN_MS + 1000, 50);
+  await until(
+    async () => (await c.haproxy.states()).get(victim.name)!.startsWith('DOWN'),
+    'HAProxy marks the node DOWN',
+    DRAIN_MS + 1000,
+    50,
+  );
   const downMs = Date.now() - termAt;
   t.comment(`HAProxy marked ${victim.name} DOWN ${downMs} ms after SIGTERM`);
 
   // New viewers of the draining node's channels, while its own viewers still play there.
   const late = victimChannels.map((id) => new Viewer(`${c.base}/ace/getstream?id=${id}`));
-  late.forEach((v) => { v.reconnect = false; v.start(); });
+  late.forEach((v) => {
+    v.reconnect = false;
+    v.start();
+  });
   t.teardown(() => late.forEach((v) => v.close()));
   await until(() => late.every((v) => v.playing), 'new viewers play', 10_000, 50);
-  t.ok(late.every((v) => v.node && v.node !== victim.name && v.statuses.join() === '200'), `new viewers went elsewhere at the first try (${late.map((v) => v.node).join(', ')})`);
+  t.ok(
+    late.every((v) => v.node && v.node !== victim.name && v.statuses.join() === '200'),
+    `new viewers went elsewhere at the first try (${late.map((v) => v.node).join(', ')})`,
+  );
 
-  await until(() => theirs.every((v) => v.ends.length > 0), 'the draining node\'s viewers end', SHUTDOWN_MS, 50);
+  await until(() => theirs.every((v) => v.ends.length > 0), "the draining node's viewers end", SHUTDOWN_MS, 50);
   const endMs = Math.max(...theirs.map((v) => v.ends[0]!.at - termAt));
-  t.ok(theirs.every((v) => v.ends[0]!.how === 'end' && v.ends[0]!.status === 200), 'its viewers\' streams ended cleanly (end of body, no reset)');
-  t.ok(endMs >= DRAIN_MS - 100 && endMs < SHUTDOWN_MS, `they played through the drain delay and ended ${endMs} ms after SIGTERM (bound ${SHUTDOWN_MS} ms)`);
+  t.ok(
+    theirs.every((v) => v.ends[0]!.how === 'end' && v.ends[0]!.status === 200),
+    "its viewers' streams ended cleanly (end of body, no reset)",
+  );
+  t.ok(
+    endMs >= DRAIN_MS - 100 && endMs < SHUTDOWN_MS,
+    `they played through the drain delay and ended ${endMs} ms after SIGTERM (bound ${SHUTDOWN_MS} ms)`,
+  );
   t.equal(await exited, 0, 'the node exited cleanly');
   const stops = (await Promise.all(c.sims.map((s) => s.stats()))).reduce((n, s) => n + s.stopCommands, 0) - stopsBefore;
   t.equal(stops, victimChannels.length, `it sent the engines a stop for each of its ${victimChannels.length} sessions`);
-  t.ok(others.every((v) => v.connects === 1 && v.ends.length === 0 && v.maxGapMs < 1000), 'the other nodes\' viewers never noticed');
+  t.ok(
+    others.every((v) => v.connects === 1 && v.ends.length === 0 && v.maxGapMs < 1000),
+    "the other nodes' viewers never noticed",
+  );
 
-  await until(() => theirs.every((v) => v.playing), 'the drained node\'s viewers play again elsewhere', 10_000, 50);
-  t.ok(theirs.every((v) => v.node !== victim.name), 'they reconnected to the channel\'s new node');
-  await until(async () => {
-    const s = await c.sessions();
-    return s.length === CHANNELS && duplicates(s).length === 0;
-  }, 'one engine session per channel', 5000, 100);
+  await until(() => theirs.every((v) => v.playing), "the drained node's viewers play again elsewhere", 10_000, 50);
+  t.ok(
+    theirs.every((v) => v.node !== victim.name),
+    "they reconnected to the channel's new node",
+  );
+  await until(
+    async () => {
+      const s = await c.sessions();
+      return s.length === CHANNELS && duplicates(s).length === 0;
+    },
+    'one engine session per channel',
+    5000,
+    100,
+  );
   t.pass('one engine session per channel across the cluster again');
 });

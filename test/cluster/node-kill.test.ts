@@ -35,35 +35,64 @@ t.test('SIGKILL of a node moves only its channels', { skip: haproxyBinary() ? fa
   for (const v of viewers) v.maxGapMs = 0;
   const killedAt = Date.now();
   victim.acemux.proc.kill('SIGKILL');
-  await until(() => moved.every((v) => v.reconnectMs.length > 0 && v.playing), 'the dead node\'s viewers play again', 20_000, 50);
+  await until(() => moved.every((v) => v.reconnectMs.length > 0 && v.playing), "the dead node's viewers play again", 20_000, 50);
   const worst = Math.max(...moved.map((v) => v.reconnectMs[0]!));
-  t.comment(`reconnect (loss → first byte through HAProxy): worst ${worst} ms over ${moved.length} viewers, median ${moved.map((v) => v.reconnectMs[0]!).sort((a, b) => a - b)[moved.length >> 1]} ms`);
+  t.comment(
+    `reconnect (loss → first byte through HAProxy): worst ${worst} ms over ${moved.length} viewers, median ${moved.map((v) => v.reconnectMs[0]!).sort((a, b) => a - b)[moved.length >> 1]} ms`,
+  );
   t.ok(worst < RECONNECT_BOUND_MS, `the dead node's viewers play again within ${RECONNECT_BOUND_MS} ms (worst ${worst} ms)`);
-  t.ok(moved.every((v) => v.node !== victim.name && v.node !== ''), 'they play on another node');
+  t.ok(
+    moved.every((v) => v.node !== victim.name && v.node !== ''),
+    'they play on another node',
+  );
   const newHome = new Map<string, Set<string>>();
-  viewers.forEach((v, i) => { if (nodeOf.get(channelOf(i)) === victim.name) newHome.set(channelOf(i), (newHome.get(channelOf(i)) ?? new Set()).add(v.node)); });
-  t.ok([...newHome.values()].every((s) => s.size === 1), 'each moved channel went to one node, all its viewers together');
+  viewers.forEach((v, i) => {
+    if (nodeOf.get(channelOf(i)) === victim.name) newHome.set(channelOf(i), (newHome.get(channelOf(i)) ?? new Set()).add(v.node));
+  });
+  t.ok(
+    [...newHome.values()].every((s) => s.size === 1),
+    'each moved channel went to one node, all its viewers together',
+  );
 
   // Let the other viewers run a while after the kill before judging them.
   await new Promise((r) => setTimeout(r, Math.max(0, 2000 - (Date.now() - killedAt))));
-  t.ok(stayed.every((v) => v.connects === 1 && v.ends.length === 0), 'the other nodes\' viewers were never cut');
+  t.ok(
+    stayed.every((v) => v.connects === 1 && v.ends.length === 0),
+    "the other nodes' viewers were never cut",
+  );
   const gap = Math.max(...stayed.map((v) => v.maxGapMs));
   t.ok(gap < 1000, `and saw no gap (longest silence ${gap} ms; keepalive would fill any at 250 ms)`);
-  t.ok(stayed.every((v, i) => v.nodes.length === 1 && v.node === stayed[i]!.nodes[0]), 'and stayed on their node');
+  t.ok(
+    stayed.every((v, i) => v.nodes.length === 1 && v.node === stayed[i]!.nodes[0]),
+    'and stayed on their node',
+  );
 
   // Sessions: the dead node's are ended by the engine side; one per channel remains.
   let settledMs = 0;
-  await until(async () => {
-    const now = await c.sessions();
-    settledMs = Date.now() - killedAt;
-    return now.length === CHANNELS && duplicates(now).length === 0;
-  }, 'exactly one engine session per channel again', IDLE_SESSION_MS + 8000, 100);
+  await until(
+    async () => {
+      const now = await c.sessions();
+      settledMs = Date.now() - killedAt;
+      return now.length === CHANNELS && duplicates(now).length === 0;
+    },
+    'exactly one engine session per channel again',
+    IDLE_SESSION_MS + 8000,
+    100,
+  );
   const after = await c.sessions();
-  t.ok(stayedTokens.every((tok) => after.some((s) => s.token === tok)), 'the other nodes\' channels kept their engine sessions (same session tokens)');
+  t.ok(
+    stayedTokens.every((tok) => after.some((s) => s.token === tok)),
+    "the other nodes' channels kept their engine sessions (same session tokens)",
+  );
   const statsAfter = await Promise.all(c.sims.map((s) => s.stats()));
-  const delta = (k: 'sessionsExpired' | 'sessionsEvicted' | 'sessionsStopped') => statsAfter.reduce((n, s, i) => n + s[k] - statsBefore[i]![k], 0);
+  const delta = (k: 'sessionsExpired' | 'sessionsEvicted' | 'sessionsStopped') =>
+    statsAfter.reduce((n, s, i) => n + s[k] - statsBefore[i]![k], 0);
   const gone = before.length - stayedTokens.length;
-  t.equal(delta('sessionsExpired') + delta('sessionsEvicted'), gone, `all ${gone} of the dead node's sessions ended on the engine side (${delta('sessionsEvicted')} taken over by the new owner, ${delta('sessionsExpired')} idle-expired)`);
+  t.equal(
+    delta('sessionsExpired') + delta('sessionsEvicted'),
+    gone,
+    `all ${gone} of the dead node's sessions ended on the engine side (${delta('sessionsEvicted')} taken over by the new owner, ${delta('sessionsExpired')} idle-expired)`,
+  );
   t.equal(delta('sessionsStopped'), 0, 'nobody stopped them (the dead node could not)');
   t.comment(`one session per channel again ${settledMs} ms after the kill`);
   t.ok(settledMs < IDLE_SESSION_MS + 3000, `no session outlives the engine's idle timeout by much (${settledMs} ms)`);

@@ -26,18 +26,35 @@ t.test('one engine session per channel across 3 nodes and 2 engines', { skip: ha
   t.same(new Set(sessions.map((s) => s.content)), new Set(ids), 'one per channel, every channel');
   const started = (await Promise.all(c.sims.map((s) => s.stats()))).reduce((n, st) => n + st.sessionsStarted, 0);
   t.equal(started, CHANNELS, 'and no session was ever started twice (simulators count every getstream session)');
-  t.ok(c.sims.every((s, i) => sessions.some((x) => x.sim === i)), 'both engines carry sessions (shared layout)');
+  t.ok(
+    c.sims.every((s, i) => sessions.some((x) => x.sim === i)),
+    'both engines carry sessions (shared layout)',
+  );
 
   const byChannel = new Map<string, Set<string>>();
-  viewers.forEach((v, i) => byChannel.set(ids[Math.floor(i / PER_CHANNEL)]!, (byChannel.get(ids[Math.floor(i / PER_CHANNEL)]!) ?? new Set()).add(v.node)));
-  t.ok([...byChannel.values()].every((s) => s.size === 1), 'all viewers of a channel are on one node');
+  viewers.forEach((v, i) =>
+    byChannel.set(ids[Math.floor(i / PER_CHANNEL)]!, (byChannel.get(ids[Math.floor(i / PER_CHANNEL)]!) ?? new Set()).add(v.node)),
+  );
+  t.ok(
+    [...byChannel.values()].every((s) => s.size === 1),
+    'all viewers of a channel are on one node',
+  );
   const used = new Set(viewers.map((v) => v.node));
   t.equal(used.size, 3, `consistent hashing spreads channels over all nodes (${[...used].join(', ')})`);
-  t.ok(viewers.every((v) => v.connects === 1 && v.ends.length === 0), 'nobody was cut or had to reconnect');
+  t.ok(
+    viewers.every((v) => v.connects === 1 && v.ends.length === 0),
+    'nobody was cut or had to reconnect',
+  );
 
   const owner = c.nodes.find((n) => n.name === forged.node)!;
-  const status = JSON.parse(await text(`http://127.0.0.1:${owner.port}/ace/status?id=${ids[0]}`)) as { client_list: Array<{ remote: string }> };
+  const status = JSON.parse(await text(`http://127.0.0.1:${owner.port}/ace/status?id=${ids[0]}`)) as {
+    client_list: Array<{ remote: string }>;
+  };
   const remotes = status.client_list.map((x) => x.remote);
   t.ok(remotes.includes('203.0.113.7'), `the forwarded client address is what the node shows (${remotes.join(', ')})`);
-  t.equal(remotes.filter((r) => r === '127.0.0.1').length, PER_CHANNEL, 'the others show their real (loopback) address, not HAProxy\'s port');
+  t.equal(
+    remotes.filter((r) => r === '127.0.0.1').length,
+    PER_CHANNEL,
+    "the others show their real (loopback) address, not HAProxy's port",
+  );
 });

@@ -50,7 +50,10 @@ function forwardedEntry(text: string): string {
 export function parseTrustedProxies(text: string): TrustedProxies {
   const list = new BlockList();
   const entries: string[] = [];
-  for (const raw of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const raw of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const slash = raw.indexOf('/');
     const addr = normalizeAddress(slash >= 0 ? raw.slice(0, slash) : raw);
     const family = addr ? (isIP(addr) === 6 ? 'ipv6' : 'ipv4') : null;
