@@ -42,6 +42,18 @@ t.test('SIGTERM drains a node', { skip: haproxyBinary() ? false : SKIP_NO_HAPROX
     10,
   );
   t.ok(unreadyMs < 500, `/readyz answers 503 draining ${unreadyMs} ms after SIGTERM`);
+  // Before the health checks notice, HAProxy still sends the channel's requests to the draining
+  // node: its 503 is retried on the next node of the ring (retry-on 503, redispatch).
+  const stillUp = (await c.haproxy.states()).get(victim.name);
+  const early = new Viewer(`${c.base}/ace/getstream?id=${victimChannels[0]}`);
+  early.reconnect = false;
+  early.start();
+  t.teardown(() => early.close());
+  await until(() => early.playing, 'an early new viewer plays', 10_000, 50);
+  t.ok(
+    early.node !== victim.name && early.statuses.join() === '200',
+    `a new viewer while HAProxy still had the node ${stillUp} went to ${early.node}, with no error`,
+  );
   await until(
     async () => (await c.haproxy.states()).get(victim.name)!.startsWith('DOWN'),
     'HAProxy marks the node DOWN',
