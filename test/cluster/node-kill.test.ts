@@ -7,6 +7,9 @@
 import t from 'tap';
 import { startCluster, haproxyBinary, SKIP_NO_HAPROXY, Viewer, allPlaying, contentIdOf, duplicates } from './cluster';
 import { until } from '../helpers/wait';
+import { spawn, spawnSync } from 'node:child_process';
+
+const HAVE_FFMPEG = spawnSync('ffmpeg', ['-version']).status === 0;
 
 const CHANNELS = 12;
 const PER_CHANNEL = 2;
@@ -32,6 +35,43 @@ t.test('SIGKILL of a node moves only its channels', { skip: haproxyBinary() ? fa
   const statsBefore = await Promise.all(c.sims.map((s) => s.stats()));
   const stayedTokens = before.filter((s) => nodeOf.get(s.content) !== victim.name).map((s) => s.token);
 
+  // A real player too: ffmpeg asked to reconnect, on one of the doomed node's channels.
+  const doomed = ids.find((id) => nodeOf.get(id) === victim.name)!;
+  const ff = { bytes: 0, lastAt: 0, gaps: [] as Array<{ at: number; ms: number }>, exit: null as number | null };
+  if (HAVE_FFMPEG) {
+    const args = [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-reconnect',
+      '1',
+      '-reconnect_streamed',
+      '1',
+      '-reconnect_at_eof',
+      '1',
+      '-reconnect_on_network_error',
+      '1',
+      '-reconnect_delay_max',
+      '2',
+      // At 300 kb/s, ffmpeg's default 5 s of probing would take a minute of wall time.
+      '-probesize',
+      '32768',
+      '-analyzeduration',
+      '100000',
+    ];
+    const p = spawn('ffmpeg', [...args, '-i', `${c.base}/ace/getstream?id=${doomed}`, '-c', 'copy', '-f', 'mpegts', 'pipe:1'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    p.stdout.on('data', (d: Buffer) => {
+      const now = Date.now();
+      if (ff.lastAt && now - ff.lastAt > 300) ff.gaps.push({ at: ff.lastAt, ms: now - ff.lastAt });
+      ff.lastAt = now;
+      ff.bytes += d.length;
+    });
+    p.once('exit', (code) => (ff.exit = code));
+    t.teardown(() => void p.kill('SIGKILL'));
+    await until(() => ff.bytes > 30_000, 'ffmpeg plays', 15_000, 50);
+  }
   for (const v of viewers) v.maxGapMs = 0;
   const killedAt = Date.now();
   victim.acemux.proc.kill('SIGKILL');
@@ -54,6 +94,19 @@ t.test('SIGKILL of a node moves only its channels', { skip: haproxyBinary() ? fa
     'each moved channel went to one node, all its viewers together',
   );
 
+  if (HAVE_FFMPEG) {
+    const atKill = ff.bytes;
+    await until(() => ff.bytes > atKill + 30_000 || ff.exit !== null, 'ffmpeg plays again after the kill', 15_000, 50);
+    t.equal(ff.exit, null, 'ffmpeg -reconnect kept running through the kill');
+    const outage = ff.gaps.filter((g) => g.at >= killedAt - 1000).reduce((m, g) => Math.max(m, g.ms), 0);
+    t.comment(`ffmpeg -reconnect: longest output silence around the kill ${outage} ms`);
+    t.ok(
+      outage < RECONNECT_BOUND_MS,
+      `ffmpeg -reconnect plays again within ${RECONNECT_BOUND_MS} ms (its output was silent ${outage} ms at most)`,
+    );
+  } else {
+    t.comment('ffmpeg not installed: the ffmpeg -reconnect check was not run');
+  }
   // Let the other viewers run a while after the kill before judging them.
   await new Promise((r) => setTimeout(r, Math.max(0, 2000 - (Date.now() - killedAt))));
   t.ok(
