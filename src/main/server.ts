@@ -104,6 +104,7 @@ export async function startServer(cfg: Config, log: Logger, opts: ServerOptions 
   // and send new viewers elsewhere instead of guessing from refused connections.
   const close = () => (closing ??= (async () => {
     draining = true;
+    supervisor.draining = true;
     // Current viewers keep playing while the balancer's health checks see the 503 (drain delay).
     if (cfg.drainDelayMs > 0) await new Promise((r) => setTimeout(r, cfg.drainDelayMs));
     engines.stop();

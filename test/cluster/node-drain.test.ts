@@ -28,6 +28,26 @@ t.test('SIGTERM drains a node', { skip: haproxyBinary() ? false : SKIP_NO_HAPROX
   for (const v of viewers) v.maxGapMs = 0;
   const exited = new Promise<number | null>((ok) => victim.acemux.proc.once('exit', (code) => ok(code)));
 
+  // Count how long any channel has two engine sessions: new viewers start the channel on its next
+  // node while the draining node still plays it for its own viewers (the drain delay).
+  let worstOverlapMs = 0;
+  let polling = true;
+  const poll = (async () => {
+    const since = new Map<string, number>();
+    while (polling) {
+      const now = Date.now();
+      const dup = new Set(duplicates(await c.sessions()));
+      for (const id of dup) if (!since.has(id)) since.set(id, now);
+      for (const [id, t0] of since) {
+        worstOverlapMs = Math.max(worstOverlapMs, now - t0);
+        if (!dup.has(id)) since.delete(id);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  t.teardown(() => {
+    polling = false;
+  });
   const termAt = Date.now();
   victim.acemux.proc.kill('SIGTERM');
   let unreadyMs = -1;
@@ -109,4 +129,13 @@ t.test('SIGTERM drains a node', { skip: haproxyBinary() ? false : SKIP_NO_HAPROX
     100,
   );
   t.pass('one engine session per channel across the cluster again');
+  polling = false;
+  await poll;
+  t.comment(`two sessions for one channel coexisted ${worstOverlapMs} ms at most during the drain`);
+  t.ok(worstOverlapMs <= DRAIN_MS + 1000, `at most the drain delay plus the engine stop (${worstOverlapMs} ms)`);
+  const lateGap = Math.max(early.maxGapMs, ...late.map((v) => v.maxGapMs));
+  t.ok(
+    late.every((v) => v.ends.length === 0) && early.ends.length === 0 && lateGap < 1000,
+    `the new viewers played on without a cut or gap meanwhile (longest silence ${lateGap} ms)`,
+  );
 });
