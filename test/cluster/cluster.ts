@@ -270,3 +270,33 @@ export const contentIdOf = (n: number) => `c${n.toString(16).padStart(39, '0')}`
 export async function allPlaying(viewers: Viewer[], timeoutMs = 20_000): Promise<void> {
   await until(() => viewers.every((v) => v.playing), `all ${viewers.length} viewers playing`, timeoutMs, 100);
 }
+
+/**
+ * Polls the simulators every 100 ms and keeps the longest time any channel had more than one
+ * engine session. `stop()` ends the polling and answers that time (ms; a duplicate seen in one
+ * poll only counts 0, so the figure is exact to one poll interval).
+ */
+export function watchOverlap(c: Cluster): { stop(): Promise<number> } {
+  let worst = 0;
+  let polling = true;
+  const since = new Map<string, number>();
+  const poll = (async () => {
+    while (polling) {
+      const now = Date.now();
+      const dup = new Set(duplicates(await c.sessions()));
+      for (const id of dup) if (!since.has(id)) since.set(id, now);
+      for (const [id, t0] of since) {
+        worst = Math.max(worst, now - t0);
+        if (!dup.has(id)) since.delete(id);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  return {
+    stop: async () => {
+      polling = false;
+      await poll;
+      return worst;
+    },
+  };
+}

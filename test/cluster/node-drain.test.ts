@@ -2,7 +2,7 @@
 // viewers, its viewers keep playing through the drain delay and then end cleanly within the
 // shutdown bound, and it stops its engine sessions itself.
 import t from 'tap';
-import { startCluster, haproxyBinary, SKIP_NO_HAPROXY, Viewer, allPlaying, contentIdOf, duplicates, text } from './cluster';
+import { startCluster, haproxyBinary, SKIP_NO_HAPROXY, Viewer, allPlaying, contentIdOf, duplicates, watchOverlap, text } from './cluster';
 import { until } from '../helpers/wait';
 
 const CHANNELS = 12;
@@ -30,24 +30,8 @@ t.test('SIGTERM drains a node', { skip: haproxyBinary() ? false : SKIP_NO_HAPROX
 
   // Count how long any channel has two engine sessions: new viewers start the channel on its next
   // node while the draining node still plays it for its own viewers (the drain delay).
-  let worstOverlapMs = 0;
-  let polling = true;
-  const poll = (async () => {
-    const since = new Map<string, number>();
-    while (polling) {
-      const now = Date.now();
-      const dup = new Set(duplicates(await c.sessions()));
-      for (const id of dup) if (!since.has(id)) since.set(id, now);
-      for (const [id, t0] of since) {
-        worstOverlapMs = Math.max(worstOverlapMs, now - t0);
-        if (!dup.has(id)) since.delete(id);
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  })();
-  t.teardown(() => {
-    polling = false;
-  });
+  const overlap = watchOverlap(c);
+  t.teardown(() => void overlap.stop());
   const termAt = Date.now();
   victim.acemux.proc.kill('SIGTERM');
   let unreadyMs = -1;
@@ -129,8 +113,7 @@ t.test('SIGTERM drains a node', { skip: haproxyBinary() ? false : SKIP_NO_HAPROX
     100,
   );
   t.pass('one engine session per channel across the cluster again');
-  polling = false;
-  await poll;
+  const worstOverlapMs = await overlap.stop();
   t.comment(`two sessions for one channel coexisted ${worstOverlapMs} ms at most during the drain`);
   t.ok(worstOverlapMs <= DRAIN_MS + 1000, `at most the drain delay plus the engine stop (${worstOverlapMs} ms)`);
   const lateGap = Math.max(early.maxGapMs, ...late.map((v) => v.maxGapMs));

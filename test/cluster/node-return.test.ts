@@ -4,7 +4,7 @@
 // sessions for one channel are counted all along: by design there are none, because the entry
 // outlives the old node's grace period and engine stop.
 import t from 'tap';
-import { startCluster, haproxyBinary, SKIP_NO_HAPROXY, Viewer, allPlaying, contentIdOf, duplicates } from './cluster';
+import { startCluster, haproxyBinary, SKIP_NO_HAPROXY, Viewer, allPlaying, contentIdOf, duplicates, watchOverlap } from './cluster';
 import { until } from '../helpers/wait';
 
 const CHANNELS = 9;
@@ -35,24 +35,8 @@ t.test('a returning node gets its channels back only for new streams', { skip: h
   const interim = new Map(movedIdx.map((i) => [ids[i]!, viewers[i]!.node]));
 
   // From here on, count every moment a channel has two engine sessions.
-  let worstOverlapMs = 0;
-  const since = new Map<string, number>();
-  let polling = true;
-  const poll = (async () => {
-    while (polling) {
-      const now = Date.now();
-      const dup = new Set(duplicates(await c.sessions()));
-      for (const id of dup) if (!since.has(id)) since.set(id, now);
-      for (const [id, t0] of since) {
-        worstOverlapMs = Math.max(worstOverlapMs, now - t0);
-        if (!dup.has(id)) since.delete(id);
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  })();
-  t.teardown(() => {
-    polling = false;
-  });
+  const overlap = watchOverlap(c);
+  t.teardown(() => void overlap.stop());
 
   await c.restart(victim);
   await until(async () => (await c.haproxy.states()).get(victim) === 'UP', `${victim} UP again in HAProxy`, 10_000, 100);
@@ -78,8 +62,7 @@ t.test('a returning node gets its channels back only for new streams', { skip: h
   await until(() => comer.playing, 'a new stream of the released channel plays', 10_000, 50);
   t.equal(comer.node, victim, `once unwatched for ${Date.now() - releasedAt} ms it plays on its home node again`);
   await new Promise((r) => setTimeout(r, 1000));
-  polling = false;
-  await poll;
+  const worstOverlapMs = await overlap.stop();
   t.comment(
     `longest time one channel had two engine sessions after ${victim} returned: ${worstOverlapMs} ms (${Date.now() - upAt} ms watched)`,
   );
