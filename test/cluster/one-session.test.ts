@@ -2,9 +2,20 @@
 // channel has exactly one engine session across the cluster — counted by the simulators, not by
 // acemux. Also: the real client address reaches the node through X-Forwarded-For.
 import t from 'tap';
+import { request } from 'node:http';
 import { startCluster, haproxyBinary, SKIP_NO_HAPROXY, Viewer, allPlaying, contentIdOf, duplicates, text } from './cluster';
 
 const CHANNELS = 30;
+
+/** A HEAD request's headers (HEAD of a stream URL starts nothing in acemux). */
+const headOf = (url: string) =>
+  new Promise<Record<string, string | string[] | undefined>>((resolve, reject) => {
+    const req = request(url, { method: 'HEAD', agent: false }, (res) => {
+      res.resume();
+      resolve(res.headers);
+    });
+    req.on('error', reject).end();
+  });
 const PER_CHANNEL = 3;
 
 t.test('one engine session per channel across 3 nodes and 2 engines', { skip: haproxyBinary() ? false : SKIP_NO_HAPROXY }, async (t) => {
@@ -44,6 +55,26 @@ t.test('one engine session per channel across 3 nodes and 2 engines', { skip: ha
   t.ok(
     viewers.every((v) => v.connects === 1 && v.ends.length === 0),
     'nobody was cut or had to reconnect',
+  );
+
+  // The shipped key: every URL form of one content reaches the node that plays it.
+  const nodeFor = async (path: string) => (await headOf(`${c.base}${path}`))['x-acemux-node'];
+  const x = ids[3]!;
+  const xNode = viewers[3 * PER_CHANNEL]!.node;
+  for (const path of [
+    `/ace/getstream?id=${x.toUpperCase()}`,
+    `/ace/getstream?foo=1&id=${x}`,
+    `/ace/manifest.m3u8?id=${x}`,
+    `/ace/hls/${x}/segment-1.ts`,
+    `/ace/status?id=${x}`,
+  ]) {
+    t.equal(await nodeFor(path), xNode, `${path.replace(x, 'X').replace(x.toUpperCase(), 'X(upper case)')} goes to X's node`);
+  }
+  const names = await Promise.all(['/ace/channel/Sport%20One', '/ace/channel/sport%20one', '/ace/channel/SPORT%20ONE'].map(nodeFor));
+  t.ok(names[0] && names.every((n) => n === names[0]), `a channel name reaches one node whatever its case (${names.join(', ')})`);
+  t.ok(
+    (await Promise.all(['/metrics', '/api/streams'].map(nodeFor))).every((n) => n === 'node1'),
+    '/metrics and /api/ go to the chosen node (the first one up)',
   );
 
   const owner = c.nodes.find((n) => n.name === forged.node)!;
