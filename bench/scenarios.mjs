@@ -176,6 +176,16 @@ export const scenarios = {
         };
       }),
   },
+  churn: {
+    description: '500 stream starts and stops at 4 Mb/s (10 new channels every 0.5 s, each read 1.5 s, grace 200 ms): RSS over time and CPU per start, pooled rings vs. --ring-pool 0 (every ring cold); RSS per running stream',
+    run: async (ctx) => {
+      const starts = T(ctx, 100, 500);
+      const pooled = await withEnv({ ACEMUX_GRACE: '200ms' }, () => churn(ctx, 'churn', starts, true));
+      const cold = await withEnv({ ACEMUX_GRACE: '200ms', ACEMUX_RING_POOL: '0' }, () => churn(ctx, 'churn-cold-rings', starts, false));
+      const { extra, ...row } = pooled;
+      return { ...row, extra: { ...extra, coldRings: cold.extra } };
+    },
+  },
 
   // The cluster (issue 14): the same clients through HAProxy in front of 1, 2 and 3 acemux nodes
   // (bench/cluster.mjs, the shipped deploy/haproxy/haproxy.cfg). The "proxy" is the whole
@@ -210,4 +220,75 @@ function slope(xy) {
     den += (x - mx) ** 2;
   }
   return den === 0 ? 0 : num / den;
+}
+
+/**
+ * Env vars for the proxy started inside fn (acemux reads ACEMUX_*; other proxies ignore them).
+ * @template T @param {Record<string, string>} env @param {() => Promise<T>} fn @returns {Promise<T>}
+ */
+async function withEnv(env, fn) {
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+}
+
+/**
+ * Streams start and stop all the time: every 0.5 s, 10 clients open 10 channels never used
+ * before, read 1.5 s and leave, so ~30 streams run and ~20 start per second. The CPU of the whole
+ * window divided by the starts is the cost of a start plus ~1.5 s of streaming it brings; the
+ * difference between pooled and cold rings is the cost of a cold ring.
+ * @param {Ctx} ctx @param {string} name @param {number} starts @param {boolean} perStream  also measure RSS per running stream
+ */
+function churn(ctx, name, starts, perStream) {
+  return Rig.with(ctx, name, simArgs(MBIT4), async (rig) => {
+    const mib = () => Math.round((rig.memory().rss / 2 ** 20) * 10) / 10;
+    await sleep(500);
+    const idleMiB = mib();
+    /** @type {Record<string, number>} */
+    const running = {};
+    if (perStream) {
+      // 10 streams for longer than one lap of the ring at 4 Mb/s (6.2 s), so every ring page is resident.
+      rig.open('running', 10, 1, { first: 100_000 });
+      await rig.settle(10000);
+      await sleep(T(ctx, 8, 10) * 1000);
+      running.tenStreamsMiB = mib();
+      running.perRunningStreamMiB = Math.round(((running.tenStreamsMiB - idleMiB) / 10) * 100) / 100;
+      rig.load.close('running');
+      await sleep(1500); // grace and stops: their rings go to the pool (or, cold, to the GC)
+    }
+    /** @type {Array<{s:number, starts:number, rssMiB:number}>} */
+    const curve = [];
+    const t0 = Date.now();
+    let opened = 0;
+    const windowS = starts / 20 + 4;
+    const w = await rig.measure(windowS, async () => {
+      while (opened < starts) {
+        opened += rig.open('churn', 10, 1, { first: 1000 + opened, closeAfterMs: 1500 });
+        if (opened % 50 === 0) curve.push({ s: Math.round((Date.now() - t0) / 100) / 10, starts: opened, rssMiB: mib() });
+        await sleep(500);
+      }
+      await sleep(Math.max(0, t0 + windowS * 1000 - Date.now() - 50)); // the last ones close, grace passes, they stop
+    });
+    curve.push({ s: Math.round((Date.now() - t0) / 100) / 10, starts: opened, rssMiB: mib() });
+    const g = w.groups.churn;
+    const s = rig.summarize(w, { channels: starts, bitrateBps: MBIT4, expectGroups: ['churn'], fbGroups: ['churn'], latGroups: ['churn'] });
+    return {
+      ...s,
+      extra: {
+        starts: opened,
+        startsWithData: g?.firstBytes ?? 0,
+        errors: g?.errors ?? 0,
+        cpuMsPerStart: Math.round((w.proxyCpuS * 1000 * 100) / opened) / 100,
+        idleMiB,
+        ...running,
+        rssCurve: curve,
+        rssGrowthMiB: Math.round((curve[curve.length - 1].rssMiB - curve[0].rssMiB) * 10) / 10,
+      },
+    };
+  });
 }

@@ -1,8 +1,9 @@
 import t from 'tap';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { Journal, encodeFrame, scanFrames } from '../src/main/ops/journal';
+import { Journal, encodeFrame, scanFrames, MAX_RECORD } from '../src/main/ops/journal';
 import pino from 'pino';
+import { Packr } from 'msgpackr';
 import { EventLog, type AceEvent, type EventKind } from '../src/main/supervision/events';
 
 const KINDS: EventKind[] = ['stream-start', 'retry', 'client-cut', 'failover'];
@@ -158,7 +159,7 @@ t.test('a torn tail is cut; everything before it and every later append is reada
   }
 });
 
-t.test('a corrupt byte mid-file stops reading that file at that frame only', async (t) => {
+t.test('a corrupt byte mid-file costs that record only: reading resumes at the next whole frame', async (t) => {
   const dir = t.testdir();
   const frame = encodeFrame(ev(1)).length;
   const j = await Journal.open(dir, { maxFileBytes: frame * 10 });
@@ -169,13 +170,13 @@ t.test('a corrupt byte mid-file stops reading that file at that frame only', asy
   const buf = await fsp.readFile(middle);
   buf[frame * 4 + 8 + 3] ^= 0x40; // a payload byte of the 5th record (seq 15): crc mismatch
   await fsp.writeFile(middle, buf);
-  t.equal(scanFrames(buf).frames.length, 4);
+  t.equal(scanFrames(buf).frames.length, 9, 'every frame but the damaged one');
 
   const r = await Journal.open(dir, { maxFileBytes: frame * 10 });
   t.equal((await fsp.stat(middle)).size, buf.length, 'older files are never rewritten');
   t.equal(r.lastSeq, 30);
   const all = await r.page({ limit: 500 });
-  t.same(seqs(all.events), [...range(30, 21), 14, 13, 12, 11, ...range(10, 1)], 'seq 15–20 unreadable, the rest intact');
+  t.same(seqs(all.events), [...range(30, 16), ...range(14, 1)], 'seq 15 unreadable, the rest intact');
   await r.close();
 });
 
@@ -279,4 +280,67 @@ t.test('without a journal, the in-memory log pages the same way', async (t) => {
   const a = log.page({ kind: 'retry', stream: 'a', before: 5 });
   t.same([a.events.map((e) => e.seq), a.next], [[4], null], 'both filters at once; seq 1 is stream b');
   t.equal(log.page({ limit: 30 }).next, null, 'exactly everything: no next');
+});
+
+t.test('a 5 MB event is cut before it is written; a restart keeps every event and never reuses a seq', async (t) => {
+  const dir = t.testdir();
+  const a = await Journal.open(dir);
+  for (let s = 1; s <= 10; s++) a.append(ev(s));
+  const huge = 'E'.repeat(5_000_000);
+  const bigEvent = ev(11, { kind: 'retry', detail: huge, nested: { error: huge, list: Array.from({ length: 1000 }, (_, i) => i) } });
+  a.append(bigEvent);
+  for (let s = 12; s <= 15; s++) a.append(ev(s));
+  await a.close();
+  const path = await newest(dir);
+  const size = (await fsp.stat(path)).size;
+  t.ok(size < 15 * 100 + MAX_RECORD + 8, `the file holds a cut-down record, not 5 MB (${size} bytes)`);
+  const { frames } = scanFrames(await fsp.readFile(path));
+  t.equal(frames.length, 15, 'every record is a readable frame');
+  t.ok(frames.every(([s, e]) => e - s <= MAX_RECORD), 'no payload above the cap');
+
+  const b = await Journal.open(dir); // the restart
+  t.equal((await fsp.stat(path)).size, size, 'recovery cut nothing');
+  t.equal(b.lastSeq, 15, 'lastSeq recovered past the big event');
+  const page = await b.page({ limit: 500 });
+  t.same(seqs(page.events), range(15, 1), 'all 15 events, the big one included');
+  const big = page.events.find((e) => e.seq === 11)!;
+  t.equal(big.kind, 'retry');
+  t.equal(big.truncated, new Packr({ useRecords: false }).pack(bigEvent).length, 'the record says how big the event was');
+  t.same((big.nested as { list: number[] }).list, Array.from({ length: 32 }, (_, i) => i), 'long lists cut too');
+  t.ok(typeof big.detail === 'string' && (big.detail as string).length < 600 && (big.detail as string).startsWith('EEE'), 'its text cut, not dropped');
+  for (let s = 16; s <= 18; s++) b.append(ev(s));
+  await b.close();
+  const c = await Journal.open(dir);
+  t.equal(c.lastSeq, 18, 'new seq numbers continue above the old');
+  t.same(seqs((await c.page({ limit: 500 })).events), range(18, 1), 'no seq reused, none lost');
+  await c.close();
+
+});
+
+t.test('an event too big even with its texts cut keeps its headline fields; an old 1.5 MB record stays readable', async (t) => {
+  const dir = t.testdir();
+  const wide: Record<string, string> = {};
+  for (let i = 0; i < 60; i++) wide[`f${i}`] = 'w'.repeat(2000);
+  const a = await Journal.open(dir);
+  a.append(ev(1));
+  a.append(ev(2, { kind: 'give-up', reason: 'r'.repeat(3000), ...wide }));
+  await a.close();
+  const { crc32 } = await import('node:zlib');
+  // What an earlier version wrote for a 1.5 MB engine error: one frame far above today's cap.
+  const payload = new Packr({ useRecords: false }).pack(ev(3, { detail: 'x'.repeat(1_500_000) }));
+  const head = Buffer.alloc(8);
+  head.writeUInt32LE(payload.length, 0);
+  head.writeUInt32LE(crc32(payload), 4);
+  await fsp.appendFile(await newest(dir), Buffer.concat([head, payload]));
+  const b = await Journal.open(dir);
+  t.equal(b.lastSeq, 3, 'the big old record counts: seq 3 is not handed out again');
+  b.append(ev(4));
+  const page = await b.page({ limit: 10 });
+  t.same(seqs(page.events), [4, 3, 2, 1]);
+  const two = page.events.find((e) => e.seq === 2)!;
+  t.equal(two.kind, 'give-up');
+  t.ok(typeof two.truncated === 'number' && two.truncated > 100_000, 'it says how big it was');
+  t.equal(two.f0, undefined, 'the wide fields are gone');
+  t.ok((two.reason as string).length < 600, 'the headline text is cut');
+  await b.close();
 });

@@ -65,7 +65,7 @@ t.test('/metrics in Prometheus text format', async (t) => {
   t.ok(lines.some((l) => l.startsWith('acemux_streams{state="live"} 1')), 'streams by state');
   t.ok(lines.some((l) => l.startsWith('acemux_engine_up{')), 'engine health');
   t.ok(lines.some((l) => l.startsWith('acemux_event_loop_lag_seconds')), 'event-loop lag');
-  t.ok(lines.some((l) => l.startsWith('acemux_client_lag_bytes_bucket')), 'client lag histogram');
+  t.ok(lines.some((l) => /^acemux_client_max_lag_bytes \d+$/.test(l)), 'worst client lag gauge');
   const ours = [...new Set(lines.filter((l) => l.startsWith('# TYPE acemux_')).map((l) => l.split(' ')))];
   for (const [, , name, type] of ours) {
     if (type === 'counter') t.match(name, /_total$/, `${name}: counters end in _total`);
@@ -84,8 +84,9 @@ t.test('admin API: key required; list, detail, disconnect, next alternate, stop,
   t.equal((await call(`${ace.origin}/api/streams`)).status, 401, 'no key: 401');
   t.equal((await call(`${ace.origin}/api/streams`, 'GET', { authorization: 'Bearer nope' })).status, 401, 'wrong key: 401');
   t.equal((await call(`${ace.origin}/api/streams`, 'GET', { 'x-api-key': 's3cret' })).status, 200, 'X-API-Key works');
-  const open = await call(`${ace.origin}/ace/status`);
-  t.equal(open.status, 200, 'the acexy status stays open');
+  t.equal((await call(`${ace.origin}/ace/status`)).status, 401, 'with a key set, /ace/status needs it too (--public-status opens it)');
+  t.equal((await call(`${ace.origin}/ace/status`, 'GET', { 'x-api-key': 's3cret' })).status, 200);
+  const open = await call(`${ace.origin}/ace/status`, 'GET', { 'x-api-key': 's3cret' });
   t.match(open.body, { streams: 0, events: Array }, 'and answers the status itself');
 
   const one = fetchStream(`${ace.origin}/ace/channel/one`, { ms: 8000 });

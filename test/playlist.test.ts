@@ -5,7 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { AddressInfo } from 'node:net';
-import { loadSource, rewritePlaylist, publicBase, MAX_SOURCE_BYTES } from '../src/main/catalog/playlist';
+import { loadSource, rewritePlaylist, publicBase, channelIndex, channelsPlaylist, MAX_SOURCE_BYTES } from '../src/main/catalog/playlist';
+import { parseChannels } from '../src/main/catalog/channels';
+import { startSim } from './helpers/sim';
+import { startAcemux } from './helpers/acemux';
+import { fetchStream, aligned } from './helpers/client';
 
 const A = '0123456789abcdef0123456789abcdef01234567';
 const B = 'fedcba9876543210fedcba9876543210fedcba98';
@@ -126,4 +130,62 @@ t.test('loadSource over HTTP', async (t) => {
   t.ok(Date.now() - started < 2000, 'bounded by the timeout');
   await t.rejects(loadSource('http://[bad/x.m3u', 2000), { name: 'PlaylistError', message: /^playlist \(bad URL\) could not be fetched/ });
   await t.rejects(loadSource('http://127.0.0.1:1/x.m3u', 2000), { name: 'PlaylistError', message: /^playlist http:\/\/127\.0\.0\.1:1\/x\.m3u could not be fetched \(ECONNREFUSED\)$/ });
+});
+
+/** Sky with an alternate (two entries, one tvg-id) and a Cyrillic name; C is in no channel. */
+const CHANNELS = [
+  '#EXTM3U',
+  '#EXTINF:-1 tvg-id="sky.uk" tvg-logo="http://logo.example/sky.png" group-title="Sport",Sky Sports',
+  `acestream://${A}`,
+  '#EXTINF:-1 tvg-id="sky.uk",Sky Sports HD',
+  `acestream://?infohash=${B}`,
+  '#EXTINF:-1 group-title="Новости",Первый "канал"',
+  `acestream://${'c'.repeat(40)}`,
+].join('\n');
+
+t.test('rewrite with a channels file: entries of a channel point at /ace/channel/<name>', async (t) => {
+  const { channels } = parseChannels(CHANNELS, 'm3u');
+  const channelOf = channelIndex(channels.values());
+  t.equal(channelOf({ name: 'id', value: A }), 'sky-sports');
+  t.equal(channelOf({ name: 'infohash', value: B }), 'sky-sports', 'an alternate maps to its channel');
+  t.equal(channelOf({ name: 'id', value: B }), undefined, 'the kind of id matters');
+  const out = rewritePlaylist(SOURCE, 'http://p:1/', { token: 'T', channelOf }).split('\n');
+  t.equal(out[3], 'http://p:1/ace/channel/sky-sports?token=T', 'a channel id: the channel link, token as the only query');
+  t.equal(out[12], 'http://p:1/ace/channel/sky-sports?token=T', 'an alternate entry plays the channel too');
+  t.equal(out[8], `http://p:1/ace/getstream?id=${C.toLowerCase()}&token=T`, 'an id no channel lists stays a getstream link');
+  t.equal(out[1], '#EXTINF:-1 tvg-id="sky.uk" tvg-name="Sky, HD" tvg-logo="http://logo.example/sky.png" group-title="Sport",Sky Sports, Main Event', 'EXTINF kept');
+});
+
+t.test('channels file without a source playlist: one entry per channel', async (t) => {
+  const { channels } = parseChannels(CHANNELS, 'm3u');
+  t.equal(channelsPlaylist(channels.values(), 'http://p:1/'), [
+    '#EXTM3U',
+    '#EXTINF:-1 tvg-id="sky.uk" tvg-logo="http://logo.example/sky.png" group-title="Sport",Sky Sports',
+    'http://p:1/ace/channel/sky-sports',
+    '#EXTINF:-1 group-title="Новости",Первый "канал"',
+    `http://p:1/ace/channel/${encodeURIComponent('первый-канал')}`,
+  ].join('\n') + '\n');
+  const hostile = new Map([['x', { name: 'X\n#EXTINF:-1,injected', slug: 'x', ids: [{ name: 'id' as const, value: A }], group: 'a" tvg-id="b' }]]);
+  t.equal(channelsPlaylist(hostile.values(), 'http://p', { token: 'a b' }), '#EXTM3U\n#EXTINF:-1 group-title="a  tvg-id= b",X #EXTINF:-1,injected\nhttp://p/ace/channel/x?token=a%20b\n', 'no line or quote breaks out');
+});
+
+t.test('/playlist.m3u with a channels file plays the channel (failover included)', async (t) => {
+  const sim = await startSim(['--bitrate', '2000000']);
+  const dir = mkdtempSync(join(tmpdir(), 'acemux-plch-'));
+  const file = join(dir, 'channels.m3u');
+  writeFileSync(file, CHANNELS);
+  const both = await startAcemux(sim.origin, ['--channels', file, '--playlist', file]);
+  const only = await startAcemux(sim.origin, ['--channels', file]);
+  t.teardown(async () => { await both.stop(); await only.stop(); await sim.stop(); });
+  const lines = (await fetchStream(`${both.origin}/playlist.m3u`)).body.toString().split('\n');
+  t.equal(lines[2], `${both.origin}/ace/channel/sky-sports`);
+  t.equal(lines[4], `${both.origin}/ace/channel/sky-sports`);
+  const listed = (await fetchStream(`${only.origin}/playlist.m3u`)).body.toString().split('\n');
+  t.equal(listed.filter((l) => l.startsWith('#EXTINF')).length, 2, 'no source playlist: the channels, once each');
+  t.equal(listed[2], `${only.origin}/ace/channel/sky-sports`);
+  const r = await fetchStream(lines[2]!, { bytes: 200_000 });
+  t.equal(r.status, 200, 'the playlist link plays');
+  t.ok(aligned(r.body.subarray(0, r.body.length - (r.body.length % 188))), 'MPEG-TS');
+  const st = JSON.parse((await fetchStream(`${both.origin}/ace/status?id=${A}`)).body.toString());
+  t.equal(st.channel, 'Sky Sports', 'the stream runs as the channel');
 });

@@ -119,7 +119,7 @@ t.test('joins: a late client starts at PAT + keyframe at once; a return within g
 
 t.test('a stalled client does not delay the others, and is cut', async (t) => {
   const sim = await startSim(['--bitrate', '16000000']);
-  const ace = await startAcemux(sim.origin, ['--ring-size', '2MiB']);
+  const ace = await startAcemux(sim.origin, ['--ring-size', '4MiB']); // 2^14 packets: 1.5 s at 16 Mb/s
   t.teardown(async () => { await ace.stop(); await sim.stop(); });
   const url = `${ace.origin}/ace/getstream?id=${contentId(5)}`;
   const gaps: number[] = [];

@@ -1,8 +1,9 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { createRing, RingWriter, RingReader, TS, ahead } from '../src/shared/ring';
+import { createRing, resetRing, ringCapacityPackets, ringDataBytes, RingWriter, RingReader, TS, ahead } from '../src/shared/ring';
 import { Egress, type Sink } from '../src/main/egress/egress';
+import { RingPool } from '../src/main/egress/ring-pool';
 
 /** Packets carrying their own sequence number in bytes 4..8, so any corruption shows. */
 function packets(from: number, count: number): Buffer {
@@ -131,6 +132,86 @@ t.test('join points: newest safe one, delay honoured, stale ones ignored (I4)', 
   w.write(packets(810, 200), 0, 200);
   w.publish(3100);
   t.equal(r.joinPoint(0), r.head(), 'both too old: the head');
+});
+
+t.test('a ring never takes more than asked: rounded down to 2^k packets, at least 1024', async (t) => {
+  t.equal(ringCapacityPackets(6 << 20), 32768, '6 MiB → 32768 packets (6.16 MB), not 65536 (12.3 MB)');
+  t.equal(ringCapacityPackets(3 << 20), 16384);
+  t.equal(ringCapacityPackets(16384 * TS), 16384, 'an exact power of two is kept');
+  t.equal(ringCapacityPackets(16384 * TS - 1), 8192);
+  t.equal(ringCapacityPackets(1), 1024);
+  for (const asked of [256 * 1024, 1e6, 3 << 20, 6 << 20, 1 << 30]) {
+    const sab = createRing(asked, 2);
+    const r = new RingReader(sab);
+    t.equal(r.data.length, ringDataBytes(asked), `${asked}: the data area is what ringDataBytes says`);
+    t.ok(r.data.length <= Math.max(asked, 1024 * TS) && r.data.length > asked / 2, `${asked}: within (asked/2, asked]`);
+  }
+});
+
+t.test('a reset ring is like a new one: no head, joins, pins, stats or wake left (I6)', async (t) => {
+  const sab = createRing(SMALL, 4);
+  const w = new RingWriter(sab);
+  const r = new RingReader(sab);
+  w.write(packets(0, 700), 0, 700);
+  w.addJoin(300, 1200);
+  w.setTouched(700 * TS);
+  w.writeStats({ bytesIn: 9, packets: 9, junkBytes: 9, resyncs: 9, nullPacketsSent: 9, bitrate: 9, videoCodec: 'h264', joinPoints: 9, blockedMs: 9 });
+  w.publish(1500);
+  r.acquire(100);
+  r.acquire(650);
+  w.rescan();
+  t.equal(w.write(packets(700, 1000), 0, 1000), 424, 'a pin at 100 holds the writer');
+  w.publish(1600);
+  t.ok(r.blocked());
+
+  resetRing(sab);
+  const fresh = new Int32Array(createRing(SMALL, 4), 0, 16 + 16 + 256 + 8);
+  const words = new Int32Array(sab, 0, fresh.length);
+  const TOUCHED = 9;
+  for (let i = 0; i < fresh.length; i++) if (i !== TOUCHED) t.equal(words[i], fresh[i], `word ${i} as in a new ring`);
+  const r2 = new RingReader(sab);
+  t.equal(r2.cap, 1024);
+  t.equal(r2.maxReaders, 4);
+  t.equal(r2.head(), 0);
+  t.equal(r2.headMs(), 0);
+  t.notOk(r2.blocked());
+  t.equal(r2.joinPoint(0), 0, 'no stale join point: a joiner starts at the new head');
+  t.same(r2.readStats(), { bytesIn: 0, packets: 0, junkBytes: 0, resyncs: 0, nullPacketsSent: 0, bitrate: 0, videoCodec: null, joinPoints: 0, blockedMs: 0 });
+  t.equal(r2.touched(), 700 * TS, 'the faulted-in prefix is remembered, so the next actor does not touch it again');
+  const w2 = new RingWriter(sab);
+  t.equal(w2.position, 0);
+  t.equal(w2.write(packets(5000, 1024), 0, 1024), 1024, 'no stale pin: a whole lap fits');
+  t.equal(w2.publish(0), true, 'the wake flag was cleared: the first publication pings');
+  const [a] = r2.views(0, r2.head());
+  t.equal(seqAt(a, 0), 5000, 'a reader sees only the new stream');
+});
+
+t.test('the pool hands a returned ring out again, reset, and keeps at most maxIdle', async (t) => {
+  const pool = new RingPool(2);
+  const a = pool.take(SMALL, 4);
+  const b = pool.take(SMALL, 4);
+  const c = pool.take(SMALL, 4);
+  t.equal(pool.created, 3);
+  t.equal(pool.inUse, 3);
+  const w = new RingWriter(a);
+  w.write(packets(0, 10), 0, 10);
+  w.publish(10);
+  pool.give(a);
+  pool.give(a);
+  t.equal(pool.idleCount, 1, 'a ring given twice is pooled once');
+  pool.give(b);
+  pool.give(c);
+  t.equal(pool.idleCount, 2, 'past maxIdle a ring is dropped');
+  t.equal(pool.dropped, 1);
+  t.equal(pool.inUse, 0);
+  const other = pool.take(SMALL * 2, 4);
+  t.ok(other !== a && other !== b, 'a ring of another size is not handed out for it');
+  const again = [pool.take(SMALL, 4), pool.take(SMALL, 4)];
+  t.ok(again.includes(a) && again.includes(b), 'the pooled rings come back');
+  t.equal(pool.reused, 2);
+  t.equal(new RingReader(a).head(), 0, 'reset before reuse');
+  t.equal(pool.take(SMALL, 4) === c, false, 'the dropped one is gone');
+  t.equal(pool.created, 5);
 });
 
 function egressOn(sab: SharedArrayBuffer, lagLimitPackets: number, policy: 'skip' | 'disconnect' = 'skip') {

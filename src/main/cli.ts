@@ -7,13 +7,14 @@ import { startServer, type ServerOptions } from './server';
 
 /** Exported so a test can run the real CLI with a substitute actor entry (test/helpers/crashing-actor.cjs). */
 export async function main(argv = process.argv.slice(2), opts: ServerOptions = {}): Promise<void> {
-  if (argv.includes('--help') || argv.includes('-h')) {
+  if (argv.includes('--help') || argv.includes('-h') || argv.includes('-help')) {
     process.stdout.write(helpText());
     return;
   }
   let cfg;
+  const warnings: string[] = [];
   try {
-    cfg = loadConfig(argv, process.env);
+    cfg = loadConfig(argv, process.env, (w) => warnings.push(w));
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`acemux: bad configuration: ${e.message}\n`);
@@ -22,6 +23,7 @@ export async function main(argv = process.argv.slice(2), opts: ServerOptions = {
     throw e;
   }
   const log = createLogger(cfg.logLevel);
+  for (const w of warnings) log.warn(w);
   let running;
   try {
     running = await startServer(cfg, log, opts);
@@ -43,8 +45,17 @@ export async function main(argv = process.argv.slice(2), opts: ServerOptions = {
     }, cfg.shutdownTimeoutMs).unref();
     running.close().then(() => process.exit(0), () => process.exit(1));
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  // SIGQUIT and SIGINT drain like SIGTERM; a second one while draining changes nothing (the
+  // shutdown bound still holds). SIGHUP re-reads the channels file and never ends the process.
+  let stopping = false;
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGQUIT'] as const) {
+    process.on(signal, () => {
+      if (stopping) return void log.info({ signal }, 'already shutting down');
+      stopping = true;
+      stop(signal);
+    });
+  }
+  process.on('SIGHUP', () => void running.reload());
 }
 
 if (require.main === module) void main();

@@ -7,6 +7,7 @@
  * No I/O here: callers pass argv and env.
  */
 import { ConfigError } from './errors';
+import { ringDataBytes } from '../shared/ring';
 import { parseTrustedProxies, type TrustedProxies } from './http/client-address';
 
 export type LagPolicy = 'skip' | 'disconnect';
@@ -20,6 +21,8 @@ export interface Config {
   engines: string[];
   /** Bound on engine API calls (getstream, stat); engines answer a bad id only after ~4 s. */
   engineTimeoutMs: number;
+  /** Bound on the size of one engine API answer (getstream, stat, version, stop). */
+  engineMaxAnswerBytes: number;
   /** Bound on playback response headers: engines hold them while prebuffering (8–25 s). */
   playbackHeadersTimeoutMs: number;
   /** No upstream data this long before the first byte: the start failed. */
@@ -30,8 +33,10 @@ export interface Config {
   stopTimeoutMs: number;
   /** How long a stream outlives its last client, so a quick return re-attaches. */
   graceMs: number;
-  /** Ring data size in bytes (rounded up to a power-of-two number of 188-byte packets). */
+  /** Ring data size in bytes, as allocated: the asked size rounded down to 2^k 188-byte packets. */
   ringBytes: number;
+  /** Rings of stopped streams kept for reuse (the rest are dropped). */
+  ringPoolIdle: number;
   /** A client further behind the live edge than this is skipped forward or cut. */
   lagLimitBytes: number;
   lagPolicy: LagPolicy;
@@ -47,6 +52,8 @@ export interface Config {
   maxStreams: number;
   maxClientsPerStream: number;
   maxClients: number;
+  /** Stream viewers from one client address (0 = unlimited; see clientAddress()). */
+  maxClientsPerIp: number;
   /** Worker threads hosting stream actors. */
   workers: number;
   /** Actors per worker thread before piscina queues (it must never queue a stream). */
@@ -73,6 +80,9 @@ export interface Config {
   stateDir: string;
   /** When set, /api/ requires it (Bearer or X-API-Key). */
   apiKey: string;
+  /** With an API key set: /metrics, respectively /ace/status, stay open without it. */
+  publicMetrics: boolean;
+  publicStatus: boolean;
   /** When set, stream URLs require ?token=<it>. */
   streamToken: string;
   /** Source M3U (file or URL) that /playlist.m3u rewrites; '' = none. */
@@ -87,7 +97,7 @@ export interface Config {
   drainDelayMs: number;
 }
 
-type Kind = 'string' | 'path' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum' | 'proxies';
+type Kind = 'string' | 'path' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum' | 'bool' | 'proxies';
 
 interface Option {
   key: keyof Config | 'listen' | 'engineScheme' | 'engineHost' | 'enginePort';
@@ -108,21 +118,24 @@ export const OPTIONS: readonly Option[] = [
   { key: 'engineHost', flag: '--engine-host', env: 'ACEMUX_ENGINE_HOST', alias: 'ACEXY_HOST', kind: 'string', def: 'localhost', help: 'engine host' },
   { key: 'enginePort', flag: '--engine-port', env: 'ACEMUX_ENGINE_PORT', alias: 'ACEXY_PORT', kind: 'int', def: '6878', help: 'engine port' },
   { key: 'engineTimeoutMs', flag: '--engine-timeout', env: 'ACEMUX_ENGINE_TIMEOUT', alias: 'ACEXY_NO_RESPONSE_TIMEOUT', kind: 'duration', def: '30s', help: 'bound on engine API answers (getstream); past it 504' },
+  { key: 'engineMaxAnswerBytes', flag: '--engine-max-answer', env: 'ACEMUX_ENGINE_MAX_ANSWER', kind: 'size', def: '64KiB', help: 'bound on one engine API answer (getstream, stat, version, stop); past it 502' },
   { key: 'playbackHeadersTimeoutMs', flag: '--playback-timeout', env: 'ACEMUX_PLAYBACK_TIMEOUT', kind: 'duration', def: '45s', help: 'bound on playback response headers (engines prebuffer first)' },
   { key: 'firstDataTimeoutMs', flag: '--first-data-timeout', env: 'ACEMUX_FIRST_DATA_TIMEOUT', alias: 'ACEXY_EMPTY_TIMEOUT', kind: 'duration', def: '30s', help: 'no data this long after start: the stream failed' },
   { key: 'stallTimeoutMs', flag: '--stall-timeout', env: 'ACEMUX_STALL_TIMEOUT', kind: 'duration', def: '10s', help: 'no data this long once flowing: the upstream stalled' },
   { key: 'stopTimeoutMs', flag: '--stop-timeout', env: 'ACEMUX_STOP_TIMEOUT', kind: 'duration', def: '3s', help: 'bound on the engine stop command' },
   { key: 'graceMs', flag: '--grace', env: 'ACEMUX_GRACE', kind: 'duration', def: '5s', help: 'keep a stream this long after its last client leaves' },
-  { key: 'ringBytes', flag: '--ring-size', env: 'ACEMUX_RING_SIZE', alias: 'ACEXY_BUFFER_SIZE', kind: 'size', def: '6MiB', help: 'per-stream ring size (rounded up to 2^k packets)' },
+  { key: 'ringBytes', flag: '--ring-size', env: 'ACEMUX_RING_SIZE', alias: 'ACEXY_BUFFER_SIZE', kind: 'size', def: '3MiB', help: 'per-stream ring size (rounded down to 2^k packets: 3MiB is 2.94 MiB)' },
+  { key: 'ringPoolIdle', flag: '--ring-pool', env: 'ACEMUX_RING_POOL', kind: 'int', def: '16', help: "stopped streams' rings kept for reuse" },
   { key: 'lagLimitBytes', flag: '--lag-limit', env: 'ACEMUX_LAG_LIMIT', kind: 'size', def: '0', help: 'max client lag before skip/cut (default: half the ring)' },
   { key: 'lagPolicy', flag: '--lag-policy', env: 'ACEMUX_LAG_POLICY', kind: 'enum', values: ['skip', 'disconnect'], def: 'skip', help: 'what to do with a client past the lag limit' },
   { key: 'joinDelayMs', flag: '--join-delay', env: 'ACEMUX_JOIN_DELAY', kind: 'duration', def: '0', help: 'start joining clients this far behind the live edge' },
-  { key: 'batchBytes', flag: '--batch-size', env: 'ACEMUX_BATCH_SIZE', kind: 'size', def: '256KiB', help: 'wake the egress at once when this many bytes wait' },
+  { key: 'batchBytes', flag: '--batch-size', env: 'ACEMUX_BATCH_SIZE', kind: 'size', def: '0', help: 'wake the egress at once when this many bytes wait (default: 256KiB, at most 1/8 of the ring)' },
   { key: 'batchMs', flag: '--batch-time', env: 'ACEMUX_BATCH_TIME', kind: 'duration', def: '30ms', help: 'egress clock: new bytes go out to clients this often' },
   { key: 'keepaliveMs', flag: '--keepalive', env: 'ACEMUX_KEEPALIVE', kind: 'duration', def: '250ms', help: 'send null packets when upstream is silent this long (0 = off)' },
-  { key: 'maxStreams', flag: '--max-streams', env: 'ACEMUX_MAX_STREAMS', kind: 'int', def: '0', help: 'concurrent streams (0 = unlimited)' },
+  { key: 'maxStreams', flag: '--max-streams', env: 'ACEMUX_MAX_STREAMS', kind: 'int', def: '100', help: 'concurrent streams, to protect the engine (0 = unlimited)' },
   { key: 'maxClientsPerStream', flag: '--max-clients-per-stream', env: 'ACEMUX_MAX_CLIENTS_PER_STREAM', kind: 'int', def: '1000', help: 'clients of one stream' },
   { key: 'maxClients', flag: '--max-clients', env: 'ACEMUX_MAX_CLIENTS', kind: 'int', def: '0', help: 'clients in all (0 = unlimited)' },
+  { key: 'maxClientsPerIp', flag: '--max-clients-per-ip', env: 'ACEMUX_MAX_CLIENTS_PER_IP', kind: 'int', def: '0', help: 'stream clients from one address (0 = unlimited: media servers fetch many channels from one address)' },
   { key: 'workers', flag: '--workers', env: 'ACEMUX_WORKERS', kind: 'int', def: '0', help: 'actor threads (0 = cores − 1, at least 1, at most 4)' },
   { key: 'actorsPerWorker', flag: '--actors-per-worker', env: 'ACEMUX_ACTORS_PER_WORKER', kind: 'int', def: '256', help: 'stream actors one thread may host' },
   { key: 'statIntervalMs', flag: '--stat-interval', env: 'ACEMUX_STAT_INTERVAL', kind: 'duration', def: '5s', help: 'how often to poll the engine stat_url (0 = never)' },
@@ -136,15 +149,41 @@ export const OPTIONS: readonly Option[] = [
   { key: 'clientTimeoutMs', flag: '--client-timeout', env: 'ACEMUX_CLIENT_TIMEOUT', kind: 'duration', def: '20s', help: 'cut a client whose socket accepts nothing this long' },
   { key: 'channelsFile', flag: '--channels', env: 'ACEMUX_CHANNELS', kind: 'path', def: '', help: 'channels file (M3U or JSON) with alternate ids, for /ace/channel/<name>' },
   { key: 'stateDir', flag: '--state-dir', env: 'ACEMUX_STATE_DIR', kind: 'path', def: 'acemux-state', help: "event journal directory ('' = no journal)" },
-  { key: 'apiKey', flag: '--api-key', env: 'ACEMUX_API_KEY', kind: 'path', def: '', help: '/api/ requires this key (Authorization: Bearer, X-API-Key)' },
+  { key: 'apiKey', flag: '--api-key', env: 'ACEMUX_API_KEY', kind: 'path', def: '', help: '/api/, /ace/status, /metrics and the dashboard require this key (Authorization: Bearer, X-API-Key)' },
+  { key: 'publicMetrics', flag: '--public-metrics', env: 'ACEMUX_PUBLIC_METRICS', kind: 'bool', def: 'false', help: '/metrics needs no API key (for Prometheus scrapers without auth)' },
+  { key: 'publicStatus', flag: '--public-status', env: 'ACEMUX_PUBLIC_STATUS', kind: 'bool', def: 'false', help: "/ace/status needs no API key (acexy's tools)" },
   { key: 'streamToken', flag: '--stream-token', env: 'ACEMUX_STREAM_TOKEN', kind: 'path', def: '', help: 'stream URLs require ?token=<this>' },
   { key: 'playlist', flag: '--playlist', env: 'ACEMUX_PLAYLIST', kind: 'path', def: '', help: 'source M3U (file or URL) served rewritten at /playlist.m3u' },
   { key: 'publicUrl', flag: '--public-url', env: 'ACEMUX_PUBLIC_URL', kind: 'path', def: '', help: "base URL for playlist links (default: the request's Host)" },
-  { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout', env: 'ACEMUX_SHUTDOWN_TIMEOUT', kind: 'duration', def: '10s', help: 'bound on graceful shutdown' },
   { key: 'trustedProxies', flag: '--trusted-proxies', env: 'ACEMUX_TRUSTED_PROXIES', kind: 'proxies', def: '', help: 'IPs/CIDRs (comma separated) whose X-Forwarded-For is trusted, e.g. a load balancer' },
   { key: 'drainDelayMs', flag: '--drain-delay', env: 'ACEMUX_DRAIN_DELAY', kind: 'duration', def: '0', help: 'on SIGTERM, answer /readyz 503 this long before ending viewers (a balancer notices)' },
+  { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout', env: 'ACEMUX_SHUTDOWN_TIMEOUT', kind: 'duration', def: '8s', help: 'bound on graceful shutdown (keep it below the stop timeout: docker 10s, Kubernetes 30s)' },
   { key: 'logLevel', flag: '--log-level', env: 'ACEMUX_LOG_LEVEL', alias: 'ACEXY_LOG_LEVEL', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], def: 'info', help: 'log level' },
 ];
+
+/**
+ * acexy's Go flags, so its command lines run unchanged. Go's flag package takes `-name value`,
+ * `-name=value`, `--name value` and `--name=value`; a boolean flag takes no separate value.
+ * Each maps to the acemux flag it means; none collides with an acemux flag name.
+ */
+const ACEXY_FLAGS: Readonly<Record<string, string>> = {
+  addr: '--listen', scheme: '--engine-scheme', 'acestream-host': '--engine-host', 'acestream-port': '--engine-port',
+  'no-response-timeout': '--engine-timeout', 'empty-timeout': '--first-data-timeout', 'buffer-size': '--ring-size',
+};
+/** acexy's HLS settings: accepted and validated, with one warning saying what acemux does instead. */
+const ACEXY_HLS_FLAG = 'm3u8';
+const ACEXY_HLS_TIMEOUT_FLAG = 'm3u8-stream-timeout';
+
+/** Go's strconv.ParseBool, as acexy reads -m3u8 and ACEXY_M3U8. */
+function parseGoBool(text: string, name: string): boolean {
+  const t = text.trim();
+  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(t)) return true;
+  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(t)) return false;
+  throw new ConfigError(`${name}: "${text}" is not a boolean (true or false)`);
+}
+
+const HLS_WARNING = "acexy's M3U8 (HLS) mode was asked for, but acemux does not serve HLS yet: every stream is MPEG-TS at /ace/getstream (and /ace/channel/<name>); players that need HLS will not play";
+const HLS_TIMEOUT_WARNING = "acexy's M3U8 stream timeout applies only to its HLS mode, which acemux does not have: it is ignored; an MPEG-TS stream ends --grace (5s) after its last client leaves";
 
 const UNITS_MS: Record<string, number> = { ms: 1, s: 1e3, m: 60e3, h: 3600e3 };
 const UNITS_B: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, kib: 1024, mib: 1 << 20, gib: 1 << 30 };
@@ -175,7 +214,8 @@ function parseInt10(text: string): number {
 
 /** "[host]:port", ":8080", "8080", "[::1]:8080". */
 export function parseListen(text: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]*)\]|([^:]*))?:?(\d+)$/.exec(text.trim());
+  // The host and its colon come together: a bare "8080" is a port, not host "808" and port 0.
+  const m = /^(?:(?:\[([^\]]*)\]|([^:]*)):)?(\d+)$/.exec(text.trim());
   const port = m ? Number(m[3]) : NaN;
   if (!m || !(port >= 0 && port < 65536)) throw new ConfigError(`"${text}" is not a listen address ([host]:port)`);
   return { host: m[1] ?? m[2] ?? '', port };
@@ -191,24 +231,49 @@ export function parseEngines(text: string): string[] {
 }
 
 export function helpText(): string {
-  const rows = OPTIONS.map((o) => `  ${(o.flag + ' <v>').padEnd(30)} ${o.help}${o.def ? ` [${o.def}]` : ''}\n${' '.repeat(33)}env ${o.env}${o.alias ? `, ${o.alias}` : ''}`);
-  return `Usage: acemux [options]\n\nA multiplexing AceStream proxy: GET /ace/getstream?id=<40 hex>\n\nOptions (flag, environment):\n${rows.join('\n')}\n  --help                         this text\n`;
+  const goFlag = (o: Option) => Object.keys(ACEXY_FLAGS).find((k) => ACEXY_FLAGS[k] === o.flag);
+  const rows = OPTIONS.map((o) => `  ${(o.flag + ' <v>').padEnd(30)} ${o.help}${o.def ? ` [${o.def}]` : ''}\n${' '.repeat(33)}env ${o.env}${o.alias ? `, ${o.alias}` : ''}${goFlag(o) ? `; acexy -${goFlag(o)}` : ''}`);
+  return `Usage: acemux [options]\n\nA multiplexing AceStream proxy: GET /ace/getstream?id=<40 hex>\n\nOptions (flag, environment):\n${rows.join('\n')}\n  --help                         this text\n\nacexy's -${ACEXY_HLS_FLAG} and -${ACEXY_HLS_TIMEOUT_FLAG} (ACEXY_M3U8, ACEXY_M3U8_STREAM_TIMEOUT) are accepted with a warning: no HLS yet.\n`;
 }
 
-/** Reads argv (without node and script) and env into a validated Config. */
-export function loadConfig(argv: readonly string[], env: Record<string, string | undefined>): Config {
+/**
+ * Reads argv (without node and script) and env into a validated Config. What is accepted but
+ * not done as asked (acexy's HLS settings, an ACEXY_* alias overridden by a different ACEMUX_*
+ * value) goes to `warn`, once each, for the caller to log.
+ */
+export function loadConfig(argv: readonly string[], env: Record<string, string | undefined>, warn: (msg: string) => void = () => {}): Config {
   const flags = new Map<string, string>();
+  let hls: { from: string; on: boolean } | null = null;
+  let hlsTimeout: string | null = null;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const eq = a.indexOf('=');
-    const name = eq > 0 ? a.slice(0, eq) : a;
-    const opt = OPTIONS.find((o) => o.flag === name);
-    if (!opt) throw new ConfigError(`unknown option ${name} (see --help)`);
+    const given = eq > 0 ? a.slice(0, eq) : a;
+    const bare = /^--?([a-z0-9-]+)$/.exec(given)?.[1];
+    if (bare === ACEXY_HLS_FLAG) {
+      hls = { from: given, on: eq > 0 ? parseGoBool(a.slice(eq + 1), given) : true };
+      continue;
+    }
+    const name = bare !== undefined && Object.hasOwn(ACEXY_FLAGS, bare) ? ACEXY_FLAGS[bare]! : given;
+    const opt = bare === ACEXY_HLS_TIMEOUT_FLAG ? null : OPTIONS.find((o) => o.flag === name);
+    if (!opt && bare !== ACEXY_HLS_TIMEOUT_FLAG) throw new ConfigError(`unknown option ${given} (see --help)`);
     const value = eq > 0 ? a.slice(eq + 1) : argv[++i];
-    if (value === undefined) throw new ConfigError(`${name} needs a value`);
+    if (value === undefined) throw new ConfigError(`${given} needs a value`);
+    if (!opt) {
+      hlsTimeout = given;
+      try { parseDuration(value); } catch (e) { throw new ConfigError(`${given}: ${(e as Error).message}`); }
+      continue;
+    }
     // --engine may repeat: the origins add up.
     flags.set(name, opt.key === 'engines' && flags.has(name) ? `${flags.get(name)},${value}` : value);
   }
+  if (!hls && env.ACEXY_M3U8 !== undefined) hls = { from: 'ACEXY_M3U8', on: parseGoBool(env.ACEXY_M3U8, 'ACEXY_M3U8') };
+  if (hlsTimeout === null && env.ACEXY_M3U8_STREAM_TIMEOUT !== undefined) {
+    hlsTimeout = 'ACEXY_M3U8_STREAM_TIMEOUT';
+    try { parseDuration(env.ACEXY_M3U8_STREAM_TIMEOUT); } catch (e) { throw new ConfigError(`${hlsTimeout}: ${(e as Error).message}`); }
+  }
+  if (hls?.on) warn(`${hls.from}: ${HLS_WARNING}`);
+  if (hlsTimeout) warn(`${hlsTimeout}: ${HLS_TIMEOUT_WARNING}`);
   const raw: Record<string, unknown> = {};
   for (const o of OPTIONS) {
     const fromFlag = flags.get(o.flag);
@@ -220,6 +285,11 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     } catch (e) {
       throw new ConfigError(`${source === 'default' ? o.flag : source}: ${(e as Error).message}`);
     }
+    // A container image may set ACEMUX_* while the user, moving over from acexy, sets the alias.
+    const aliasText = o.alias ? env[o.alias] : undefined;
+    if (fromFlag === undefined && env[o.env] !== undefined && aliasText !== undefined && differs(o, env[o.env]!, aliasText)) {
+      warn(`${o.env}=${env[o.env]} and ${o.alias}=${aliasText} are both set and differ: using ${o.env} (ACEMUX_* wins over acexy's names)`);
+    }
   }
   const listen = raw.listen as { host: string; port: number };
   let engines = raw.engines as string[];
@@ -229,25 +299,31 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     const host = String(raw.engineHost);
     engines = parseEngines(`${raw.engineScheme}://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${raw.enginePort}`);
   }
-  const ringBytes = raw.ringBytes as number;
+  const asked = raw.ringBytes as number;
+  if (!(asked >= 256 * 1024 && asked <= 1 << 30)) throw new ConfigError('--ring-size: must be between 256KiB and 1GiB');
+  // Everything downstream (lag limit, checks, status) sees the size really allocated.
+  const ringBytes = ringDataBytes(asked);
   const cfg: Config = {
     listenHost: listen.host, listenPort: listen.port, engines,
     engineTimeoutMs: raw.engineTimeoutMs as number,
+    engineMaxAnswerBytes: raw.engineMaxAnswerBytes as number,
     playbackHeadersTimeoutMs: raw.playbackHeadersTimeoutMs as number,
     firstDataTimeoutMs: raw.firstDataTimeoutMs as number,
     stallTimeoutMs: raw.stallTimeoutMs as number,
     stopTimeoutMs: raw.stopTimeoutMs as number,
     graceMs: raw.graceMs as number,
     ringBytes,
+    ringPoolIdle: raw.ringPoolIdle as number,
     lagLimitBytes: (raw.lagLimitBytes as number) || Math.floor(ringBytes / 2),
     lagPolicy: raw.lagPolicy as LagPolicy,
     joinDelayMs: raw.joinDelayMs as number,
-    batchBytes: raw.batchBytes as number,
+    batchBytes: (raw.batchBytes as number) || Math.min(256 * 1024, Math.floor(ringBytes / 8)),
     batchMs: raw.batchMs as number,
     keepaliveMs: raw.keepaliveMs as number,
     maxStreams: raw.maxStreams as number,
     maxClientsPerStream: raw.maxClientsPerStream as number,
     maxClients: raw.maxClients as number,
+    maxClientsPerIp: raw.maxClientsPerIp as number,
     workers: raw.workers as number,
     actorsPerWorker: raw.actorsPerWorker as number,
     statIntervalMs: raw.statIntervalMs as number,
@@ -263,6 +339,8 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     channelsFile: raw.channelsFile as string,
     stateDir: raw.stateDir as string,
     apiKey: raw.apiKey as string,
+    publicMetrics: raw.publicMetrics as boolean,
+    publicStatus: raw.publicStatus as boolean,
     streamToken: raw.streamToken as string,
     playlist: raw.playlist as string,
     publicUrl: (raw.publicUrl as string).replace(/\/+$/, ''),
@@ -284,21 +362,37 @@ function convert(o: Option, text: string): unknown {
     case 'listen': return parseListen(text);
     case 'engines': return parseEngines(text);
     case 'proxies': return parseTrustedProxies(text);
+    case 'bool': {
+      const v = text.trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+      if (['0', 'false', 'no', 'off', ''].includes(v)) return false;
+      throw new ConfigError(`"${text}" is not true or false`);
+    }
     case 'enum':
       if (!o.values!.includes(text.trim().toLowerCase())) throw new ConfigError(`"${text}" is not one of ${o.values!.join(', ')}`);
       return text.trim().toLowerCase();
   }
 }
 
+/** True when two texts for one option mean different values (or the alias does not parse). */
+function differs(o: Option, a: string, b: string): boolean {
+  try {
+    return JSON.stringify(convert(o, a)) !== JSON.stringify(convert(o, b));
+  } catch {
+    return true;
+  }
+}
+
 /** Cross-field rules: what would make the ring unsafe or a timer meaningless. */
 function check(c: Config): void {
   const need = (ok: boolean, msg: string) => { if (!ok) throw new ConfigError(msg); };
-  need(c.ringBytes >= 256 * 1024 && c.ringBytes <= 1 << 30, '--ring-size: must be between 256KiB and 1GiB');
+  need(c.ringPoolIdle >= 0 && c.ringPoolIdle <= 4096, '--ring-pool: must be between 0 and 4096');
   need(c.lagLimitBytes > 0 && c.lagLimitBytes <= c.ringBytes * 0.75, '--lag-limit: must be at most 3/4 of the ring, so a laggard is handled before it is overwritten');
   need(c.batchBytes >= 188 && c.batchBytes <= c.ringBytes / 8, '--batch-size: must be between 188 bytes and 1/8 of the ring');
   need(c.batchMs >= 1 && c.batchMs <= 1000, '--batch-time: must be between 1ms and 1s');
   need(c.maxClientsPerStream >= 1 && c.maxClientsPerStream <= 65536, '--max-clients-per-stream: must be between 1 and 65536');
   need(c.engineTimeoutMs > 0, '--engine-timeout: must be above 0');
+  need(c.engineMaxAnswerBytes >= 1024 && c.engineMaxAnswerBytes <= 16 << 20, '--engine-max-answer: must be between 1KiB and 16MiB');
   need(c.playbackHeadersTimeoutMs > 0, '--playback-timeout: must be above 0');
   need(c.firstDataTimeoutMs > 0 && c.stallTimeoutMs > 0, 'data timeouts must be above 0');
   need(c.actorsPerWorker >= 1, '--actors-per-worker: must be at least 1');

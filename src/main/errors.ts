@@ -5,10 +5,10 @@
  * mapping from error to HTTP lives here and nowhere else. An error that is not an AcemuxError is
  * a bug: it answers 500 with a fixed text and its stack goes to the log, never to the client.
  *
- * Texts that come from outside (an engine's error string, a playlist's body) are cut to
- * MAX_FOREIGN_TEXT before they become part of a message, so one hostile answer cannot grow a
- * reply, a log line, /ace/status or a journal record.
+ * Texts that come from outside (an engine's error string, a playlist's body) are cut by
+ * foreignText() (shared/engine-api.ts) before they become part of a message.
  */
+import { foreignText } from '../shared/engine-api';
 
 export type ErrorCode =
   | 'ACEMUX_ERR_CONFIG'
@@ -19,6 +19,9 @@ export type ErrorCode =
   | 'ACEMUX_ERR_FORBIDDEN'
   | 'ACEMUX_ERR_NOT_FOUND'
   | 'ACEMUX_ERR_METHOD'
+  | 'ACEMUX_ERR_REQUEST_TIMEOUT'
+  | 'ACEMUX_ERR_CONFLICT'
+  | 'ACEMUX_ERR_TOO_LARGE'
   | 'ACEMUX_ERR_TOO_MANY'
   | 'ACEMUX_ERR_LIMIT'
   | 'ACEMUX_ERR_STREAM_GONE'
@@ -27,14 +30,6 @@ export type ErrorCode =
   | 'ACEMUX_ERR_ENGINE_TIMEOUT'
   | 'ACEMUX_ERR_ENGINE_BAD_ANSWER'
   | 'ACEMUX_ERR_INTERNAL';
-
-/** Foreign text (engine errors, playlist bodies) is never carried further than this many characters. */
-export const MAX_FOREIGN_TEXT = 512;
-
-/** Cuts text that came from outside to MAX_FOREIGN_TEXT, saying how much was dropped. */
-export function foreignText(text: string, max = MAX_FOREIGN_TEXT): string {
-  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters)`;
-}
 
 export class AcemuxError extends Error {
   override name = 'AcemuxError';
@@ -137,10 +132,29 @@ export function answerOf(e: unknown): Answer {
     const headers: Record<string, string> = {};
     if (e.retryAfterS !== undefined) headers['retry-after'] = String(e.retryAfterS);
     if (e.status === 405) headers.allow = 'GET, HEAD';
+    if (e.status === 401) headers['www-authenticate'] = 'Bearer';
     return { status: e.status, body: { error: e.message, code: e.code }, headers };
   }
   return { status: 500, body: { error: 'internal error', code: 'ACEMUX_ERR_INTERNAL' }, headers: {} };
 }
+
+const CODE_OF_STATUS: Record<number, ErrorCode> = {
+  400: 'ACEMUX_ERR_BAD_REQUEST',
+  401: 'ACEMUX_ERR_UNAUTHORIZED',
+  403: 'ACEMUX_ERR_FORBIDDEN',
+  404: 'ACEMUX_ERR_NOT_FOUND',
+  405: 'ACEMUX_ERR_METHOD',
+  408: 'ACEMUX_ERR_REQUEST_TIMEOUT',
+  409: 'ACEMUX_ERR_CONFLICT',
+  429: 'ACEMUX_ERR_TOO_MANY',
+  431: 'ACEMUX_ERR_TOO_LARGE',
+  502: 'ACEMUX_ERR_ENGINE',
+  503: 'ACEMUX_ERR_LIMIT',
+  504: 'ACEMUX_ERR_ENGINE_TIMEOUT',
+};
+
+/** The code of a refusal answered by its status alone (reply.ts fail(), the HTTP parser's errors). */
+export const codeOfStatus = (status: number): ErrorCode => CODE_OF_STATUS[status] ?? 'ACEMUX_ERR_INTERNAL';
 
 /** True for errors a client caused or an engine caused; false for bugs (which get logged with a stack). */
 export const isExpected = (e: unknown): e is AcemuxError => e instanceof AcemuxError && e.status >= 400;

@@ -24,6 +24,8 @@ export interface ActorTask {
   playbackHeadersTimeoutMs: number;
   statIntervalMs: number;
   engineTimeoutMs: number;
+  /** Cap on one stat_url answer (engine-client C1); engine-client's default when absent. */
+  engineMaxAnswerBytes?: number;
   /** Connect right away when the supervisor already has a session (a restart); else wait. */
   connect: ConnectCommand | null;
   /** How many times this stream's actor has been restarted (0 on its first life). */
@@ -39,7 +41,7 @@ export interface ActorApi {
 
 export interface ActorInspection {
   life: number;
-  upstream: { connected: boolean; playbackUrl: string | null; gotData: boolean; sinceConnectMs: number | null; sinceDataMs: number | null };
+  upstream: { connected: boolean; playbackUrl: string | null; gotData: boolean; sinceConnectMs: number | null; sinceDataMs: number | null; sincePlayableMs: number | null; sincePatMs: number | null; sincePmtMs: number | null };
   entry: 'wait-pat' | 'hold-to-keyframe' | 'flowing';
   psi: { pmtPid: number; pcrPid: number; videoPid: number; videoCodec: VideoCodec | null; streams: Array<{ pid: number; streamType: number }> };
   framer: { packets: number; junkBytes: number; resyncs: number };
@@ -70,6 +72,8 @@ export type UpstreamFault =
   | 'gone' // 403/404/410: the engine session itself is gone
   | 'no-data' // nothing before firstDataTimeoutMs
   | 'stalled' // nothing for stallTimeoutMs once flowing
+  | 'unplayable' // bytes, but no playable TS packet for stallTimeoutMs (junk, trickle, no PAT, nulls)
+  | 'psi-lost' // flowing, but no PAT or no PMT for stallTimeoutMs: joining players could not start
   | 'ended' // the engine closed the body
   | 'error'; // socket error mid-body
 
@@ -82,6 +86,7 @@ export interface EngineStat {
 
 /** Actor → supervisor. */
 export type Report =
+  /** The first playable packet (stream-actor A5) of a connection, not its first byte. */
   | { type: 'first-data' }
   | { type: 'upstream-fault'; fault: UpstreamFault; detail: string }
   | { type: 'stat'; stat: EngineStat | null; error?: string };

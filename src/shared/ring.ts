@@ -24,6 +24,10 @@
  *  I5 Main polls every ring's HEAD on one egress clock; the writer pings it early only when it
  *     is blocked or has a large batch waiting, and only when it flips WAKE 0→1; main stores 0
  *     before draining, so a ping during a drain causes one more drain and none is ever lost.
+ *  I6 A ring is reused (src/main/egress/ring-pool.ts) only after resetRing(), and only once no
+ *     writer, reader or write callback can reach it any more; a reset ring is indistinguishable
+ *     from a fresh one except for TOUCHED, the faulted-in prefix, which spares the next actor
+ *     the first-touch page faults.
  */
 
 import type { ActorStats } from './messages';
@@ -45,6 +49,7 @@ const H_BLOCKED = 5; // 1 while the writer waits on a pinned reader
 const H_CAP = 6;
 const H_MAXR = 7;
 const H_CODEC = 8; // VIDEO_CODECS index + 1; 0 = unknown
+const H_TOUCHED = 9; // data bytes [0, n) already faulted in; survives resetRing (I6)
 const HDR = 16;
 const STATS_F64 = 8;
 /** Header and stats, in Int32 words. */
@@ -55,21 +60,55 @@ export function ahead(a: number, b: number): number {
   return (a - b) | 0;
 }
 
-function ringCapacityPackets(bytes: number): number {
-  let cap = 1024;
-  while (cap * TS < bytes) cap *= 2;
+/** The smallest ring, in packets. */
+export const MIN_RING_PACKETS = 1024;
+
+/**
+ * Packets of a ring asked to hold `bytes`: the largest power of two that fits, so a ring never
+ * takes more memory than asked (rounding up doubled 6 MiB to 12.3 MB); at least MIN_RING_PACKETS.
+ */
+export function ringCapacityPackets(bytes: number): number {
+  let cap = MIN_RING_PACKETS;
+  while (cap * 2 * TS <= bytes) cap *= 2;
   return cap;
+}
+
+/** The data bytes a ring asked to hold `bytes` really has (what the docs and status report). */
+export function ringDataBytes(bytes: number): number {
+  return ringCapacityPackets(bytes) * TS;
+}
+
+/** The whole SharedArrayBuffer's size (header and data) of createRing(bytes, maxReaders). */
+export function ringByteLength(bytes: number, maxReaders: number): number {
+  return (PRE + JOIN_CAP * 2 + maxReaders * 2) * 4 + ringCapacityPackets(bytes) * TS;
 }
 
 /** Main allocates rings, so they outlive an actor's thread (and its crash). */
 export function createRing(bytes: number, maxReaders: number): SharedArrayBuffer {
   const cap = ringCapacityPackets(bytes);
-  const words = PRE + JOIN_CAP * 2 + maxReaders * 2;
-  const sab = new SharedArrayBuffer(words * 4 + cap * TS);
+  const sab = new SharedArrayBuffer(ringByteLength(bytes, maxReaders));
   const h = new Int32Array(sab, 0, HDR);
   h[H_CAP] = cap;
   h[H_MAXR] = maxReaders;
   return sab;
+}
+
+/**
+ * Makes a used ring new again for the next stream (I6): head, wake flag, join index, clock,
+ * reader slots, BLOCKED, codec and stats all zero, as createRing() leaves them. Only the layout
+ * (cap, maxReaders) and the record of faulted-in pages survive; the data bytes are not cleared,
+ * since with HEAD at 0 no reader may read any of them (I1). Call it only once nothing can touch
+ * the ring any more: no writer, no reader, no write callback pending (the pool's contract).
+ */
+export function resetRing(sab: SharedArrayBuffer): void {
+  const h = new Int32Array(sab, 0, HDR);
+  const cap = h[H_CAP]!;
+  const maxReaders = h[H_MAXR]!;
+  const touched = h[H_TOUCHED]!;
+  new Int32Array(sab, 0, PRE + JOIN_CAP * 2 + maxReaders * 2).fill(0);
+  h[H_CAP] = cap;
+  h[H_MAXR] = maxReaders;
+  h[H_TOUCHED] = touched;
 }
 
 /** What both sides see. */
@@ -107,6 +146,11 @@ export class Ring {
 
   blocked(): boolean {
     return Atomics.load(this.h, H_BLOCKED) === 1;
+  }
+
+  /** Data bytes [0, n) already faulted in, by this stream or an earlier user of the ring (I6). */
+  touched(): number {
+    return Atomics.load(this.h, H_TOUCHED);
   }
 
   readStats(): ActorStats {
@@ -172,6 +216,11 @@ export class RingWriter extends Ring {
     }
     this.pos = (this.pos + count) | 0;
     return count;
+  }
+
+  /** Records that data bytes [0, n) are faulted in (I6). */
+  setTouched(n: number): void {
+    Atomics.store(this.h, H_TOUCHED, n);
   }
 
   /** Byte offset in `data` of packet `pos`, for in-place edits before publication. */

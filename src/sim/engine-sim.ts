@@ -17,13 +17,13 @@
 //   'drain' instead. Nothing allocates per packet.
 // - Faults are snapshotted per request (see faults.ts).
 
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { type Fault, type FaultSet, faultFor, mergeFaultSets, parseFaultSet } from './faults';
 import { type LoopMode, SampleSource, SampleTrack, SyntheticSource, type TsSource } from './ts-source';
-import { TS_PACKET_SIZE as TS_PACKET } from '../shared/mpegts/ts-packet';
+import { TS_PACKET_SIZE as TS_PACKET, fillNullPackets } from '../shared/mpegts/ts-packet';
 
 export interface EngineSimOptions {
   host?: string; // default 127.0.0.1
@@ -249,6 +249,7 @@ class Sim implements EngineSim {
     try {
       if (path.startsWith('/sim/')) return this.control(req, res, path);
       if (get && path === '/webui/api/service' && url.searchParams.get('method') === 'get_version') {
+        if (faultFor(this.faults, []).versionEndless) return this.endless(res);
         return sendJson(res, 200, { result: { code: 3017000, platform: 'linux', version: '3.1.70' }, error: null });
       }
       if (get && path === '/server/api' && url.searchParams.get('method') === 'get_status') {
@@ -308,6 +309,7 @@ class Sim implements EngineSim {
     const pid = q.get('pid') ?? q.get('sid') ?? '';
     const fault = faultFor(this.faults, sel.ok ? [sel.content, sel.infohash] : []);
     if (fault.getstreamHang) return this.hold(res);
+    if (fault.getstreamEndless) return this.endless(res);
 
     const fail = (msg: string) => {
       if (json) sendJson(res, 200, { response: null, error: msg });
@@ -316,10 +318,17 @@ class Sim implements EngineSim {
     const answer = () => {
       this.held.delete(res);
       if (res.destroyed) return;
-      if (fault.getstreamError !== undefined) return fail(fault.getstreamError);
+      if (fault.getstreamError !== undefined) return fail(padText(fault.getstreamError, fault.errorBytes));
       if (!sel.ok) return fail(sel.error);
-      const s = this.openSession(sel.content, sel.infohash, pid);
       const base = `http://${req.headers.host || `${this.host}:${this.port}`}`;
+      if (fault.getstreamPadBytes !== undefined) {
+        // A valid envelope a client could use if it read it all; no session stands behind it.
+        const fake = `${sel.infohash}/${'0'.repeat(32)}`;
+        const head = JSON.stringify({ response: { playback_url: `${base}/ace/r/${fake}`, stat_url: `${base}/ace/stat/${fake}`, command_url: `${base}/ace/cmd/${fake}`, infohash: sel.infohash }, error: null });
+        const pad = Math.max(0, fault.getstreamPadBytes - head.length - 10);
+        return sendJson(res, 200, { ...JSON.parse(head), pad: 'x'.repeat(pad) });
+      }
+      const s = this.openSession(sel.content, sel.infohash, pid);
       const tail = `${s.infohash}/${s.token}`;
       const playbackUrl = `${base}/ace/r/${tail}`;
       if (!json) {
@@ -331,6 +340,9 @@ class Sim implements EngineSim {
         stat_url: `${base}/ace/stat/${tail}`,
         command_url: `${base}/ace/cmd/${tail}`,
       };
+      if (fault.playbackUrl !== undefined) response.playback_url = fault.playbackUrl;
+      if (fault.statUrl !== undefined) response.stat_url = fault.statUrl;
+      if (fault.commandUrl !== undefined) response.command_url = fault.commandUrl;
       if (q.get('use_api_events') === '1') response.event_url = `${base}/ace/event/${tail}`;
       Object.assign(response, {
         infohash: s.infohash, playback_session_id: s.psid, is_live: 1, is_encrypted: 0, client_session_id: -1,
@@ -414,7 +426,8 @@ class Sim implements EngineSim {
     const s = this.lookup(ih, token);
     if (!s) return sendJson(res, 200, { response: null, error: UNKNOWN_SESSION });
     const fault = faultFor(this.faults, [s.content, s.infohash]);
-    if (fault.statError !== undefined) return sendJson(res, 200, { response: null, error: fault.statError });
+    if (fault.statEndless) return this.endless(res);
+    if (fault.statError !== undefined) return sendJson(res, 200, { response: null, error: padText(fault.statError, fault.errorBytes) });
     const now = this.now();
     if (now - s.createdAt < STAT_EMPTY_MS) return sendJson(res, 200, { response: {}, error: null });
     const dl = !s.dead && now >= s.readyAt;
@@ -451,9 +464,11 @@ class Sim implements EngineSim {
     if (method === 'stop') this.counters.stopCommands++;
     const s = this.lookup(ih, token);
     if (!s) return sendJson(res, 200, { response: null, error: UNKNOWN_SESSION });
-    if (faultFor(this.faults, [s.content, s.infohash]).cmdHang) return this.hold(res);
+    const fault = faultFor(this.faults, [s.content, s.infohash]);
+    if (fault.cmdHang) return this.hold(res);
     if (method !== 'stop') return sendJson(res, 200, { response: null, error: `unknown method ${method ?? ''}`.trim() });
     this.endSession(s, 'stopped');
+    if (fault.cmdEndless) return this.endless(res); // stopped, but the answer never ends
     sendJson(res, 200, { response: 'ok', error: null });
   }
 
@@ -465,6 +480,18 @@ class Sim implements EngineSim {
   private hold(res: ServerResponse): void {
     this.held.add(res);
     res.once('close', () => this.held.delete(res));
+  }
+
+  /** A JSON-looking answer that never ends, at link speed (as fast as the client reads). */
+  private endless(res: ServerResponse): void {
+    this.hold(res);
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.write('{"response": {"playback_url": "http://');
+    const pump = () => {
+      while (!res.destroyed && res.write(ENDLESS_CHUNK));
+    };
+    res.on('drain', pump);
+    pump();
   }
 
   private expireIdle(): void {
@@ -534,6 +561,11 @@ class Playback {
   private readonly limit: number; // body bytes after which a stall or drop fault fires
   private readonly drop: boolean;
   private holdTimer: NodeJS.Timeout | null = null;
+  private readonly dripBps: number;
+  private readonly junk: boolean;
+  private readonly dropPatAfter: number;
+  private readonly nullsAfter: number;
+  private readonly dropPmtAfter: number;
   private readonly onDrain = () => {
     this.waitingDrain = false;
     this.pump();
@@ -561,6 +593,11 @@ class Playback {
     const drop = fault.dropAfterBytes ?? Infinity;
     this.limit = Math.min(stall, drop);
     this.drop = drop <= stall;
+    this.dripBps = fault.dripBps ?? 0;
+    this.junk = fault.junk === true;
+    this.dropPatAfter = fault.dropPatAfterBytes ?? Infinity;
+    this.nullsAfter = fault.nullsAfterBytes ?? Infinity;
+    this.dropPmtAfter = fault.dropPmtAfterBytes ?? Infinity;
     session.reader = this;
     session.stalledAt = null;
     sim.playbackActive++;
@@ -587,23 +624,25 @@ class Playback {
     res.flushHeaders();
     this.state = 'flowing';
     this.startAt = this.sim.now();
-    if (this.sim.cfg.rate > 0) this.sim.addPaced(this);
+    if (this.sim.cfg.rate > 0 || this.dripBps > 0) this.sim.addPaced(this);
     this.pump();
   }
 
   /** Writes every whole chunk that is due, until backpressure, ring space or a fault stops it. */
   pump(): void {
     if (this.state !== 'flowing' || this.waitingDrain) return;
-    const { rate, burstBytes } = this.sim.cfg;
+    const drip = this.dripBps > 0;
+    const rate = drip ? this.dripBps * 8 : this.sim.cfg.rate;
     // The engine keeps a buffer: a reader that fell behind catches up at link speed.
-    const due = rate > 0 ? burstBytes + ((this.sim.now() - this.startAt) * rate) / 8000 : Infinity;
+    const due = rate > 0 ? (drip ? 0 : this.sim.cfg.burstBytes) + ((this.sim.now() - this.startAt) * rate) / 8000 : Infinity;
     const size = this.ring.length;
     const stamping = this.session.source.stamp !== undefined;
     for (;;) {
       const left = this.limit - this.sent;
       if (left <= 0) return this.limitReached();
       let len = Math.min(this.nextChunk, left);
-      if (this.sent + len > due) return;
+      if (drip) len = Math.min(len, Math.floor(due - this.sent)); // a trickle: whatever is due, even 1 byte
+      if (len <= 0 || this.sent + len > due) return;
       const pos = this.sent % size;
       len = Math.min(len, size - pos);
       const end = this.sent + len;
@@ -614,7 +653,12 @@ class Playback {
         return;
       }
       while (this.generated < need) {
-        this.session.source.next(this.ring, this.generated % size);
+        const at = this.generated % size;
+        this.session.source.next(this.ring, at);
+        if (this.junk) randomFillSync(this.ring, at, TS_PACKET);
+        else if (this.generated >= this.nullsAfter) fillNullPackets(this.ring, at, 1);
+        else if (this.generated >= this.dropPmtAfter && startsPmt(this.ring, at)) fillNullPackets(this.ring, at, 1);
+        else if (this.generated >= this.dropPatAfter && this.ring[at + 2] === 0 && (this.ring[at + 1]! & 0x1f) === 0) fillNullPackets(this.ring, at, 1);
         this.generated += TS_PACKET;
       }
       if (stamping) this.stamp(this.sent, end);
@@ -683,6 +727,22 @@ function parseSelector(q: URLSearchParams): Selector {
   if (kind === 'url' || kind === 'magnet' || !/^[0-9a-f]{40}$/.test(value)) return { ok: false, error: 'failed to load content' };
   const infohash = kind === 'infohash' ? value : createHash('sha1').update(`acemux-sim:${value}`).digest('hex');
   return { ok: true, content: value, infohash };
+}
+
+const ENDLESS_CHUNK = Buffer.alloc(64 * 1024, 'a');
+
+/** A packet that starts a section with table_id 0x02 (a PMT), whatever its PID. */
+function startsPmt(b: Buffer, off: number): boolean {
+  if ((b[off + 1]! & 0x40) === 0 || (b[off + 3]! & 0x10) === 0) return false; // no PUSI, no payload
+  const start = (b[off + 3]! & 0x20) !== 0 ? off + 5 + b[off + 4]! : off + 4;
+  const table = start + 1 + b[start]!; // after the pointer field
+  return table < off + TS_PACKET && b[table] === 0x02;
+}
+
+/** An error text repeated up to `size` characters (a hostile engine's 5 MB error). */
+function padText(text: string, size: number | undefined): string {
+  if (size === undefined || size <= text.length || text.length === 0) return text;
+  return text.repeat(Math.ceil(size / text.length)).slice(0, size);
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

@@ -30,6 +30,30 @@ export interface Fault {
   statError?: string;
   /** Never answer command_url. */
   cmdHang?: boolean;
+  // A hostile engine (test/hostile/): answers with no end, of any size, or with bad content.
+  /** Answer getstream / stat / get_version (global only) / command with a body that never ends. */
+  getstreamEndless?: boolean;
+  statEndless?: boolean;
+  versionEndless?: boolean;
+  cmdEndless?: boolean;
+  /** Pad a valid getstream answer to this many bytes (it opens no session). */
+  getstreamPadBytes?: number;
+  /** Repeat getstreamError / statError up to this many characters. */
+  errorBytes?: number;
+  /** Answer getstream with these URLs verbatim (e.g. file:///etc/passwd, data:,x). */
+  playbackUrl?: string;
+  statUrl?: string;
+  commandUrl?: string;
+  /** Pace playback at this many bytes per second (1 = a trickle), whatever the bitrate. */
+  dripBps?: number;
+  /** Playback body: random bytes instead of TS, at the same rate. */
+  junk?: boolean;
+  /** Replace every PAT with a null packet after this many body bytes (0 = TS without a PAT). */
+  dropPatAfterBytes?: number;
+  /** Replace every packet with a null packet after this many body bytes. */
+  nullsAfterBytes?: number;
+  /** Replace every packet that starts a PMT section with a null packet after this many body bytes. */
+  dropPmtAfterBytes?: number;
 }
 
 export interface FaultSet {
@@ -40,9 +64,10 @@ export interface FaultSet {
 
 const numberFields = [
   'errorDelayMs', 'getstreamDelayMs', 'playbackStatus', 'slowStartMs', 'stallAfterBytes', 'dropAfterBytes',
+  'getstreamPadBytes', 'errorBytes', 'dripBps', 'dropPatAfterBytes', 'nullsAfterBytes', 'dropPmtAfterBytes',
 ] as const;
-const boolFields = ['getstreamHang', 'hangBeforeHeaders', 'cmdHang'] as const;
-const stringFields = ['getstreamError', 'statError'] as const;
+const boolFields = ['getstreamHang', 'hangBeforeHeaders', 'cmdHang', 'getstreamEndless', 'statEndless', 'versionEndless', 'cmdEndless', 'junk'] as const;
+const stringFields = ['getstreamError', 'statError', 'playbackUrl', 'statUrl', 'commandUrl'] as const;
 
 /** Validates one fault object from untrusted JSON; unknown or mistyped fields throw. */
 export function parseFault(raw: unknown): Fault {

@@ -19,14 +19,23 @@
  *     and holds what it has; nothing is dropped or overwritten, and keepalive waits too.
  *  A4 Keepalive null packets are written only when no packet has been written for keepaliveMs,
  *     so clients never face silence while the engine prebuffers or recovers.
+ *  A5 Health means playable data, not bytes: a playable packet is a whole, non-null TS packet
+ *     at or after a PAT of the current connection. 'first-data' is reported at the first one;
+ *     bytes with no playable packet for stallTimeoutMs (junk, a 1 byte/s trickle, TS without a
+ *     PAT, only null packets) are the fault 'unplayable', and a flowing stream whose playable
+ *     packets carried no PAT or no PMT for stallTimeoutMs (joining players could never start) is
+ *     'psi-lost'. Playable packets whose media clock (PCR) advances at under MIN_PACE of real
+ *     time over stallTimeoutMs are 'unplayable' too (a trickle of real TS). The supervisor
+ *     treats these like a stall: reconnect, then fail over.
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
-import { request } from 'undici';
+import { engineJson, DEFAULT_MAX_ANSWER } from '../main/engine/engine-client';
+import { foreignText } from '../shared/engine-api';
 import { Upstream } from './upstream';
 import { RingWriter, TS, copyBytes } from '../shared/ring';
 import { TsFramer } from '../shared/mpegts/ts-framer';
-import { PsiTracker, pidOf, isKeyframeStart, readPcr, setDiscontinuity, fillNullPackets, PAT_PID } from '../shared/mpegts/ts-packet';
+import { PsiTracker, pidOf, isKeyframeStart, readPcr, setDiscontinuity, fillNullPackets, PAT_PID, NULL_PID } from '../shared/mpegts/ts-packet';
 import { parseEnvelope, parseStat } from '../shared/engine-api';
 import { WAKE, type ActorTask, type Command, type ConnectCommand, type Report, type UpstreamFault, type ActorStats, type ActorInspection } from '../shared/messages';
 
@@ -37,6 +46,8 @@ const HOLD_PACKETS = 8192;
 /** Pages of a fresh ring are faulted in ahead of the writer, on the tick, not per chunk. */
 const TOUCH_AHEAD = 512 * 1024;
 const PAGE = 4096;
+/** A5: media delivered at less than this fraction of real time, over a stall window, is a fault. */
+const MIN_PACE = 0.5;
 
 /** Where ingest is after a (re)connect (A1). */
 const enum Entry {
@@ -56,11 +67,20 @@ export class StreamActor {
   private connectedAt = 0;
   private gotData = false;
   private lastDataAt = 0;
+  // A5, per connection: when bytes first came, when the last playable packet and the last PAT
+  // came (0 = not yet), and the framer's packet count then (to say why nothing was playable).
+  private firstByteAt = 0;
+  private playableAt = 0;
+  private patAt = 0;
+  private pmtAt = 0;
+  private packetsMark = 0;
+  private bytesMark = 0;
   private lastWriteAt = 0;
   private entry = Entry.WaitPat;
   private pre: Buffer | null = null;
-  /** Bytes of the ring already touched (first lap only; then every page is resident). */
-  private touched = 0;
+  /** Bytes of the ring already touched (first lap only; then every page is resident). A pooled
+   * ring arrives touched by an earlier stream (ring.ts I6). */
+  private touched: number;
   private prePackets = 0;
   private needDiscontinuity = false;
   private patPos = 0;
@@ -78,6 +98,7 @@ export class StreamActor {
   private tickTimer: NodeJS.Timeout;
   private statTimer: NodeJS.Timeout | null = null;
   private statUrl: string | null = null;
+  private statBusy = false;
   private playbackUrl: string | null = null;
   private stopped = false;
   private finish!: () => void;
@@ -86,9 +107,15 @@ export class StreamActor {
   private readonly stats: ActorStats = { bytesIn: 0, packets: 0, junkBytes: 0, resyncs: 0, nullPacketsSent: 0, bitrate: 0, videoCodec: null, joinPoints: 0, blockedMs: 0 };
   private pcrFirst = -1;
   private pcrBytes = 0;
+  // A5's pace check: the newest PCR and when it came, and the start of the current window.
+  private pcrLast = -1;
+  private pcrLastAt = 0;
+  private paceRefPcr = -1;
+  private paceRefAt = 0;
 
   constructor(private readonly task: ActorTask, private readonly agent: Dispatcher) {
     this.ring = new RingWriter(task.ring);
+    this.touched = this.ring.touched();
     this.port = task.port;
     this.framer = new TsFramer((src, off, count) => this.ingest(src, off, count));
     fillNullPackets(this.nulls, 0, KEEPALIVE_PACKETS);
@@ -124,6 +151,10 @@ export class StreamActor {
     this.patPending = false;
     if (cmd.splice) this.needDiscontinuity = true;
     this.gotData = false;
+    this.firstByteAt = this.playableAt = this.patAt = this.pmtAt = 0;
+    this.pcrLast = this.paceRefPcr = -1;
+    this.packetsMark = this.framer.packets;
+    this.bytesMark = this.stats.bytesIn;
     this.connectedAt = this.clock();
     this.statUrl = cmd.statUrl;
     this.playbackUrl = cmd.playbackUrl;
@@ -166,7 +197,7 @@ export class StreamActor {
     this.stats.bytesIn += to - from;
     if (!this.gotData) {
       this.gotData = true;
-      this.report({ type: 'first-data' });
+      this.firstByteAt = now;
     }
     this.framer.push(buf, from, to);
     this.publish(now); // once per read: the framer may hand over several runs
@@ -182,22 +213,35 @@ export class StreamActor {
       if ((this.entry as Entry) !== Entry.Flowing) return; // enter() moved it, or not yet
     }
     const base = (this.ring.position + this.heldPackets) | 0;
+    let playable = 0;
     for (let k = 0; k < count; k++) {
       const p = off + k * TS;
       const pid = pidOf(src, p);
+      if (pid !== NULL_PID) playable++;
       if (pid === PAT_PID || pid === this.psi.pmtPid) {
-        if (this.psi.feed(src, p) === 'pat') {
+        const kind = this.psi.feed(src, p);
+        if (kind === 'pat') {
+          this.patAt = this.lastDataAt;
           this.patPos = (base + k) | 0;
           this.patPending = true;
           if (this.psi.version > 0 && this.psi.videoPid < 0) this.addJoin(this.patPos);
-        }
+        } else if (kind === 'pmt') this.pmtAt = this.lastDataAt;
       } else if (pid === this.psi.videoPid) {
         if (this.patPending && isKeyframeStart(src, p, this.psi.videoCodec)) this.addJoin(this.patPos);
       }
       if (pid === this.psi.pcrPid) this.onPcr(src, p, (base + k) | 0);
     }
     this.stats.packets += count;
+    if (playable > 0) this.sawPlayable();
     this.commit(src, off, count);
+  }
+
+  /** A5: the clock of playable data; the first playable packet of a connection is 'first-data'. */
+  private sawPlayable(): void {
+    if (this.playableAt === 0) this.report({ type: 'first-data' });
+    this.playableAt = this.lastDataAt || 1; // 0 means "none yet"
+    this.packetsMark = this.framer.packets;
+    this.bytesMark = this.stats.bytesIn;
   }
 
   /**
@@ -209,16 +253,22 @@ export class StreamActor {
       const p = off + k * TS;
       const pid = pidOf(src, p);
       if (this.entry === Entry.WaitPat && pid !== PAT_PID) continue;
+      if (pid !== NULL_PID && this.playableAt !== this.lastDataAt) this.sawPlayable();
       let clean = false;
       if (pid === PAT_PID || pid === this.psi.pmtPid) {
         const kind = this.psi.feed(src, p);
         if (kind === 'pat') {
+          this.patAt = this.lastDataAt;
           this.entry = Entry.HoldToKeyframe;
           this.prePackets = 0;
-        } else if (kind === 'pmt' && this.psi.videoPid < 0) clean = true;
+        } else if (kind === 'pmt') {
+          this.pmtAt = this.lastDataAt;
+          clean = this.psi.videoPid < 0;
+        }
       } else if (pid === this.psi.videoPid && this.psi.version > 0) {
         clean = isKeyframeStart(src, p, this.psi.videoCodec);
       }
+      if (pid === this.psi.pcrPid) this.notePcr(src, p);
       if (clean || this.prePackets === HOLD_PACKETS) {
         // The held run starts with the PAT: that is the join point; this packet follows it. Only
         // now is it known which packets reach the ring (a newer PAT drops the held ones), so the
@@ -260,8 +310,22 @@ export class StreamActor {
     this.pcrFirst = -1;
   }
 
-  private onPcr(src: Uint8Array, p: number, pos: number): void {
+  /**
+   * A5's media clock, fed from every PCR of the connection (held ones too: a slow upstream may
+   * take long to reach a keyframe). A PCR that goes back or leaps (> 1 s; the spec wants one
+   * every 100 ms) is a discontinuity: the pace window restarts after it. Returns the PCR or -1.
+   */
+  private notePcr(src: Uint8Array, p: number): number {
     const pcr = readPcr(src, p);
+    if (pcr < 0) return pcr;
+    if (this.pcrLast >= 0 && (pcr < this.pcrLast || pcr - this.pcrLast > 27e6)) this.paceRefPcr = -1;
+    this.pcrLast = pcr;
+    this.pcrLastAt = this.lastDataAt;
+    return pcr;
+  }
+
+  private onPcr(src: Uint8Array, p: number, pos: number): void {
+    const pcr = this.notePcr(src, p);
     if (pcr < 0) return;
     if (this.needDiscontinuity) this.markSplice(src, p, pcr);
     // Bitrate from the media clock, not arrivals (the engine's burst would overstate it).
@@ -337,10 +401,15 @@ export class StreamActor {
   private touchAhead(): void {
     const data = this.ring.data;
     if (this.touched >= data.length) return;
+    // Ahead of the writer, not of the last touch: a pooled ring arrives touched as far as its
+    // earlier streams wrote, and touching on regardless would fault in pages this stream may
+    // never use (RSS would creep up to full rings across a churn of short streams).
     const writer = this.ring.offsetOf(this.ring.position);
-    const until = Math.min(data.length, Math.max(this.touched, writer) + TOUCH_AHEAD);
+    const until = Math.min(data.length, writer + TOUCH_AHEAD);
+    if (until <= this.touched) return;
     for (let i = this.touched - (this.touched % PAGE) + PAGE - 1; i < until; i += PAGE) data[i] = data[i]!;
     this.touched = until;
+    this.ring.setTouched(until);
   }
 
   private tick(): void {
@@ -355,12 +424,58 @@ export class StreamActor {
     }
     // The watchdog: while an upstream is open, silence past a threshold is a fault. Paused by us
     // (held packets) is not silence.
-    if (this.upstream === null || this.heldPackets > 0) return;
+    if (this.upstream === null || this.heldPackets > 0) {
+      this.paceRefPcr = -1; // paused by us: the media clock may lag the wall clock meanwhile
+      return;
+    }
     if (!this.gotData && now - this.connectedAt > this.task.firstDataTimeoutMs) {
       this.fault('no-data', `no data ${this.task.firstDataTimeoutMs} ms after connecting`);
     } else if (this.gotData && now - this.lastDataAt > this.task.stallTimeoutMs) {
       this.fault('stalled', `no data for ${this.task.stallTimeoutMs} ms`);
+    } else if (this.gotData && now - Math.max(this.firstByteAt, this.playableAt) > this.task.stallTimeoutMs) {
+      this.fault('unplayable', `nothing playable for ${this.task.stallTimeoutMs} ms: ${this.unplayableWhy()}`);
+    } else if (this.entry === Entry.Flowing && this.playableAt - Math.min(this.patAt, this.pmtAt || this.firstByteAt) > this.task.stallTimeoutMs) {
+      // Data still plays but has carried no PAT or no PMT for that long (a stream turned all
+      // null is 'unplayable' above, whichever of its last PSI and last packet came first).
+      const lost = this.playableAt - this.patAt > this.task.stallTimeoutMs ? 'PAT' : 'PMT';
+      this.fault('psi-lost', `no ${lost} for ${this.task.stallTimeoutMs} ms: players joining now could not start`);
+    } else {
+      this.checkPace();
     }
+  }
+
+  /**
+   * A5: playable packets that come slower than the media plays (a trickle of real TS) starve
+   * every player all the same. Over windows of stallTimeoutMs, compare the media clock (PCR)
+   * with the wall clock; below MIN_PACE of real time it is 'unplayable'. A PCR going backwards
+   * or leaping (a loop, a splice, a wrap) starts a new window (onPcr); no PCR, no verdict.
+   */
+  private checkPace(): void {
+    if (this.pcrLast < 0) return;
+    if (this.paceRefPcr < 0) {
+      this.paceRefPcr = this.pcrLast;
+      this.paceRefAt = this.pcrLastAt;
+      return;
+    }
+    // Wall time up to the newest PCR, not now: when data stops altogether, that is a stall (the
+    // check above), not slowness.
+    const wall = this.pcrLastAt - this.paceRefAt;
+    if (wall < this.task.stallTimeoutMs) return;
+    const media = (this.pcrLast - this.paceRefPcr) / 27e3; // ms
+    const valid = media >= 0;
+    this.paceRefPcr = this.pcrLast;
+    this.paceRefAt = this.pcrLastAt;
+    if (valid && media < wall * MIN_PACE) {
+      this.fault('unplayable', `the media advanced ${Math.round(media)} ms in ${wall} ms (${Math.round((100 * media) / wall)} % of real time): too slow to play`);
+    }
+  }
+
+  /** A5: why the bytes since the last playable packet (or the connect) were not playable. */
+  private unplayableWhy(): string {
+    const packets = this.framer.packets - this.packetsMark;
+    if (packets === 0) return `${this.stats.bytesIn - this.bytesMark} bytes in, but no whole TS packet (junk, or a trickle)`;
+    if (this.patAt === 0) return `${packets} TS packets but no PAT`;
+    return `${packets} TS packets, all null`;
   }
 
   private scheduleStat(): void {
@@ -371,15 +486,17 @@ export class StreamActor {
 
   private async pollStat(): Promise<void> {
     const url = this.statUrl;
-    if (!url) return;
+    if (!url || this.statBusy) return; // a slow engine gets one poll at a time, not a pile of them
+    this.statBusy = true;
     try {
-      const t = this.task.engineTimeoutMs;
-      const res = await request(url, { headers: { 'accept-encoding': 'identity' }, headersTimeout: t, bodyTimeout: t, dispatcher: this.agent });
-      const env = parseEnvelope(await res.body.json());
+      const body = await engineJson(url, { timeoutMs: this.task.engineTimeoutMs, maxBytes: this.task.engineMaxAnswerBytes ?? DEFAULT_MAX_ANSWER, dispatcher: this.agent });
+      const env = parseEnvelope(body);
       if (url !== this.statUrl) return;
-      this.report(env.error !== null ? { type: 'stat', stat: null, error: env.error } : { type: 'stat', stat: parseStat(env.response) });
+      this.report(env.error !== null ? { type: 'stat', stat: null, error: foreignText(env.error) } : { type: 'stat', stat: parseStat(env.response) });
     } catch (e) {
-      this.report({ type: 'stat', stat: null, error: (e as Error).message });
+      this.report({ type: 'stat', stat: null, error: foreignText((e as Error).message) });
+    } finally {
+      this.statBusy = false;
     }
   }
 
@@ -404,6 +521,9 @@ export class StreamActor {
         gotData: this.gotData,
         sinceConnectMs: this.connectedAt ? now - this.connectedAt : null,
         sinceDataMs: this.gotData ? now - this.lastDataAt : null,
+        sincePlayableMs: this.playableAt ? now - this.playableAt : null,
+        sincePatMs: this.patAt ? now - this.patAt : null,
+        sincePmtMs: this.pmtAt ? now - this.pmtAt : null,
       },
       entry,
       psi: { pmtPid: this.psi.pmtPid, pcrPid: this.psi.pcrPid, videoPid: this.psi.videoPid, videoCodec: this.psi.videoCodec, streams: this.psi.streams.map((e) => ({ pid: e.pid, streamType: e.streamType })) },

@@ -8,7 +8,7 @@ import { until } from '../helpers/wait';
 const CHANNELS = 12;
 const PER_CHANNEL = 2;
 const DRAIN_MS = 2000; // NODE_FLAGS: --drain-delay 2s
-const SHUTDOWN_MS = 10_000; // acemux's default --shutdown-timeout
+const SHUTDOWN_MS = 8000; // acemux's default --shutdown-timeout
 
 t.test('SIGTERM drains a node', { skip: haproxyBinary() ? false : SKIP_NO_HAPROXY }, async (t) => {
   const c = await startCluster({ nodes: 3, sims: 2, simArgs: ['--bitrate', '300000'] });

@@ -35,8 +35,12 @@ export async function startAcemux(engine: string | string[], flags: string[] = [
   const engines = Array.isArray(engine) ? engine : [engine];
   // Each run gets its own journal directory unless the test names one.
   const state = flags.includes('--state-dir') ? [] : ['--state-dir', mkdtempSync(join(tmpdir(), 'acemux-state-'))];
-  const args = [cli, '--listen', '127.0.0.1:0', ...engines.flatMap((e) => ['--engine', e]), ...state, ...flags];
-  const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return launch(['--listen', '127.0.0.1:0', ...engines.flatMap((e) => ['--engine', e]), ...state, ...flags], env, undefined, cli);
+}
+
+/** Starts the CLI with exactly these arguments (and env over the test's own), e.g. acexy's; `cwd` holds a default state dir. */
+export async function launch(argv: string[], env: Record<string, string> = {}, cwd?: string, cli = CLI): Promise<Acemux> {
+  const proc = spawn(process.execPath, [cli, ...argv], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd });
   const logs: string[] = [];
   let buf = '';
   const ready = new Promise<number>((resolve, reject) => {

@@ -19,6 +19,8 @@ export interface ReadOptions {
   /** Stop reading (TCP window closes) after this many bytes, and keep the socket open. */
   stallAfterBytes?: number;
   onData?: (chunk: Buffer, at: number) => void;
+  /** Request headers, e.g. a player's User-Agent. */
+  headers?: Record<string, string>;
 }
 
 export function fetchStream(url: string, o: ReadOptions = {}): Promise<Received> {
@@ -28,7 +30,7 @@ export function fetchStream(url: string, o: ReadOptions = {}): Promise<Received>
     let size = 0;
     let firstByteMs = -1;
     let timer: NodeJS.Timeout | null = null;
-    const req = request(url, { method: o.method ?? 'GET', agent: false }, (res) => {
+    const req = request(url, { method: o.method ?? 'GET', agent: false, headers: o.headers }, (res) => {
       const finish = (ended: Received['ended']) => {
         if (timer) clearTimeout(timer);
         resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks), firstByteMs, ended });

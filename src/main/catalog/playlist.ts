@@ -8,13 +8,16 @@
  *   kept byte for byte. Output lines end in \n and the first line is #EXTM3U.
  * - A source is bounded in time (timeoutMs for the whole fetch) and size (8 MiB): it is fetched
  *   while a player waits, and a runaway one must not hold the request or the heap.
+ * - With a channels file, a link whose id a channel lists becomes that channel's link, and with no
+ *   source playlist the channels file itself is the playlist.
  * - The base written into links is either the operator's ACEMUX_PUBLIC_URL or a Host header that
  *   is nothing but host[:port]; anything else in Host could inject text into the playlist.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Agent, interceptors, request, type Dispatcher } from 'undici';
-import { contentIdOf, splitLines } from './m3u';
+import { contentIdOf, splitLines, type ContentId } from './m3u';
+import type { Channel } from './channels';
 import { isTimeout } from '../engine/engine-client';
 import { PlaylistError } from '../errors';
 
@@ -92,8 +95,24 @@ function redact(url: string): string {
   }
 }
 
-/** Points every AceStream link at `${base}/ace/getstream`, leaving all else as it was. */
-export function rewritePlaylist(text: string, base: string, opts: { token?: string } = {}): string {
+/** A channel's link on this proxy: /ace/channel/<slug>, so a player gets its alternates and failover. */
+function channelLink(root: string, slug: string, token: string | undefined): string {
+  return `${root}/ace/channel/${encodeURIComponent(slug)}${token ? `?token=${encodeURIComponent(token)}` : ''}`;
+}
+
+/** Maps a content id to the slug of the channel (from the channels file) that lists it. */
+export function channelIndex(channels: Iterable<Channel>): (id: ContentId) => string | undefined {
+  const bySelector = new Map<string, string>();
+  for (const ch of channels) for (const id of ch.ids) if (!bySelector.has(`${id.name}=${id.value}`)) bySelector.set(`${id.name}=${id.value}`, ch.slug);
+  return (id) => bySelector.get(`${id.name}=${id.value}`);
+}
+
+/**
+ * Points every AceStream link at this proxy, leaving all else as it was: at the channel's
+ * /ace/channel/<slug> when `channelOf` knows the id (every alternate entry of a channel then plays
+ * the channel, with failover), else at /ace/getstream.
+ */
+export function rewritePlaylist(text: string, base: string, opts: { token?: string; channelOf?: (id: ContentId) => string | undefined } = {}): string {
   const root = base.replace(/\/+$/, '');
   const token = opts.token ? `&token=${encodeURIComponent(opts.token)}` : '';
   const lines = splitLines(text);
@@ -102,9 +121,25 @@ export function rewritePlaylist(text: string, base: string, opts: { token?: stri
   const out = lines.map((line) => {
     if (line.trimStart().startsWith('#')) return line;
     const id = contentIdOf(line);
-    return id ? `${root}/ace/getstream?${id.name}=${id.value}${token}` : line;
+    if (!id) return line;
+    const slug = opts.channelOf?.(id);
+    return slug !== undefined ? channelLink(root, slug, opts.token) : `${root}/ace/getstream?${id.name}=${id.value}${token}`;
   });
   if (!/^#EXTM3U\b/i.test(out[0]?.trim() ?? '')) out.unshift('#EXTM3U');
+  return out.join('\n') + '\n';
+}
+
+/** Attribute values and names go between quotes and before a line end: neither may end them early. */
+const attr = (v: string) => v.replace(/["\r\n]+/g, ' ').trim();
+
+/** With a channels file and no source playlist: one entry per channel, in file order. */
+export function channelsPlaylist(channels: Iterable<Channel>, base: string, opts: { token?: string } = {}): string {
+  const root = base.replace(/\/+$/, '');
+  const out = ['#EXTM3U'];
+  for (const ch of channels) {
+    const attrs = [['tvg-id', ch.tvgId], ['tvg-logo', ch.logo], ['group-title', ch.group]].filter(([, v]) => v).map(([k, v]) => ` ${k}="${attr(v!)}"`).join('');
+    out.push(`#EXTINF:-1${attrs},${ch.name.replace(/[\r\n]+/g, ' ').trim()}`, channelLink(root, ch.slug, opts.token));
+  }
   return out.join('\n') + '\n';
 }
 

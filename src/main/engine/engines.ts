@@ -4,7 +4,7 @@
  * a stream goes to is the supervisor's decision (Supervisor.pickEngine).
  */
 import type { EventLog } from '../supervision/events';
-import { engineVersion } from './engine-client';
+import { engineVersion, DEFAULT_MAX_ANSWER } from './engine-client';
 
 export interface EngineState {
   url: string;
@@ -19,7 +19,7 @@ export class EnginePool {
   readonly engines: EngineState[];
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(urls: string[], private readonly events: EventLog, private readonly timeoutMs: number) {
+  constructor(urls: string[], private readonly events: EventLog, private readonly timeoutMs: number, private readonly maxAnswerBytes = DEFAULT_MAX_ANSWER) {
     // Healthy until shown otherwise: a first request should not wait for a probe.
     this.engines = urls.map((url) => ({ url, healthy: true, lastProbeAt: 0, failedAt: 0 }));
   }
@@ -60,7 +60,7 @@ export class EnginePool {
   async probeAll(): Promise<void> {
     await Promise.all(this.engines.map(async (e) => {
       try {
-        e.version = await engineVersion(e.url, Math.min(this.timeoutMs, 5000));
+        e.version = await engineVersion(e.url, Math.min(this.timeoutMs, 5000), this.maxAnswerBytes);
         this.setHealth(e, true);
       } catch (err) {
         e.failedAt = Date.now();

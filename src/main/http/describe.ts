@@ -32,6 +32,8 @@ export function describe(s: Stream): Record<string, unknown> {
     skips: eg.skips,
     cuts: eg.cuts,
     engine_stat: s.stat,
-    client_list: eg.clients.map((c) => ({ id: c.info.id, remote: c.info.remote, since: new Date(c.since).toISOString(), bytes: c.bytes, lag_bytes: eg.lagBytes(c), skips: c.skips })),
+    engine_stat_error: s.statError,
+    last_fault: s.lastFault,
+    client_list: eg.clients.map((c) => ({ id: c.info.id, remote: c.info.remote, since: new Date(c.since).toISOString(), bytes: c.bytes, lag_bytes: eg.lagBytes(c), skips: c.skips, user_agent: c.info.ua ?? null })),
   };
 }

@@ -1,6 +1,6 @@
 /** The one way routes answer with JSON: a short body, no caching, and never after headers went out. */
 import type { ServerResponse } from 'node:http';
-import { answerOf } from '../errors';
+import { answerOf, codeOfStatus } from '../errors';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.headersSent) {
@@ -12,7 +12,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
-export const fail = (res: ServerResponse, status: number, error: string, headers?: Record<string, string>) => sendJson(res, status, { error }, headers);
+export const fail = (res: ServerResponse, status: number, error: string, headers?: Record<string, string>) => sendJson(res, status, { error, code: codeOfStatus(status) }, headers);
 
 /** Answers any thrown value through the error table (errors.ts): coded errors as they say, the rest 500. */
 export function sendError(res: ServerResponse, e: unknown): void {

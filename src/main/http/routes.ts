@@ -10,53 +10,26 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { HEX40 } from '../../shared/engine-api';
 import { slugOf } from '../catalog/channels';
-import { isExpected, LimitError } from '../errors';
+import { isExpected, tooMany, LimitError } from '../errors';
+import { parseStreamQuery } from './stream-query';
+import { AddressLimit, clientAddress, type KeyGuard } from './guard';
 import type { Supervisor, Selector, Stream, ChannelRef } from '../supervision/supervisor';
 import type { Admin } from './admin';
 import type { Metrics } from '../ops/metrics';
+import type { Health } from '../ops/health';
 import type { EnginePool } from '../engine/engines';
 import { sendJson, sendError, fail } from './reply';
 import { describe } from './describe';
 import { dashboardHtml } from '../ops/dashboard';
-import { loadSource, rewritePlaylist, publicBase } from '../catalog/playlist';
+import { loadSource, rewritePlaylist, publicBase, channelIndex, channelsPlaylist } from '../catalog/playlist';
+import type { Channel } from '../catalog/channels';
 import { remoteLabel, type TrustedProxies } from './client-address';
 
-const SELECTORS = ['id', 'infohash', 'content_id'] as const;
-/** Ours to set: a client's pid would let two players steal one engine session from each other. */
-const OWNED = new Set(['pid', 'sid', 'format', 'token']);
-
-type Parsed<S> = { sel: S; extra: Array<[string, string]> } | { error: string };
-
-/**
- * Exactly one selector, 40 hex (none for a channel: its ids come from the channels file); no pid;
- * each parameter once; the rest passes through to the engine.
- */
-function parseStreamQuery(q: URLSearchParams, channel: false): Parsed<Selector>;
-function parseStreamQuery(q: URLSearchParams, channel: true): Parsed<null>;
-function parseStreamQuery(q: URLSearchParams, channel: boolean): Parsed<Selector | null> {
-  const seen = new Set<string>();
-  let sel: Selector | null = null;
-  const extra: Array<[string, string]> = [];
-  for (const [k, v] of q) {
-    if (seen.has(k)) return { error: `parameter "${k}" given more than once` };
-    seen.add(k);
-    if ((SELECTORS as readonly string[]).includes(k)) {
-      if (channel) return { error: `a channel plays the ids of the channels file; remove "${k}"` };
-      if (sel) return { error: 'give exactly one of id or infohash' };
-      if (!HEX40.test(v)) return { error: `${k} must be 40 hexadecimal characters` };
-      sel = { name: k === 'infohash' ? 'infohash' : 'id', value: v };
-    } else if (k === 'pid' || k === 'sid') {
-      return { error: `"${k}" is set by acemux, which owns engine player ids; remove it` };
-    } else if (!OWNED.has(k)) {
-      extra.push([k, v]);
-    }
-  }
-  if (!sel && !channel) return { error: 'missing id or infohash (40 hexadecimal characters)' };
-  return { sel, extra };
-}
+/** Requests a client may pipeline behind a stream request before its connection is cut (they are never started). */
+const MAX_IGNORED = 8;
 
 export interface RoutesOptions {
-  channels: ReadonlyMap<string, ChannelRef>;
+  channels: ReadonlyMap<string, Channel>;
   admin: Admin;
   metrics: Metrics;
   engines: EnginePool;
@@ -68,14 +41,39 @@ export interface RoutesOptions {
   trustedProxies?: TrustedProxies;
   /** True from SIGTERM on: unready, and new viewers are refused (a balancer retries elsewhere). */
   draining?: () => boolean;
+  /** Degraded parts, listed by /readyz and /ace/status. */
+  health?: Health;
+  /** The API key (guard.ts); /metrics and /ace/status can be opened without it. */
+  guard: KeyGuard;
+  publicMetrics: boolean;
+  publicStatus: boolean;
+  maxClientsPerIp: number;
 }
 
 export class Routes {
   private clientSeq = 0;
-  private readonly channels: ReadonlyMap<string, ChannelRef>;
+  private channels: ReadonlyMap<string, Channel>;
+  private channelOf: ReturnType<typeof channelIndex>;
+  private readonly perAddress: AddressLimit;
+  /**
+   * Connections a stream request owns, with the number of requests pipelined behind it. One
+   * request, one viewer: a stream answer is the last thing on its connection, so nothing after
+   * it is ever started (it would write into the same socket, one more viewer per request).
+   */
+  private readonly claimed = new WeakMap<Socket, number>();
+  /** Stream viewers' sockets, so a shutdown can wait for them to drain (server.ts). */
+  readonly viewers = new Set<Socket>();
 
   constructor(private readonly sup: Supervisor, private readonly log: Logger, private readonly o: RoutesOptions) {
     this.channels = o.channels;
+    this.channelOf = channelIndex(o.channels.values());
+    this.perAddress = new AddressLimit(o.maxClientsPerIp);
+  }
+
+  /** SIGHUP: new channel requests use the reloaded file; running channels keep theirs. */
+  setChannels(channels: ReadonlyMap<string, Channel>): void {
+    this.channels = channels;
+    this.channelOf = channelIndex(channels.values());
   }
 
   /**
@@ -84,6 +82,12 @@ export class Routes {
    * and of every stream in it.
    */
   handle(req: IncomingMessage, res: ServerResponse): void {
+    const ignored = this.claimed.get(req.socket);
+    if (ignored !== undefined) {
+      if (ignored >= MAX_IGNORED) req.socket.destroy();
+      else this.claimed.set(req.socket, ignored + 1);
+      return;
+    }
     const boundary = (e: unknown) => {
       if (!isExpected(e)) this.log.error({ err: e instanceof Error ? e.stack : String(e), method: req.method, url: req.url?.slice(0, 256) }, 'request handler failed');
       sendError(res, e);
@@ -114,10 +118,12 @@ export class Routes {
       // A draining node (SIGTERM) is unready at once, so a balancer sends new viewers elsewhere.
       const draining = this.sup.closed || (this.o.draining?.() ?? false);
       const ready = !draining && this.o.engines.anyHealthy();
-      return sendJson(res, ready ? 200 : 503, { ready, draining, engines: this.o.engines.engines.map((e) => ({ url: e.url, healthy: e.healthy })) });
+      // Degraded parts are listed, not failed on (see ops/health.ts).
+      return sendJson(res, ready ? 200 : 503, { ready, draining, engines: this.o.engines.engines.map((e) => ({ url: e.url, healthy: e.healthy })), degraded: this.o.health?.degraded ?? [] });
     }
     if (path === '/metrics') {
       if (!readOnly) return this.notAllowed(req, res);
+      if (!this.o.publicMetrics) this.o.guard.check(req, url);
       return this.o.metrics.render().then(({ contentType, body }) => {
         res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
         res.end(body);
@@ -125,6 +131,15 @@ export class Routes {
     }
     if (path === '/' || path === '/dashboard') {
       if (!readOnly) return this.notAllowed(req, res);
+      // The page is a static shell with no data in it: everything it shows comes from /api/, which
+      // needs the key, so it is served to anyone and asks for the key itself. A ?key= is checked
+      // (a wrong one counts against the address) and traded for a session cookie once, so the key
+      // leaves the address bar and history.
+      if (url.searchParams.has('key') && this.o.guard.check(req, url) === 'query') {
+        res.writeHead(303, { location: path, 'set-cookie': this.o.guard.sessionCookie(), 'cache-control': 'no-store', 'content-length': 0 });
+        res.end();
+        return;
+      }
       const html = dashboardHtml(); // before the head: a page that cannot be read is a 500, not a cut connection
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'" });
       res.end(html);
@@ -159,6 +174,7 @@ export class Routes {
     }
     if (path === '/ace/status' || path === '/ace/status/') {
       if (!readOnly) return this.notAllowed(req, res);
+      if (!this.o.publicStatus) this.o.guard.check(req, url);
       return this.status(res, url.searchParams);
     }
     return fail(res, 404, `no such path: ${path}`);
@@ -169,15 +185,16 @@ export class Routes {
   }
 
   private async playlist(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!this.o.playlist) return fail(res, 404, 'no playlist configured (ACEMUX_PLAYLIST)');
-    let text: string;
+    if (!this.o.playlist && this.channels.size === 0) return fail(res, 404, 'no playlist configured (ACEMUX_PLAYLIST or ACEMUX_CHANNELS)');
+    let text = '';
     try {
-      text = await loadSource(this.o.playlist, this.o.engineTimeoutMs);
+      if (this.o.playlist) text = await loadSource(this.o.playlist, this.o.engineTimeoutMs);
     } catch (e) {
-      return fail(res, 502, (e as Error).message);
+      return sendError(res, e); // a PlaylistError: 502, ACEMUX_ERR_PLAYLIST
     }
     const base = publicBase(req.headers.host, this.o.publicUrl || undefined, `http://${req.socket.localAddress}:${req.socket.localPort}`);
-    const body = rewritePlaylist(text, base, { token: this.o.streamToken || undefined });
+    const token = this.o.streamToken || undefined;
+    const body = this.o.playlist ? rewritePlaylist(text, base, { token, channelOf: this.channelOf }) : channelsPlaylist(this.channels.values(), base, { token });
     res.writeHead(200, { 'content-type': 'audio/x-mpegurl; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
     res.end(req.method === 'HEAD' ? undefined : body);
   }
@@ -197,6 +214,24 @@ export class Routes {
     }
     if (this.o.draining?.()) return sendError(res, new LimitError('acemux is shutting down', 5));
     const socket = req.socket;
+    this.claimed.set(socket as Socket, 0);
+    // Whatever the answer, it ends the connection: what was pipelined behind it never starts.
+    res.setHeader('connection', 'close');
+    if (res.socket !== socket) {
+      // Pipelined behind an unanswered request: the stream's bytes would overtake that answer.
+      await new Promise<void>((r) => {
+        res.once('socket', () => r());
+        socket.once('close', () => r());
+      });
+      if (socket.destroyed) return;
+    }
+    const addr = clientAddress(req, this.o.trustedProxies);
+    if (!this.perAddress.take(addr)) throw tooMany(`client limit of this address reached (${this.perAddress.max})`, 10);
+    this.viewers.add(socket as Socket);
+    socket.once('close', () => {
+      this.perAddress.release(addr); // G2: once, however the request ended
+      this.viewers.delete(socket as Socket);
+    });
     let gone = false;
     const onEarlyClose = () => (gone = true);
     socket.once('close', onEarlyClose);
@@ -221,7 +256,7 @@ export class Routes {
     res.flushHeaders();
     socket.setNoDelay(true);
     const sink = socket as Socket;
-    const client = this.sup.attach(s, sink, { id: ++this.clientSeq, remote: remoteLabel(req, this.o.trustedProxies), t0 });
+    const client = this.sup.attach(s, sink, { id: ++this.clientSeq, remote: remoteLabel(req, this.o.trustedProxies), t0, ua: req.headers['user-agent']?.slice(0, 256) });
     this.log.debug({ stream: s.key, ms: Date.now() - t0 }, 'client attached');
     socket.once('close', () => {
       this.sup.detach(s, client);
@@ -231,7 +266,7 @@ export class Routes {
 
   private status(res: ServerResponse, q: URLSearchParams): void {
     const id = q.get('id') ?? q.get('infohash');
-    if (id === null) return sendJson(res, 200, { streams: this.sup.streams.size, events: this.sup.events.last(20) });
+    if (id === null) return sendJson(res, 200, { streams: this.sup.streams.size, events: this.sup.events.last(20), degraded: this.o.health?.degraded ?? [] });
     if (!HEX40.test(id)) return fail(res, 400, 'id must be 40 hexadecimal characters');
     const s = this.sup.find(id);
     if (!s) return fail(res, 404, 'stream not running');

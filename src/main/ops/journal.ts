@@ -5,12 +5,17 @@
  *
  * Frame: [u32 LE payload length][u32 LE crc32(payload)][payload = MessagePack map of the event].
  * Invariants:
- * - J1 A frame is readable only if its header is whole, its length is non-zero and within bounds
- *   and the rest of the file, and its crc matches. Reading a file stops at its first unreadable frame: what
- *   lies before it is intact, what lies after is not trusted (a length is only as good as its crc).
- * - J2 On open, the newest file is truncated at its first unreadable frame (a torn tail from a
- *   crash, or garbage), so appends continue right after the last good frame and stay readable.
- *   Older files are never modified: a damaged one just ends early when read.
+ * - J0 No payload is larger than MAX_RECORD (16 KiB): a bigger event is shrunk before it is
+ *   encoded (long strings cut like foreignText, then only its headline fields kept), so no event,
+ *   whatever an engine sent, can make a record a reader would refuse.
+ * - J1 A frame is readable only if its header is whole, its length is non-zero and within the
+ *   rest of the file, and its crc matches. Past an unreadable stretch (damage), reading resumes at
+ *   the next offset where a whole frame with a matching crc starts whose payload opens like a
+ *   MessagePack map of at most MAX_RESYNC bytes: every complete record is kept, and a length is
+ *   only believed together with its crc.
+ * - J2 On open, the newest file is truncated after its last readable frame (a torn tail from a
+ *   crash, or garbage), so appends continue right after it and stay readable. Nothing readable
+ *   is ever cut. Older files are never modified.
  * - J3 Frames are written in append order by one write chain; a frame never straddles two files.
  *   Rotation happens between frames, before a frame that would push the file past maxFileBytes
  *   (a single frame larger than that gets a file of its own).
@@ -28,6 +33,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
 import { Pager, type AceEvent, type Page, type PageQuery } from '../supervision/events';
+import { foreignText } from '../../shared/engine-api';
 
 export interface JournalOptions {
   /** Rotate before a file would exceed this; default 4 MiB. */
@@ -39,15 +45,43 @@ export interface JournalOptions {
 }
 
 const HEADER = 8;
-/** No event is anywhere near this; a larger length field is damage, not data. */
-const MAX_RECORD = 1 << 20;
+/** The largest payload written (J0). Events are a few hundred bytes; foreign text is cut to 512. */
+export const MAX_RECORD = 16 * 1024;
+/** The largest frame looked for past damage (J1), and read by the first-frame fast path: earlier
+ *  versions wrote payloads up to 1 MiB. */
+const MAX_RESYNC = 1 << 20;
+/** The fields an event keeps when even its cut-down form is too big (J0). */
+const HEADLINE = ['seq', 'time', 'kind', 'stream', 'id', 'engine', 'reason', 'fault', 'action', 'note'];
 const NAME = /^events-(\d+)\.mpk$/;
 
 const packr = new Packr({ useRecords: false });
 
+/** A copy of `v` with every string cut to MAX_FOREIGN_TEXT, arrays to 32 items, depth to 4. */
+function cut(v: unknown, depth: number): unknown {
+  if (typeof v === 'string') return foreignText(v);
+  if (v === null || typeof v !== 'object') return v;
+  if (depth >= 4) return '[…]';
+  if (Array.isArray(v)) return v.slice(0, 32).map((x) => cut(x, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v as Record<string, unknown>).slice(0, 64)) out[foreignText(k, 64)] = cut(x, depth + 1);
+  return out;
+}
+
+/** The event's MessagePack payload, at most MAX_RECORD bytes (J0). */
+export function encodePayload(e: AceEvent): Buffer {
+  const whole = packr.pack(e);
+  if (whole.length <= MAX_RECORD) return whole;
+  const truncated = whole.length;
+  const shorter = packr.pack({ ...(cut(e, 0) as AceEvent), truncated });
+  if (shorter.length <= MAX_RECORD) return shorter;
+  const headline: Record<string, unknown> = { truncated };
+  for (const k of HEADLINE) if (k in e) headline[k] = cut(e[k], 3);
+  return packr.pack(headline); // ≤ 10 fields of ≤ 512 characters (≤ 2 KiB each in UTF-8)
+}
+
 /** One event as a whole frame, in a buffer of its own (pack() returns a view of a reused one). */
 export function encodeFrame(e: AceEvent): Buffer {
-  const payload = packr.pack(e);
+  const payload = encodePayload(e);
   const frame = Buffer.allocUnsafe(HEADER + payload.length);
   frame.writeUInt32LE(payload.length, 0);
   frame.writeUInt32LE(crc32(payload), 4);
@@ -55,20 +89,41 @@ export function encodeFrame(e: AceEvent): Buffer {
   return frame;
 }
 
-/** The readable frames of `buf` as [start, end) payload offsets, and where readability ends (J1). */
+/** The end of the whole frame at `at`, or -1 (J1). `resync`: also ask for a map-like start. */
+function frameAt(buf: Buffer, at: number, resync: boolean): number {
+  const len = buf.readUInt32LE(at);
+  const start = at + HEADER;
+  // Zero length is damage too: a crash can leave a zero-filled tail, whose crc would match.
+  if (len === 0 || start + len > buf.length) return -1;
+  if (resync) {
+    const b = buf[start]!;
+    if (len > MAX_RESYNC || !((b >= 0x80 && b <= 0x8f) || b === 0xde || b === 0xdf)) return -1;
+  }
+  return crc32(buf.subarray(start, start + len)) === buf.readUInt32LE(at + 4) ? start + len : -1;
+}
+
+/**
+ * The readable frames of `buf` as [start, end) payload offsets, and `good`, the end of the last
+ * one (J1, J2). Past damage the scan looks for the next whole frame, one offset at a time; the
+ * cheap checks (length, first byte) reject almost every offset before any crc is computed.
+ */
 export function scanFrames(buf: Buffer): { frames: Array<[number, number]>; good: number } {
   const frames: Array<[number, number]> = [];
   let at = 0;
-  while (at + HEADER <= buf.length) {
-    const len = buf.readUInt32LE(at);
-    const start = at + HEADER;
-    // Zero length is damage too: a crash can leave a zero-filled tail, whose crc would match.
-    if (len === 0 || len > MAX_RECORD || start + len > buf.length) break;
-    if (crc32(buf.subarray(start, start + len)) !== buf.readUInt32LE(at + 4)) break;
-    frames.push([start, start + len]);
-    at = start + len;
+  let good = 0;
+  let damaged = false;
+  while (at + HEADER < buf.length) {
+    const end = frameAt(buf, at, damaged);
+    if (end < 0) {
+      damaged = true;
+      at++;
+      continue;
+    }
+    frames.push([at + HEADER, end]);
+    at = good = end;
+    damaged = false;
   }
-  return { frames, good: at };
+  return { frames, good };
 }
 
 function decode(buf: Buffer, [start, end]: [number, number]): AceEvent | null {
@@ -98,7 +153,7 @@ async function firstSeqOf(path: string): Promise<number | null> {
       const h = Buffer.alloc(HEADER);
       await fh.read(h, 0, HEADER, 0);
       const len = h.readUInt32LE(0);
-      head = Buffer.alloc(HEADER + Math.min(len, MAX_RECORD));
+      head = Buffer.alloc(HEADER + Math.min(len, MAX_RESYNC));
       await fh.read(head, 0, head.length, 0);
     } finally {
       await fh.close();

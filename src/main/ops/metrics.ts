@@ -3,7 +3,8 @@
  * - events: `observeEvent` (subscribed to the EventLog) counts decisions and cuts by kind/reason;
  * - deltas and timings pushed by their owners: `addBytes`, `observeFirstByte` (stream starts come as `stream-live` events);
  * - state pulled at scrape time: the collector set with `setCollector` runs before each render
- *   and refreshes the gauges (streams by state, clients, engines, lag samples) from the supervisor.
+ *   and refreshes the gauges (streams by state, clients, engines, the worst client lag) from the
+ *   supervisor. Nothing pulled is a histogram: a sample per scrape would count scrapes.
  *
  * Conventions: every name starts `acemux_`; counters end `_total`; units are base units named in
  * the suffix (`_seconds`, `_bytes`). The Registry is this instance's own, so tests and several
@@ -16,7 +17,7 @@ import type { AceEvent } from '../supervision/events';
 const PREFIX = 'acemux_';
 /** Zeroed at every refresh, so a state that empties shows 0 rather than its last count. */
 const STREAM_STATES = ['starting', 'live', 'recovering', 'draining', 'stopped'] as const;
-const MiB = 1024 * 1024;
+const DEFAULT_TOTAL_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
 export class Metrics {
   readonly registry = new Registry();
@@ -32,10 +33,13 @@ export class Metrics {
   private readonly clientCuts: Counter<'reason'>;
   private readonly events: Counter<'kind'>;
   private readonly engineUp: Gauge<'engine'>;
-  private readonly clientLag: Histogram;
+  private readonly clientLag: Gauge;
   private readonly firstByte: Histogram;
   private readonly streamStart: Histogram;
   private readonly loopLag: Gauge;
+  private readonly rings: Gauge<'state'>;
+  private readonly ringStarts: Counter<'ring'>;
+  private readonly ringTaken = { new: 0, pooled: 0 };
   private readonly loopDelay: IntervalHistogram;
   private collector: (() => void) | null = null;
 
@@ -56,12 +60,14 @@ export class Metrics {
     this.clientCuts = counter('client_cuts_total', 'Clients disconnected by acemux, by reason.', ['reason']);
     this.events = counter('events_total', 'Events recorded by the event log, by kind.', ['kind']);
     this.engineUp = gauge('engine_up', 'Engine health verdict: 1 healthy, 0 not.', ['engine']);
-    // 188 B (one packet) … 16 MiB (beyond any default ring): where laggards sit relative to the ring.
-    this.clientLag = histogram('client_lag_bytes', 'Client distance behind the live edge, sampled at each scrape.', [188, 16 * 1024, 64 * 1024, 256 * 1024, MiB, 2 * MiB, 4 * MiB, 8 * MiB, 16 * MiB]);
+    // Compare with the ring size and --lag-limit: near the limit, a client is about to be skipped or cut.
+    this.clientLag = gauge('client_max_lag_bytes', 'Largest distance of any client behind its stream\'s live edge, now.');
     const latency = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
     this.firstByte = histogram('first_byte_seconds', 'From a client request to its first stream byte written.', latency);
     // Engines prebuffer for seconds before the first data, so this one needs a longer tail.
     this.streamStart = histogram('stream_start_seconds', 'From the first request of a stream to the engine\'s first data.', [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 45, 60]);
+    this.rings = gauge('rings', 'Stream rings: in use (running or draining streams) and idle in the pool.', ['state']);
+    this.ringStarts = counter('ring_takes_total', 'Rings handed to starting streams: newly allocated or reused from the pool.', ['ring']);
     this.loopLag = gauge('event_loop_lag_seconds', 'Main thread event loop delay, p99 since the previous scrape.');
 
     // Our own monitor rather than the default metrics' one: it is reset at each scrape so the
@@ -69,7 +75,12 @@ export class Metrics {
     this.loopDelay = monitorEventLoopDelay({ resolution: 10 });
     this.loopDelay.enable();
 
-    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    if (opts.defaultMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+      // prom-client's nodejs_active_{handles,requests,resources}_total are gauges named like
+      // counters, which `promtool check metrics` rejects; their by-type siblings sum to them.
+      for (const name of DEFAULT_TOTAL_GAUGES) this.registry.removeSingleMetric(PREFIX + name);
+    }
   }
 
   /** Runs before every render: refresh the pulled gauges here. */
@@ -117,6 +128,19 @@ export class Metrics {
     for (const [state, n] of Object.entries(byState)) this.streams.set({ state }, n ?? 0);
   }
 
+  /** The ring pool's counts; created and reused are running totals (counted as deltas). */
+  setRings(p: { inUse: number; idleCount: number; created: number; reused: number }): void {
+    this.rings.set({ state: 'in_use' }, p.inUse);
+    this.rings.set({ state: 'idle' }, p.idleCount);
+    const add = (ring: 'new' | 'pooled', total: number) => {
+      const d = total - this.ringTaken[ring];
+      if (d > 0) this.ringStarts.inc({ ring }, d);
+      this.ringTaken[ring] = total;
+    };
+    add('new', p.created);
+    add('pooled', p.reused);
+  }
+
   setClients(n: number): void {
     this.clients.set(n);
   }
@@ -125,8 +149,9 @@ export class Metrics {
     this.engineUp.set({ engine }, up ? 1 : 0);
   }
 
-  observeClientLag(bytes: number): void {
-    this.clientLag.observe(bytes);
+  /** The worst client's lag now (0 with no clients). */
+  setMaxClientLag(bytes: number): void {
+    this.clientLag.set(bytes);
   }
 
   observeFirstByte(seconds: number): void {

@@ -17,6 +17,9 @@
  *  S5 The actor exists from the stream's first moment to its last, across sessions, engines and
  *     alternates, so keepalive covers every gap; if its thread dies it is restarted on the same
  *     ring, and clients stay connected.
+ *  S6 A stopped stream's ring goes back to the pool (ring-pool.ts P1) only when every actor task
+ *     it ever ran has settled and every client socket that held its views has closed; sockets
+ *     still open clientTimeoutMs after the stop are destroyed, so no client pins a ring forever.
  *
  * Fault policy (decide()): the first fault of a stream that was flowing → reconnect to the same
  * playback URL; a session the engine no longer knows (403/404/410, stat "unknown playback
@@ -29,11 +32,12 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { randomBytes } from 'node:crypto';
 import type { Piscina } from 'piscina';
 import type { Config } from '../config';
-import { createRing, RingReader } from '../../shared/ring';
+import { RingReader } from '../../shared/ring';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/umd/node-adapter';
 import { WAKE, type ActorTask, type Command, type Report, type ActorStats, type EngineStat, type UpstreamFault, type ActorApi, type ActorInspection } from '../../shared/messages';
 import { Egress, EgressClock, type Client, type Sink, type CutReason } from '../egress/egress';
+import { RingPool } from '../egress/ring-pool';
 import { startSession, stopSession, type EngineSession } from '../engine/engine-client';
 import { EngineError, LimitError, StreamGoneError } from '../errors';
 import type { EventLog } from './events';
@@ -80,6 +84,8 @@ export class Stream {
     return this.egress.ring.readStats();
   }
   stat: EngineStat | null = null;
+  /** Why the last stat poll failed (cut short by the actor), or null. */
+  statError: string | null = null;
   stopReason = '';
   readonly sinks = new Map<Client, ClientSink>();
   /** Settles once: resolved when a session is first obtained, rejected if that fails for good. */
@@ -96,8 +102,15 @@ export class Stream {
   readonly triedIds = new Set<string>();
   readonly triedEngines = new Set<string>();
   life = 0;
+  /** Actor tasks started and not yet settled (S6). */
+  tasks = 0;
+  ringReturned = false;
+  /** Destroys the sockets still open after a stop (S6). */
+  closeTimer: NodeJS.Timeout | null = null;
   restarts: number[] = [];
   lastError: EngineError | null = null;
+  /** The latest fault and what was done about it, for /ace/status (detail already cut short). */
+  lastFault: { fault: string; detail: string; action: string; at: string } | null = null;
 
   constructor(
     readonly key: string,
@@ -124,9 +137,10 @@ export class Stream {
 /** Re-reads state after an await (TypeScript would keep the narrowing from before it). */
 const stopped = (s: Stream): boolean => s.state === 'stopped';
 
+/** The content id plus the engine parameters (routes' stream-query.ts Q1), re-encoded so a value can never read as another parameter. */
 function streamKey(sel: Selector, extra: ReadonlyArray<[string, string]>): string {
-  const rest = [...extra].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([k, v]) => `&${k}=${v}`).join('');
-  return `${sel.name}=${sel.value.toLowerCase()}${rest}`;
+  const rest = new URLSearchParams([...extra].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))).toString();
+  return `${sel.name}=${sel.value.toLowerCase()}${rest ? `&${rest}` : ''}`;
 }
 
 /** base · 2^(attempt−1), capped, then jittered into [½, 1] of that so retries spread out. */
@@ -150,6 +164,7 @@ export class Supervisor {
   readonly bytesDone = { in: 0, out: 0 };
   /** Hook for first-byte metrics (set by the server). */
   onFirstWrite: ((c: Client) => void) | null = null;
+  readonly rings: RingPool;
 
   constructor(
     private readonly cfg: Config,
@@ -158,6 +173,7 @@ export class Supervisor {
     readonly events: EventLog,
   ) {
     this.clock = new EgressClock(cfg.batchMs);
+    this.rings = new RingPool(cfg.ringPoolIdle);
   }
 
   /**
@@ -228,10 +244,19 @@ export class Supervisor {
   detach(s: Stream, c: Client): void {
     s.egress.remove(c);
     if (s.sinks.delete(c)) this.leave(s);
+    this.returnRing(s);
+  }
+
+  /** S6: the ring back to the pool once nothing can reach it; called on each event that may end that. */
+  private returnRing(s: Stream): void {
+    if (s.state !== 'stopped' || s.ringReturned || s.tasks > 0 || s.sinks.size > 0) return;
+    s.ringReturned = true;
+    if (s.closeTimer) clearTimeout(s.closeTimer); // it would keep the stream, and a dropped ring, alive
+    this.rings.give(s.egress.ring.sab);
   }
 
   private start(key: string, sel: Selector, extra: ReadonlyArray<[string, string]>, channel: ChannelRef | null): Stream {
-    const ring = new RingReader(createRing(this.cfg.ringBytes, this.cfg.maxClientsPerStream));
+    const ring = new RingReader(this.rings.take(this.cfg.ringBytes, this.cfg.maxClientsPerStream));
     const first = channel ? channel.ids[0]! : sel;
     const s = new Stream(key, first, extra, channel, ring, (st, r) => new Egress(r, {
       lagLimitBytes: this.cfg.lagLimitBytes,
@@ -261,7 +286,7 @@ export class Supervisor {
     const pid = `${this.pidPrefix}-${++this.pidSeq}`;
     let session: EngineSession;
     try {
-      session = await startSession(engine.url, s.selector, s.extra, pid, this.cfg.engineTimeoutMs);
+      session = await startSession(engine.url, s.selector, s.extra, pid, this.cfg.engineTimeoutMs, this.cfg.engineMaxAnswerBytes);
     } catch (e) {
       if (stopped(s)) return;
       const err = e instanceof EngineError ? e : new EngineError((e as Error).message, 502, 'bad-answer');
@@ -271,12 +296,12 @@ export class Supervisor {
       return this.onFault(s, err.kind === 'engine' ? 'session' : 'engine', err.message);
     }
     if (stopped(s)) {
-      if (session.commandUrl) void stopSession(session.commandUrl, this.cfg.stopTimeoutMs);
+      if (session.commandUrl) void stopSession(session.commandUrl, this.cfg.stopTimeoutMs, this.cfg.engineMaxAnswerBytes);
       return;
     }
     const old = s.session;
     s.session = session;
-    if (old?.commandUrl) void stopSession(old.commandUrl, this.cfg.stopTimeoutMs);
+    if (old?.commandUrl) void stopSession(old.commandUrl, this.cfg.stopTimeoutMs, this.cfg.engineMaxAnswerBytes);
     this.send(s, { type: 'connect', playbackUrl: session.playbackUrl, statUrl: session.statUrl, splice: s.answered });
     s.settle();
   }
@@ -329,23 +354,30 @@ export class Supervisor {
       playbackHeadersTimeoutMs: this.cfg.playbackHeadersTimeoutMs,
       statIntervalMs: this.cfg.statIntervalMs,
       engineTimeoutMs: this.cfg.engineTimeoutMs,
+      engineMaxAnswerBytes: this.cfg.engineMaxAnswerBytes,
       connect,
       life: s.life,
       inspectPort: rpc.port2,
     };
     port1.on('message', (m: Report | typeof WAKE) => {
+      if (stopped(s)) return; // its ring may already serve another stream (S6)
       if (m === WAKE) s.egress.drain();
       else this.onReport(s, m);
     });
+    s.tasks++;
     this.pool.run(task, { transferList: [port2, rpc.port2] as never }).then(
       () => {
         port1.close();
         rpc.port1.close();
+        s.tasks--;
+        this.returnRing(s);
       },
       (err: Error) => {
         port1.close();
         rpc.port1.close();
+        s.tasks--;
         if (s.state !== 'stopped' && s.port === port1) this.onActorDied(s, err);
+        this.returnRing(s);
       },
     );
   }
@@ -380,6 +412,7 @@ export class Supervisor {
       }
       case 'stat':
         s.stat = m.stat;
+        s.statError = m.error ?? null;
         if (m.error && /unknown playback session/i.test(m.error) && s.liveSince > 0) {
           this.send(s, { type: 'disconnect' });
           this.onFault(s, 'gone', `stat: ${m.error}`);
@@ -410,6 +443,7 @@ export class Supervisor {
     const kind = action === 'reconnect' ? 'reconnect' : action === 'new-session' ? 'retry' : 'failover';
     if (s.state !== 'draining') s.state = 'recovering';
     if (action === 'next-id') s.selector = this.nextId(s);
+    s.lastFault = { fault, detail, action, at: new Date(now).toISOString() };
     this.events.record(kind, { stream: s.key, fault, detail, action, attempt: s.attempts, switches: s.switches, delay_ms: delay, id: s.selector.value, engine: s.session?.engine }, `${kind}: ${detail}`);
     if (s.retryTimer) clearTimeout(s.retryTimer);
     s.retryTimer = setTimeout(() => {
@@ -501,8 +535,14 @@ export class Supervisor {
       s.egress.remove(c);
       sink.end(); // in-flight bytes still go out: nobody writes the ring any more
     }
+    if (s.sinks.size > 0) {
+      // S6: a client that never reads never closes, and its unsent views would pin the ring.
+      s.closeTimer = setTimeout(() => {
+        for (const sink of s.sinks.values()) sink.destroy();
+      }, this.cfg.clientTimeoutMs).unref();
+    }
     const cmd = s.session?.commandUrl;
-    const p = cmd ? stopSession(cmd, this.cfg.stopTimeoutMs) : Promise.resolve(null);
+    const p = cmd ? stopSession(cmd, this.cfg.stopTimeoutMs, this.cfg.engineMaxAnswerBytes) : Promise.resolve(null);
     const done = p.then((engineSaid) => {
       this.events.record('stream-stop', { stream: s.key, reason, engine_said: engineSaid ?? 'ok' }, 'stream stopped');
     }).finally(() => {
