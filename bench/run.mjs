@@ -64,7 +64,7 @@ const loadavgStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
 const outDir = resolve(ROOT, opt.out, startedAt.replace(/[:.]/g, '-'));
 const logDir = join(outDir, 'logs');
 mkdirSync(logDir, { recursive: true });
-const names = which === 'all' ? Object.keys(scenarios) : [which];
+const names = which === 'all' ? Object.keys(scenarios).filter((n) => !(/** @type {any} */ (scenarios[n]).notInAll)) : [which];
 
 let failures = 0;
 const t0 = Date.now();

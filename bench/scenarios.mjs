@@ -186,6 +186,26 @@ export const scenarios = {
       return { ...row, extra: { ...extra, coldRings: cold.extra } };
     },
   },
+
+  // The cluster (issue 14): the same clients through HAProxy in front of 1, 2 and 3 acemux nodes
+  // (bench/cluster.mjs, the shipped deploy/haproxy/haproxy.cfg). The "proxy" is the whole
+  // cluster, so CPU s/GB counts every node and HAProxy. Always acemux (ignores --proxy); not in `all`.
+  'cluster-direct': {
+    description: 'the cluster scenarios\' clients on one acemux node with no HAProxy (the baseline for the extra hop)',
+    notInAll: true,
+    run: (/** @type {Ctx} */ ctx) =>
+      fanout({ ...ctx, template: 'node dist/main/cli.js --listen 127.0.0.1:{port} --engine http://127.0.0.1:{enginePort} --state-dir "" --log-level warn' }, 'cluster-direct', 10, 5, MBIT4),
+  },
+  ...Object.fromEntries(
+    [1, 2, 3].map((n) => [
+      `cluster-${n}`,
+      {
+        description: `10 channels × 5 clients at 4 Mb/s through HAProxy and ${n} acemux node${n > 1 ? 's' : ''} (25 MB/s expected)`,
+        notInAll: true,
+        run: (/** @type {Ctx} */ ctx) => fanout({ ...ctx, template: `node bench/cluster.mjs --nodes ${n} --port {port} --engine-port {enginePort}` }, `cluster-${n}`, 10, 5, MBIT4),
+      },
+    ]),
+  ),
 };
 
 /** Least-squares slope of y over x. @param {number[][]} xy */

@@ -8,6 +8,7 @@
  */
 import { ConfigError } from './errors';
 import { ringDataBytes } from '../shared/ring';
+import { parseTrustedProxies, type TrustedProxies } from './http/client-address';
 
 export type LagPolicy = 'skip' | 'disconnect';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -94,9 +95,13 @@ export interface Config {
   hlsSegmentMs: number;
   /** HLS: segments a live playlist lists. */
   hlsWindow: number;
+  /** Peers whose X-Forwarded-For is believed (a balancer in front of a cluster); none by default. */
+  trustedProxies: TrustedProxies;
+  /** SIGTERM: stay unready this long, still serving current viewers, before ending them. */
+  drainDelayMs: number;
 }
 
-type Kind = 'string' | 'path' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum' | 'bool';
+type Kind = 'string' | 'path' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum' | 'bool' | 'proxies';
 
 interface Option {
   key: keyof Config | 'listen' | 'engineScheme' | 'engineHost' | 'enginePort';
@@ -154,6 +159,8 @@ export const OPTIONS: readonly Option[] = [
   { key: 'streamToken', flag: '--stream-token', env: 'ACEMUX_STREAM_TOKEN', kind: 'path', def: '', help: 'stream URLs require ?token=<this>' },
   { key: 'playlist', flag: '--playlist', env: 'ACEMUX_PLAYLIST', kind: 'path', def: '', help: 'source M3U (file or URL) served rewritten at /playlist.m3u' },
   { key: 'publicUrl', flag: '--public-url', env: 'ACEMUX_PUBLIC_URL', kind: 'path', def: '', help: "base URL for playlist links (default: the request's Host)" },
+  { key: 'trustedProxies', flag: '--trusted-proxies', env: 'ACEMUX_TRUSTED_PROXIES', kind: 'proxies', def: '', help: 'IPs/CIDRs (comma separated) whose X-Forwarded-For is trusted, e.g. a load balancer' },
+  { key: 'drainDelayMs', flag: '--drain-delay', env: 'ACEMUX_DRAIN_DELAY', kind: 'duration', def: '0', help: 'on SIGTERM, answer /readyz 503 this long before ending viewers (a balancer notices)' },
   { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout', env: 'ACEMUX_SHUTDOWN_TIMEOUT', kind: 'duration', def: '8s', help: 'bound on graceful shutdown (keep it below the stop timeout: docker 10s, Kubernetes 30s)' },
   { key: 'hlsSegmentMs', flag: '--hls-segment', env: 'ACEMUX_HLS_SEGMENT', kind: 'duration', def: '2s', help: 'HLS segment length (cut at the first keyframe past it)' },
   { key: 'hlsWindow', flag: '--hls-window', env: 'ACEMUX_HLS_WINDOW', kind: 'int', def: '6', help: 'segments in a live HLS playlist' },
@@ -346,6 +353,8 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     shutdownTimeoutMs: raw.shutdownTimeoutMs as number,
     hlsSegmentMs: raw.hlsSegmentMs as number,
     hlsWindow: raw.hlsWindow as number,
+    trustedProxies: raw.trustedProxies as TrustedProxies,
+    drainDelayMs: raw.drainDelayMs as number,
   };
   check(cfg);
   return cfg;
@@ -360,6 +369,7 @@ function convert(o: Option, text: string): unknown {
     case 'size': return parseSize(text);
     case 'listen': return parseListen(text);
     case 'engines': return parseEngines(text);
+    case 'proxies': return parseTrustedProxies(text);
     case 'bool': {
       const v = text.trim().toLowerCase();
       if (['1', 'true', 'yes', 'on'].includes(v)) return true;
@@ -400,4 +410,5 @@ function check(c: Config): void {
   need(c.clientTimeoutMs >= 1000, '--client-timeout: at least 1s');
   need(c.hlsSegmentMs >= 500 && c.hlsSegmentMs <= 30_000, '--hls-segment: must be between 500ms and 30s');
   need(c.hlsWindow >= 3 && c.hlsWindow <= 100, '--hls-window: must be between 3 and 100 (RFC 8216 6.2.2 wants at least 3 segments)');
+  need(c.drainDelayMs < c.shutdownTimeoutMs, '--drain-delay: must be shorter than --shutdown-timeout, which bounds the whole shutdown');
 }

@@ -103,10 +103,12 @@ export async function startServer(cfg: Config, log: Logger, opts: ServerOptions 
     loadSource(cfg.playlist, cfg.engineTimeoutMs).then((text) => names.addPlaylist(text), (e: Error) => log.warn({ err: e.message }, 'playlist not read for stream names'));
   }
   const guard = new KeyGuard(cfg.apiKey);
+  guard.trustedProxies = cfg.trustedProxies;
   const admin = new Admin(supervisor, engines, journal, guard, { names, health });
   const hls = new Hls(supervisor, { segmentMs: cfg.hlsSegmentMs, window: cfg.hlsWindow, engineTimeoutMs: cfg.engineTimeoutMs, streamToken: cfg.streamToken }, metrics.registry);
   supervisor.onStreamStop = (s) => hls.onStop(s);
-  const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs, health, guard, publicMetrics: cfg.publicMetrics, publicStatus: cfg.publicStatus, maxClientsPerIp: cfg.maxClientsPerIp, hls });
+  let draining = false; // from SIGTERM on (close())
+  const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs, health, guard, publicMetrics: cfg.publicMetrics, publicStatus: cfg.publicStatus, maxClientsPerIp: cfg.maxClientsPerIp, hls, trustedProxies: cfg.trustedProxies, draining: () => draining });
   const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => routes.handle(req, res));
   // Malformed or oversize requests never reach the routes: answer them in JSON too.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
@@ -123,17 +125,23 @@ export async function startServer(cfg: Config, log: Logger, opts: ServerOptions 
   const port = (server.address() as AddressInfo).port;
   engines.start(cfg.engineProbeMs);
   let closing: Promise<void> | null = null;
-  // Graceful shutdown: stop accepting, end every client response, stop the engine sessions
-  // (bounded), flush the journal; the CLI bounds the whole of it. A viewer's response ends with
-  // its unsent bytes and then a FIN; only viewers that have not drained within half the shutdown
-  // bound (they stopped reading) are destroyed, and may see a reset.
+  // Graceful shutdown: turn unready (/readyz 503, new viewers 503), let current viewers play on
+  // for the drain delay, end every client response and stop the engine sessions (bounded), then
+  // stop accepting, flush the journal; the CLI bounds the whole of it. Listening until the
+  // sessions are stopped lets a balancer see the 503s and send new viewers elsewhere instead of
+  // guessing from refused connections. A viewer's response ends with its unsent bytes and then
+  // a FIN; only viewers that have not drained within half the shutdown bound (they stopped
+  // reading) are destroyed, and may see a reset.
   const close = () => (closing ??= (async () => {
-    const drainUntil = Date.now() + cfg.shutdownTimeoutMs / 2;
-    server.close();
+    draining = true;
+    supervisor.draining = true;
+    if (cfg.drainDelayMs > 0) await new Promise((r) => setTimeout(r, cfg.drainDelayMs));
+    const drainUntil = Date.now() + (cfg.shutdownTimeoutMs - cfg.drainDelayMs) / 2;
     engines.stop();
     admin.close();
     await supervisor.close();
     hls.close();
+    server.close();
     await drained(routes.viewers, drainUntil);
     server.closeAllConnections();
     await pool.destroy();

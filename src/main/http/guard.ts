@@ -1,8 +1,9 @@
 /**
  * Who is asking, and may they. Everything that looks at the client rather than at the request
  * lives here:
- *  G1 `clientAddress(req)` is the one place that says which address a request comes from, so a
- *     trusted-proxy setting (X-Forwarded-For) can later change it for every limit at once.
+ *  G1 `clientAddress(req, trusted)` is the one place that says which address a request comes
+ *     from, for every limit at once: the socket's peer, or behind a trusted proxy the address
+ *     X-Forwarded-For names (ACEMUX_TRUSTED_PROXIES; client-address.ts, C1–C4).
  *  G2 The per-address viewer limit counts a viewer from before its join to its socket's close;
  *     every `take()` that returned true is matched by exactly one `release()`.
  *  G3 The API key is accepted from `Authorization: Bearer`, `X-API-Key`, `?key=` (EventSource
@@ -18,11 +19,11 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { forbidden, tooMany, unauthorized } from '../errors';
+import { clientAddress as forwardedAddress, NO_TRUSTED_PROXIES, type TrustedProxies } from './client-address';
 
-/** G1. The socket's peer, IPv4-mapped IPv6 written as IPv4 so both spellings count as one. */
-export function clientAddress(req: IncomingMessage): string {
-  const a = req.socket.remoteAddress ?? '';
-  return (a.startsWith('::ffff:') ? a.slice(7) : a) || 'unknown';
+/** G1. IPv4-mapped IPv6 written as IPv4 so both spellings count as one. */
+export function clientAddress(req: IncomingMessage, trusted: TrustedProxies = NO_TRUSTED_PROXIES): string {
+  return forwardedAddress(req, trusted) || 'unknown';
 }
 
 /** G2. At most `max` viewers per address; max 0 = no limit (and nothing counted). */
@@ -78,6 +79,9 @@ export class KeyGuard {
   /** The dashboard's cookie value; '' without a key. */
   readonly session: string;
 
+  /** Whose X-Forwarded-For names the client whose failures are counted (G1). */
+  trustedProxies: TrustedProxies = NO_TRUSTED_PROXIES;
+
   constructor(private readonly key: string, private readonly now = Date.now) {
     this.session = key ? createHmac('sha256', key).update('acemux dashboard session').digest('base64url') : '';
   }
@@ -89,7 +93,7 @@ export class KeyGuard {
   /** Where the right key came from; throws 429 (throttled address) or 401 (none or wrong). */
   check(req: IncomingMessage, url: URL): KeySource {
     if (!this.key) return 'open';
-    const addr = clientAddress(req);
+    const addr = clientAddress(req, this.trustedProxies);
     const now = this.now();
     const f = this.fails.get(addr);
     if (f && now - f.since >= FAIL_WINDOW_MS) this.fails.delete(addr);

@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { HEX40 } from '../../shared/engine-api';
 import { slugOf } from '../catalog/channels';
-import { isExpected, tooMany, badRequest, unauthorized, notFound } from '../errors';
+import { isExpected, tooMany, badRequest, unauthorized, notFound, LimitError } from '../errors';
 import { parseStreamQuery } from './stream-query';
 import { AddressLimit, clientAddress, type KeyGuard } from './guard';
 import type { Supervisor, Selector, Stream, ChannelRef } from '../supervision/supervisor';
@@ -25,6 +25,7 @@ import { loadSource, rewritePlaylist, publicBase, channelIndex, channelsPlaylist
 import type { Channel } from '../catalog/channels';
 import type { Hls } from '../hls/hls';
 import { playerHtml, hlsJs, hlsJsMissing, PLAYER_CSP } from '../hls/player';
+import { remoteLabel, type TrustedProxies } from './client-address';
 
 /** Requests a client may pipeline behind a stream request before its connection is cut (they are never started). */
 const MAX_IGNORED = 8;
@@ -38,6 +39,10 @@ export interface RoutesOptions {
   playlist: string;
   publicUrl: string;
   engineTimeoutMs: number;
+  /** Whose X-Forwarded-For names the client (ACEMUX_TRUSTED_PROXIES); none when absent. */
+  trustedProxies?: TrustedProxies;
+  /** True from SIGTERM on: unready, and new viewers are refused (a balancer retries elsewhere). */
+  draining?: () => boolean;
   /** Degraded parts, listed by /readyz and /ace/status. */
   health?: Health;
   /** The API key (guard.ts); /metrics and /ace/status can be opened without it. */
@@ -113,9 +118,11 @@ export class Routes {
     if (path === '/livez') return readOnly ? sendJson(res, 200, { status: 'alive' }) : this.notAllowed(req, res);
     if (path === '/readyz') {
       if (!readOnly) return this.notAllowed(req, res);
-      const ready = this.o.engines.anyHealthy();
+      // A draining node (SIGTERM) is unready at once, so a balancer sends new viewers elsewhere.
+      const draining = this.sup.closed || (this.o.draining?.() ?? false);
+      const ready = !draining && this.o.engines.anyHealthy();
       // Degraded parts are listed, not failed on (see ops/health.ts).
-      return sendJson(res, ready ? 200 : 503, { ready, engines: this.o.engines.engines.map((e) => ({ url: e.url, healthy: e.healthy })), degraded: this.o.health?.degraded ?? [] });
+      return sendJson(res, ready ? 200 : 503, { ready, draining, engines: this.o.engines.engines.map((e) => ({ url: e.url, healthy: e.healthy })), degraded: this.o.health?.degraded ?? [] });
     }
     if (path === '/metrics') {
       if (!readOnly) return this.notAllowed(req, res);
@@ -259,6 +266,7 @@ export class Routes {
       res.end();
       return;
     }
+    if (this.o.draining?.()) return sendError(res, new LimitError('acemux is shutting down', 5));
     const socket = req.socket;
     this.claimed.set(socket as Socket, 0);
     // Whatever the answer, it ends the connection: what was pipelined behind it never starts.
@@ -271,7 +279,7 @@ export class Routes {
       });
       if (socket.destroyed) return;
     }
-    const addr = clientAddress(req);
+    const addr = clientAddress(req, this.o.trustedProxies);
     if (!this.perAddress.take(addr)) throw tooMany(`client limit of this address reached (${this.perAddress.max})`, 10);
     this.viewers.add(socket as Socket);
     socket.once('close', () => {
@@ -302,7 +310,7 @@ export class Routes {
     res.flushHeaders();
     socket.setNoDelay(true);
     const sink = socket as Socket;
-    const client = this.sup.attach(s, sink, { id: ++this.clientSeq, remote: `${socket.remoteAddress}:${socket.remotePort}`, t0, ua: req.headers['user-agent']?.slice(0, 256) });
+    const client = this.sup.attach(s, sink, { id: ++this.clientSeq, remote: remoteLabel(req, this.o.trustedProxies), t0, ua: req.headers['user-agent']?.slice(0, 256) });
     this.log.debug({ stream: s.key, ms: Date.now() - t0 }, 'client attached');
     socket.once('close', () => {
       this.sup.detach(s, client);

@@ -156,6 +156,9 @@ export class Supervisor {
   private readonly pidPrefix = `acemux-${randomBytes(3).toString('hex')}`;
   clients = 0;
   closed = false;
+  /** SIGTERM's drain delay: streams play on, but a fault ends a stream instead of a retry, so a
+   *  draining node never fights the node that took its channel over on a shared engine. */
+  draining = false;
   private readonly clock: EgressClock;
   /** Bytes carried by streams that have stopped (for the byte counters). */
   readonly bytesDone = { in: 0, out: 0 };
@@ -428,6 +431,7 @@ export class Supervisor {
   /** Every failure comes here: upstream faults from the actor, and failed getstream calls. */
   private onFault(s: Stream, fault: UpstreamFault | 'session' | 'engine', detail: string): void {
     if (s.state === 'stopped') return;
+    if (this.draining) return this.stop(s, `draining: ${detail}`);
     const now = Date.now();
     const wasFlowing = s.liveSince > 0;
     if (wasFlowing && now - s.liveSince >= this.cfg.stablePeriodMs) this.resetHealth(s);
