@@ -70,7 +70,9 @@ async function main(): Promise<void> {
 
   console.log('\nOpen a channel in a player (several at once share one engine session):');
   for (const u of urls) console.log(`  ffplay "${u}"\n  vlc "${u}"\n  mpv "${u}"`);
-  console.log(`\nStatus: ${base}/ace/status   Ctrl-C to stop.`);
+  console.log(`\nIn a browser (HLS, hls.js served by acemux): ${base}/player?id=${CHANNELS[0]}`);
+  console.log(`HLS playlist for any player: ${base}/ace/manifest.m3u8?id=${CHANNELS[0]}`);
+  console.log(`\nDashboard: ${base}/   Status: ${base}/ace/status   Ctrl-C to stop.`);
 
   const stop = async () => {
     acemux.proc.kill('SIGTERM');
