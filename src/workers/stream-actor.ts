@@ -19,14 +19,26 @@
  *     and holds what it has; nothing is dropped or overwritten, and keepalive waits too.
  *  A4 Keepalive null packets are written only when no packet has been written for keepaliveMs,
  *     so clients never face silence while the engine prebuffers or recovers.
+ *  A5 No truncated unit reaches a client. A unit is what a PUSI packet starts on a PID (a PES,
+ *     PSI sections); it is complete when its length is reached (bounded PES, sections) or the
+ *     PID's next unit starts. HEAD is published only up to the start of the oldest unit still in
+ *     flight, so a unit is published whole or not at all; one in flight longer than HOLD_UNIT_MS
+ *     is let go (published as it comes) so a unit that never ends cannot freeze the stream. When
+ *     an upstream is abandoned, the packets of the units still in flight are taken out of the
+ *     unpublished tail and the complete packets behind them are kept (retract()).
+ *  A6 Continuity counters never jump at a splice: each PID's counters from a new upstream are
+ *     offset so its first packet follows the last one delivered on that PID (payload packets +1,
+ *     packets without payload repeat it). After a (re)connect a PID delivers nothing before its
+ *     first unit start, and the video PID nothing before its first keyframe, so every PID
+ *     resumes on a whole unit and audio resumes with video, not a GOP ahead of it.
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
 import { request } from 'undici';
 import { Upstream } from './upstream';
-import { RingWriter, TS, copyBytes } from '../shared/ring';
+import { RingWriter, TS, copyBytes, ahead } from '../shared/ring';
 import { TsFramer } from '../shared/mpegts/ts-framer';
-import { PsiTracker, pidOf, isKeyframeStart, readPcr, setDiscontinuity, fillNullPackets, PAT_PID } from '../shared/mpegts/ts-packet';
+import { PsiTracker, pidOf, isKeyframeStart, readPcr, setDiscontinuity, fillNullPackets, PAT_PID, NULL_PID } from '../shared/mpegts/ts-packet';
 import { parseEnvelope, parseStat } from '../shared/engine-api';
 import { WAKE, type ActorTask, type Command, type ConnectCommand, type Report, type UpstreamFault, type ActorStats, type ActorInspection } from '../shared/messages';
 
@@ -37,6 +49,9 @@ const HOLD_PACKETS = 8192;
 /** Pages of a fresh ring are faulted in ahead of the writer, on the tick, not per chunk. */
 const TOUCH_AHEAD = 512 * 1024;
 const PAGE = 4096;
+/** A5: a unit in flight longer than this (arrival time) stops holding HEAD back. */
+const HOLD_UNIT_MS = 500;
+const PIDS = 8192;
 
 /** Where ingest is after a (re)connect (A1). */
 const enum Entry {
@@ -66,6 +81,26 @@ export class StreamActor {
   private patPos = 0;
   private patPending = false;
   private lastJoinMs = -1e9;
+
+  // A5/A6 per-PID state; `seen` lists the PIDs that have carried data.
+  private readonly seen: number[] = [];
+  private readonly known = new Uint8Array(PIDS);
+  /** 1 once the PID delivered its first unit start since the last (re)connect. */
+  private readonly synced = new Uint8Array(PIDS);
+  /** 1 while the PID's current unit is in flight and holds HEAD back (A5). */
+  private readonly open = new Uint8Array(PIDS);
+  private readonly unitPos = new Int32Array(PIDS);
+  private readonly unitMs = new Float64Array(PIDS);
+  /** Payload bytes still due in a bounded unit; -1 while unbounded (ends at the next start). */
+  private readonly unitLeft = new Int32Array(PIDS);
+  /** Outgoing counter of the in-flight unit's first packet. */
+  private readonly unitCc = new Uint8Array(PIDS);
+  /** Last counter delivered on the PID (-1: none yet) and the offset added to incoming ones (A6). */
+  private readonly ccLast = new Int8Array(PIDS).fill(-1);
+  private readonly ccAdd = new Uint8Array(PIDS);
+  /** Join points waiting for HEAD to pass them: [pos, ms] pairs. */
+  private pendingJoins: number[] = [];
+  private scratch: Buffer = Buffer.alloc(0);
 
   /** Packets the ring refused (A3), oldest first. */
   private held: Buffer[] = [];
@@ -119,6 +154,7 @@ export class StreamActor {
   private connect(cmd: ConnectCommand): void {
     this.abortUpstream();
     this.framer.reset();
+    for (const pid of this.seen) this.synced[pid] = 0; // A6: every PID restarts on a unit start
     this.entry = Entry.WaitPat;
     this.prePackets = 0;
     this.patPending = false;
@@ -150,8 +186,7 @@ export class StreamActor {
     this.upstream?.close();
     this.upstream = null;
     this.connectedAt = 0;
-    this.held = [];
-    this.heldPackets = 0;
+    this.retract();
   }
 
   /** Reports a fault once per connection and drops the upstream; the supervisor decides next. */
@@ -187,23 +222,73 @@ export class StreamActor {
       count -= used;
       if ((this.entry as Entry) !== Entry.Flowing) return; // enter() moved it, or not yet
     }
-    const base = (this.ring.position + this.heldPackets) | 0;
-    for (let k = 0; k < count; k++) {
-      const p = off + k * TS;
+    let pos = (this.ring.position + this.heldPackets) | 0;
+    let run = off;
+    const end = off + count * TS;
+    for (let p = off; p < end; p += TS) {
       const pid = pidOf(src, p);
       if (pid === PAT_PID || pid === this.psi.pmtPid) {
         if (this.psi.feed(src, p) === 'pat') {
-          this.patPos = (base + k) | 0;
+          this.patPos = pos;
           this.patPending = true;
           if (this.psi.version > 0 && this.psi.videoPid < 0) this.addJoin(this.patPos);
         }
       } else if (pid === this.psi.videoPid) {
         if (this.patPending && isKeyframeStart(src, p, this.psi.videoCodec)) this.addJoin(this.patPos);
       }
-      if (pid === this.psi.pcrPid) this.onPcr(src, p, (base + k) | 0);
+      if (!this.admit(src, p, pid, pos)) {
+        if (p > run) this.commit(src, run, (p - run) / TS);
+        run = p + TS;
+        continue;
+      }
+      if (pid === this.psi.pcrPid) this.onPcr(src, p, pos);
+      pos = (pos + 1) | 0;
     }
     this.stats.packets += count;
-    this.commit(src, off, count);
+    if (end > run) this.commit(src, run, (end - run) / TS);
+  }
+
+  /**
+   * A5/A6 for one packet about to reach the ring at `pos`: false drops it (a PID not yet on a
+   * unit start since the splice). Rewrites its continuity counter in place (the source is a read
+   * buffer or the A1 hold, ours for this call) and tracks the PID's unit in flight.
+   */
+  private admit(src: Uint8Array, p: number, pid: number, pos: number): boolean {
+    if (pid === NULL_PID) return true;
+    const b3 = src[p + 3]!;
+    const start = (src[p + 1]! & 0x40) !== 0;
+    const payload = (b3 & 0x10) !== 0;
+    if (this.synced[pid] === 0) {
+      if (!start || !payload) return false;
+      if (pid === this.psi.videoPid && !isKeyframeStart(src, p, this.psi.videoCodec)) return false;
+      this.synced[pid] = 1;
+      if (this.known[pid] === 0) {
+        this.known[pid] = 1;
+        this.seen.push(pid);
+      }
+      const last = this.ccLast[pid]!;
+      this.ccAdd[pid] = last < 0 ? 0 : (last + 1 - (b3 & 15)) & 15;
+    }
+    const cc = ((b3 & 15) + this.ccAdd[pid]!) & 15;
+    src[p + 3] = (b3 & 0xf0) | cc;
+    this.ccLast[pid] = cc;
+    if (this.needDiscontinuity && pid === this.psi.pcrPid) this.markSplice(src, p, readPcr(src, p));
+    if (!payload) return true;
+    const body = (b3 & 0x20) !== 0 ? p + 5 + src[p + 4]! : p + 4;
+    const bytes = p + TS - body;
+    if (start) {
+      this.unitPos[pid] = pos;
+      this.unitMs[pid] = this.lastDataAt;
+      this.unitCc[pid] = cc;
+      const total = unitLength(src, body, p + TS);
+      this.unitLeft[pid] = total < 0 ? -1 : total - bytes;
+      this.open[pid] = total < 0 || total > bytes ? 1 : 0;
+    } else if (this.open[pid] === 1 && this.unitLeft[pid]! >= 0) {
+      const left = this.unitLeft[pid]! - bytes;
+      this.unitLeft[pid] = left;
+      if (left <= 0) this.open[pid] = 0;
+    }
+    return true;
   }
 
   /**
@@ -230,10 +315,18 @@ export class StreamActor {
         // now is it known which packets reach the ring (a newer PAT drops the held ones), so the
         // splice is marked here, or by onPcr when the held run carries no PCR.
         const at = (this.ring.position + this.heldPackets) | 0;
-        for (let q = 0; q < this.prePackets && this.needDiscontinuity; q++) {
-          if (pidOf(this.pre!, q * TS) === this.psi.pcrPid) this.markSplice(this.pre!, q * TS, readPcr(this.pre!, q * TS));
+        let pos = at;
+        let run = 0;
+        const pre = this.pre!;
+        for (let q = 0; q < this.prePackets; q++) {
+          if (this.admit(pre, q * TS, pidOf(pre, q * TS), pos)) {
+            pos = (pos + 1) | 0;
+            continue;
+          }
+          if (q > run) this.commit(pre, run * TS, q - run);
+          run = q + 1;
         }
-        if (this.prePackets > 0) this.commit(this.pre!, 0, this.prePackets);
+        if (this.prePackets > run) this.commit(pre, run * TS, this.prePackets - run);
         this.stats.packets += this.prePackets;
         this.prePackets = 0;
         this.entry = Entry.Flowing;
@@ -253,7 +346,7 @@ export class StreamActor {
     const now = this.lastDataAt;
     if (now - this.lastJoinMs < 100 && this.psi.videoPid < 0) return; // PAT-only joins: enough is enough
     this.lastJoinMs = now;
-    this.ring.addJoin(pos, now);
+    this.pendingJoins.push(pos, now); // into the ring once HEAD has passed it (A5)
     this.stats.joinPoints++;
   }
 
@@ -269,7 +362,6 @@ export class StreamActor {
   private onPcr(src: Uint8Array, p: number, pos: number): void {
     const pcr = readPcr(src, p);
     if (pcr < 0) return;
-    if (this.needDiscontinuity) this.markSplice(src, p, pcr);
     // Bitrate from the media clock, not arrivals (the engine's burst would overstate it).
     if (this.pcrFirst < 0 || pcr < this.pcrFirst || pcr - this.pcrFirst > 27e6 * 10) {
       this.pcrFirst = pcr;
@@ -324,13 +416,95 @@ export class StreamActor {
   }
 
   private publish(now = this.clock()): void {
-    const moved = this.ring.unpublished();
+    const to = this.publishable();
+    const moved = ahead(to, this.ring.head());
     const blocked = this.ring.blocked();
-    if (moved === 0 && !blocked) return;
-    this.sincePing += moved;
+    if (moved <= 0 && !blocked) return;
+    this.sincePing += Math.max(0, moved);
     const urgent = blocked || this.sincePing * TS >= this.task.batchBytes;
     if (urgent) this.sincePing = 0;
-    if (this.ring.publish(now, urgent)) this.port.postMessage(WAKE);
+    const wake = this.ring.publish(now, urgent, to);
+    const head = this.ring.head();
+    const joins = this.pendingJoins;
+    let k = 0;
+    while (k < joins.length && ahead(head, joins[k]!) > 0) {
+      this.ring.addJoin(joins[k]!, joins[k + 1]!);
+      k += 2;
+    }
+    if (k > 0) joins.splice(0, k);
+    if (wake) this.port.postMessage(WAKE);
+  }
+
+  /** A5: the start of the oldest unit in flight (not held past HOLD_UNIT_MS), else everything written. */
+  private publishable(): number {
+    const pos = this.ring.position;
+    let to = pos;
+    for (const pid of this.seen) {
+      if (this.open[pid] === 0) continue;
+      // Measured in arrivals, not wall time: a silent upstream must keep its units held (A5).
+      if (this.lastDataAt - this.unitMs[pid]! > HOLD_UNIT_MS) {
+        this.open[pid] = 0; // let go: it will be delivered as it comes
+        continue;
+      }
+      if (ahead(this.unitPos[pid]!, to) < 0) to = this.unitPos[pid]!;
+    }
+    return to;
+  }
+
+  /**
+   * Rewrites the unpublished tail from the oldest unit in flight: `insert` null packets first
+   * (keepalive during a stall, A4), then the tail's packets, without those of units in flight
+   * when `dropOpen` (an abandoned upstream, A5). Held packets (A3) are part of the tail.
+   */
+  private rewriteTail(insert: number, dropOpen: boolean): void {
+    let from = this.ring.position;
+    for (const pid of this.seen) if (this.open[pid] === 1 && ahead(this.unitPos[pid]!, from) < 0) from = this.unitPos[pid]!;
+    const inRing = ahead(this.ring.position, from);
+    const total = inRing + this.heldPackets;
+    if (total === 0 && insert === 0) return;
+    if (this.scratch.length < total * TS) this.scratch = Buffer.alloc(Math.max(total * TS, this.scratch.length * 2));
+    const buf = this.scratch;
+    this.ring.read(from, inRing, buf, 0);
+    let off = inRing * TS;
+    for (const h of this.held) off += h.copy(buf, off);
+    this.held = [];
+    this.heldPackets = 0;
+    this.ring.rewind(from);
+    if (insert > 0) this.commit(this.nulls, 0, insert);
+    const joins = this.pendingJoins;
+    for (let k = 0; k < joins.length; k += 2) if (ahead(joins[k]!, from) >= 0) joins[k] = (joins[k]! + insert) | 0;
+    let run = 0;
+    for (let q = 0; q < total; q++) {
+      const pid = pidOf(buf, q * TS);
+      const pos = (from + q) | 0;
+      const gone = dropOpen && pid !== NULL_PID && this.open[pid] === 1 && ahead(pos, this.unitPos[pid]!) >= 0;
+      if (!gone) continue;
+      if (q > run) this.commit(buf, run * TS, q - run);
+      run = q + 1;
+    }
+    if (total > run) this.commit(buf, run * TS, total - run);
+    if (dropOpen) {
+      for (const pid of this.seen) {
+        if (this.open[pid] === 0) continue;
+        this.open[pid] = 0;
+        this.ccLast[pid] = (this.unitCc[pid]! + 15) & 15; // the packet before the unit's start (A6)
+      }
+      // Join points past `from` name packets that moved or went: a new splice brings its own.
+      for (let k = 0; k < joins.length; k += 2) {
+        if (ahead(joins[k]!, from) >= 0) {
+          joins.length = k;
+          break;
+        }
+      }
+      this.patPending = false;
+    } else {
+      for (const pid of this.seen) if (this.open[pid] === 1) this.unitPos[pid] = (this.unitPos[pid]! + insert) | 0;
+    }
+  }
+
+  /** A5: an upstream is over; what it left unfinished never reaches a client. */
+  private retract(): void {
+    this.rewriteTail(0, true);
   }
 
   // ---- timers: keepalive, watchdog, stat ----
@@ -354,8 +528,15 @@ export class StreamActor {
     this.touchAhead();
     this.publishStats();
     if (this.task.keepaliveMs > 0 && this.heldPackets === 0 && now - this.lastWriteAt >= this.task.keepaliveMs) {
-      const n = this.ring.write(this.nulls, 0, KEEPALIVE_PACKETS);
-      this.stats.nullPacketsSent += n;
+      const tail = ahead(this.ring.position, this.publishable());
+      if (tail === 0) {
+        this.stats.nullPacketsSent += this.ring.write(this.nulls, 0, KEEPALIVE_PACKETS);
+      } else if (this.ring.room() >= KEEPALIVE_PACKETS) {
+        // Units in flight hold HEAD back (A5): the nulls go in before them, or clients would
+        // hear nothing while the upstream is silent.
+        this.rewriteTail(KEEPALIVE_PACKETS, false);
+        this.stats.nullPacketsSent += KEEPALIVE_PACKETS;
+      }
       this.lastWriteAt = now;
       this.publish();
     }
@@ -421,13 +602,29 @@ export class StreamActor {
 
   stop(): void {
     if (this.stopped) return;
+    this.abortUpstream(); // A5: units in flight are taken back first
     this.publish();
     this.stopped = true;
-    this.abortUpstream();
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.publishStats();
     for (const t of [this.tickTimer, this.statTimer]) if (t) clearInterval(t);
     this.port.close();
     this.finish();
   }
+}
+
+/**
+ * Bytes of payload a unit starting at body[0] will carry in all, or -1 when unbounded: a PES
+ * with PES_packet_length 0 (video) ends where the next one starts. A PES counts its 6-byte
+ * header; PSI counts the pointer field, what it skips, and the first section.
+ */
+function unitLength(src: Uint8Array, body: number, end: number): number {
+  if (body + 6 > end) return -1;
+  if (src[body] === 0 && src[body + 1] === 0 && src[body + 2] === 1) {
+    const len = (src[body + 4]! << 8) | src[body + 5]!;
+    return len === 0 ? -1 : len + 6;
+  }
+  const s = body + 1 + src[body]!;
+  if (s + 3 > end) return -1;
+  return s + 3 + (((src[s + 1]! & 0x0f) << 8) | src[s + 2]!) - body;
 }

@@ -59,7 +59,8 @@ export function truncatedPes(buf: Uint8Array): Map<number, number> {
       const w = want.get(pid);
       if (w !== undefined && w > 0 && got.get(pid) !== w) bad.set(pid, (bad.get(pid) ?? 0) + 1);
       const isPes = p + 6 <= o + TS && buf[p] === 0 && buf[p + 1] === 0 && buf[p + 2] === 1;
-      want.set(pid, isPes ? ((buf[p + 4]! << 8) | buf[p + 5]!) + 6 : 0);
+      const len = isPes ? (buf[p + 4]! << 8) | buf[p + 5]! : 0;
+      want.set(pid, len > 0 ? len + 6 : 0); // 0: unbounded (video), ends at the next unit start
       got.set(pid, o + TS - p);
     } else if (want.has(pid)) {
       got.set(pid, got.get(pid)! + o + TS - p);
