@@ -13,6 +13,7 @@ import { startSim, type SimHandle } from './helpers/sim';
 import { startAcemux, freePort, type Acemux } from './helpers/acemux';
 import { fetchStream, getJson, aligned, sleep, contentId, type Received } from './helpers/client';
 import { readPcr, discontinuityIndicator, pidOf } from '../src/shared/mpegts/ts-packet';
+import { ccErrors, describeErrors, truncatedPes } from './helpers/ts-check';
 
 const TS = 188;
 const NULL_PID = 0x1fff;
@@ -57,6 +58,8 @@ function assertPlayed(t: Test, r: Watched, what: string): void {
   const off = firstData(r.body);
   t.ok(off < r.body.length, `${what}: real data arrived`);
   t.equal(pidOf(r.body, off), 0, `${what}: the first data packet is a PAT`);
+  t.equal(describeErrors(ccErrors(whole(r.body))), 'none', `${what}: no continuity error on any PID`);
+  t.equal(describeErrors(truncatedPes(whole(r.body))), 'none', `${what}: no truncated PES`);
 }
 
 /** After the clients are gone and the grace period has passed, the engine holds no session of ours. */
