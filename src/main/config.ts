@@ -64,6 +64,10 @@ export interface Config {
   maxSwitches: number;
   /** How often each engine is probed with get_version (0 = never). */
   engineProbeMs: number;
+  /** Clients that have their headers keep getting keepalive this long into an outage before a give-up. */
+  giveUpAfterMs: number;
+  /** While a retry waits, the engine is probed with get_version this often; an answer retries at once. */
+  readyProbeMs: number;
   /** A client whose socket accepts nothing this long is cut. */
   clientTimeoutMs: number;
   /** Channels file (M3U or JSON) for /ace/channel/<name>; '' = none. */
@@ -130,6 +134,8 @@ export const OPTIONS: readonly Option[] = [
   { key: 'stablePeriodMs', flag: '--stable-period', env: 'ACEMUX_STABLE_PERIOD', kind: 'duration', def: '30s', help: 'healthy this long resets retry and failover counters' },
   { key: 'maxSwitches', flag: '--max-switches', env: 'ACEMUX_MAX_SWITCHES', kind: 'int', def: '6', help: 'session/engine/alternate switches before giving up' },
   { key: 'engineProbeMs', flag: '--engine-probe', env: 'ACEMUX_ENGINE_PROBE', kind: 'duration', def: '10s', help: 'probe each engine with get_version this often (0 = never)' },
+  { key: 'giveUpAfterMs', flag: '--give-up-after', env: 'ACEMUX_GIVE_UP_AFTER', kind: 'duration', def: '5m', help: 'keep connected players on keepalive this long into an outage before giving up' },
+  { key: 'readyProbeMs', flag: '--ready-probe', env: 'ACEMUX_READY_PROBE', kind: 'duration', def: '250ms', help: 'while a retry waits after the engine went away, ask it get_version this often; retry as soon as it answers (0 = off)' },
   { key: 'clientTimeoutMs', flag: '--client-timeout', env: 'ACEMUX_CLIENT_TIMEOUT', kind: 'duration', def: '20s', help: 'cut a client whose socket accepts nothing this long' },
   { key: 'channelsFile', flag: '--channels', env: 'ACEMUX_CHANNELS', kind: 'path', def: '', help: 'channels file (M3U or JSON) with alternate ids, for /ace/channel/<name>' },
   { key: 'testCrashAfterBytes', flag: '--test-crash-after', env: 'ACEMUX_TEST_CRASH_AFTER', kind: 'size', def: '0', help: 'test hook: crash an actor thread after this many bytes (0 = off)' },
@@ -255,6 +261,8 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     stablePeriodMs: raw.stablePeriodMs as number,
     maxSwitches: raw.maxSwitches as number,
     engineProbeMs: raw.engineProbeMs as number,
+    giveUpAfterMs: raw.giveUpAfterMs as number,
+    readyProbeMs: raw.readyProbeMs as number,
     clientTimeoutMs: raw.clientTimeoutMs as number,
     channelsFile: raw.channelsFile as string,
     testCrashAfterBytes: raw.testCrashAfterBytes as number,

@@ -95,7 +95,7 @@ export function startFfmpeg(url: string): Player {
 export async function startMpv(url: string): Promise<Player> {
   const sock = join(mkdtempSync(join(tmpdir(), 'acemux-mpv-')), 'ipc');
   const proc = spawn('mpv', ['--no-config', '--vo=null', '--ao=null', '--no-terminal', '--msg-level=all=warn', `--input-ipc-server=${sock}`,
-    '--idle=no', '--keep-open=no', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--idle=no', '--keep-open=no', ...(process.env.MPV_EXTRA ? process.env.MPV_EXTRA.split(' ') : []), url], { stdio: ['ignore', 'pipe', 'pipe'] });
   const p = base('mpv', proc);
   for (const s of [proc.stdout!, proc.stderr!]) lines(s, (line) => { if (line.trim()) p.problems.push(line); });
   const deadline = Date.now() + 10_000;
