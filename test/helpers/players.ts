@@ -8,7 +8,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
-import { mkdtempSync, existsSync } from 'node:fs';
+import { mkdtempSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -29,6 +29,8 @@ export interface Player {
   cache: Sample[];
   /** Warning and error lines from the player's log. */
   problems: string[];
+  /** mpv: its whole log file, once stopped. */
+  log?: string[];
   exitedAt: number;
   exitCode: number | null;
   stop(): Promise<void>;
@@ -91,13 +93,27 @@ export function startFfmpeg(url: string): Player {
   return p;
 }
 
+/** mpv's lines that say nothing wrong about the stream: IPC, shutdown, and audio running dry
+ *  while no data comes (every outage does that; the freeze is measured separately). */
+const MPV_BENIGN = /\[(ipc|input)\]|Interrupted|Quitting|signal|Audio device underrun/i;
+
 /** mpv playing in real time with null outputs; properties over IPC. */
 export async function startMpv(url: string): Promise<Player> {
-  const sock = join(mkdtempSync(join(tmpdir(), 'acemux-mpv-')), 'ipc');
-  const proc = spawn('mpv', ['--no-config', '--vo=null', '--ao=null', '--no-terminal', '--msg-level=all=warn', `--input-ipc-server=${sock}`,
+  const dir = mkdtempSync(join(tmpdir(), 'acemux-mpv-'));
+  const sock = join(dir, 'ipc');
+  const logFile = join(dir, 'mpv.log');
+  // --no-terminal silences stdout/stderr: the log file is where mpv's warnings and errors go.
+  const proc = spawn('mpv', ['--no-config', '--vo=null', '--ao=null', '--no-terminal', `--log-file=${logFile}`, `--input-ipc-server=${sock}`,
     '--idle=no', '--keep-open=no', ...(process.env.MPV_EXTRA ? process.env.MPV_EXTRA.split(' ') : []), url], { stdio: ['ignore', 'pipe', 'pipe'] });
   const p = base('mpv', proc);
   for (const s of [proc.stdout!, proc.stderr!]) lines(s, (line) => { if (line.trim()) p.problems.push(line); });
+  const stop = p.stop;
+  p.stop = async () => {
+    await stop();
+    if (p.log) return;
+    p.log = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n') : [];
+    for (const line of p.log) if (/^\[\s*[\d.]+\]\[[ewf]\]/.test(line) && !MPV_BENIGN.test(line)) p.problems.push(line);
+  };
   const deadline = Date.now() + 10_000;
   while (!existsSync(sock)) {
     if (Date.now() > deadline || p.exitedAt) throw new Error('mpv did not open its IPC socket');

@@ -31,7 +31,8 @@
  *     get_version every readyProbeMs, one probe per engine whatever the number of streams; the
  *     first answer after a failure retries every waiting stream at once with a new session and
  *     fresh counters. An engine that never went away is not probed into early retries, so the
- *     backoff keeps protecting an engine that answers but fails streams.
+ *     backoff keeps protecting an engine that answers but fails streams. The first reconnect of a
+ *     flowing stream, and the first new session after "session gone", are not delayed at all.
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { randomBytes } from 'node:crypto';
@@ -424,7 +425,10 @@ export class Supervisor {
     const holding = s.sinks.size > 0 && now - s.outageSince < this.cfg.giveUpAfterMs; // S6
     if (s.attempts > this.cfg.retryAttempts && !holding) return this.giveUp(s, `${detail} (after ${s.attempts - 1} retries)`);
     if (action !== 'reconnect' && action !== 'new-session' && ++s.switches > this.cfg.maxSwitches && !holding) return this.giveUp(s, `${detail} (after ${s.switches - 1} switches)`);
-    const delay = action === 'next-id' || action === 'next-engine' ? (s.answered ? backoff(1, this.cfg.retryBaseMs, this.cfg.retryCapMs) : 0) : backoff(s.attempts, this.cfg.retryBaseMs, this.cfg.retryCapMs);
+    // S7: the first reconnect of a stream that was flowing, and the first new session after the
+    // engine said the session is gone, go at once: one call each is no hammering, and players wait.
+    const atOnce = (action === 'reconnect' && s.attempts === 1) || (fault === 'gone' && s.attempts <= 2);
+    const delay = atOnce ? 0 : action === 'next-id' || action === 'next-engine' ? (s.answered ? backoff(1, this.cfg.retryBaseMs, this.cfg.retryCapMs) : 0) : backoff(s.attempts, this.cfg.retryBaseMs, this.cfg.retryCapMs);
     const kind = action === 'reconnect' ? 'reconnect' : action === 'new-session' ? 'retry' : 'failover';
     if (s.state !== 'draining') s.state = 'recovering';
     if (action === 'next-id') s.selector = this.nextId(s);
