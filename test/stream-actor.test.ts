@@ -2,6 +2,7 @@
  * The stream actor in-process, against a real HTTP server that plays the sample file from any
  * packet: what lands in the ring after a splice.
  */
+import { ccErrors, describeErrors, truncatedPes } from './helpers/ts-check';
 import t from 'tap';
 import http from 'node:http';
 import { once } from 'node:events';
@@ -71,4 +72,23 @@ t.test('a splice into the middle of a GOP: the ring resumes at PAT + keyframe, a
   t.ok(pcrs.length > 10, `PCR packets after the splice (${pcrs.length})`);
   t.ok(discontinuityIndicator(after, pcrs[0]!), 'the first PCR packet after the splice has discontinuity_indicator set');
   t.same(pcrs.slice(1).filter((off) => discontinuityIndicator(after, off)), [], 'no later PCR packet is flagged');
+
+  // A5-A7 over everything the ring holds, both upstreams: what a player would read.
+  const [c, d] = reader.views(0, reader.head());
+  const all = d ? Buffer.concat([c, d]) : Buffer.from(c);
+  t.equal(describeErrors(ccErrors(all)), 'none', 'continuity counters continue across the splice on every PID');
+  t.equal(describeErrors(truncatedPes(all)), 'none', 'no PES cut short by the first upstream ending');
+  const vpts = (buf: Buffer) => {
+    const out: number[] = [];
+    for (let off = 0; off + TS <= buf.length; off += TS) {
+      if (pidOf(buf, off) !== 0x100 || !(buf[off + 1]! & 0x40)) continue;
+      const q = off + ((buf[off + 3]! & 0x20) ? 5 + buf[off + 4]! : 4) + 9;
+      out.push(((buf[q]! >> 1) & 7) * 2 ** 30 + buf[q + 1]! * 2 ** 22 + (buf[q + 2]! >> 1) * 2 ** 15 + buf[q + 3]! * 2 ** 7 + (buf[q + 4]! >> 1));
+    }
+    return out;
+  };
+  const before = vpts(all.subarray(0, spliceAt * TS));
+  const next = vpts(after);
+  const gap = (next[0]! - Math.max(...before)) / 90;
+  t.ok(gap > 0 && gap <= 200, `video timestamps run on across the splice, no reset (first new PTS ${gap.toFixed(0)} ms after the last shown)`);
 });

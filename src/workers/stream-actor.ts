@@ -31,6 +31,11 @@
  *     packets without payload repeat it). After a (re)connect a PID delivers nothing before its
  *     first unit start, and the video PID nothing before its first keyframe, so every PID
  *     resumes on a whole unit and audio resumes with video, not a GOP ahead of it.
+ *  A7 Timestamps continuous across a splice. Players map a timestamp jump as a reset (mpv flushes
+ *     its decoders and loses A/V sync), so the new upstream's PTS, DTS and PCR get one offset
+ *     (mod 2^33) that puts its first keyframe right after the last picture delivered. Audio
+ *     resumes on the first unit that does not overlap the audio already delivered; with one offset
+ *     for every PID, audio and video skip the same stretch of content and stay in sync.
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
@@ -98,6 +103,16 @@ export class StreamActor {
   /** Last counter delivered on the PID (-1: none yet) and the offset added to incoming ones (A6). */
   private readonly ccLast = new Int8Array(PIDS).fill(-1);
   private readonly ccAdd = new Uint8Array(PIDS);
+  /** A7: the offset added to this upstream's timestamps (90 kHz, mod 2^33). */
+  private tsOff = 0;
+  private splicing = false;
+  /** A7, per PID, output domain: latest unit's PTS, the largest PTS before it and after it, the
+   *  smallest step between units, and where the delivered units end after a retraction (-1). */
+  private readonly lastPts = new Float64Array(PIDS).fill(-1);
+  private readonly maxBefore = new Float64Array(PIDS).fill(-1);
+  private readonly maxPts = new Float64Array(PIDS).fill(-1);
+  private readonly ptsStep = new Float64Array(PIDS);
+  private readonly endPts = new Float64Array(PIDS).fill(-1);
   /** Join points waiting for HEAD to pass them: [pos, ms] pairs. */
   private pendingJoins: number[] = [];
   private scratch: Buffer = Buffer.alloc(0);
@@ -159,6 +174,11 @@ export class StreamActor {
     this.prePackets = 0;
     this.patPending = false;
     if (cmd.splice) this.needDiscontinuity = true;
+    this.splicing = cmd.splice;
+    this.tsOff = 0;
+    this.lastPts.fill(-1);
+    this.maxBefore.fill(-1);
+    this.maxPts.fill(-1);
     this.gotData = false;
     this.connectedAt = this.clock();
     this.statUrl = cmd.statUrl;
@@ -261,6 +281,11 @@ export class StreamActor {
     if (this.synced[pid] === 0) {
       if (!start || !payload) return false;
       if (pid === this.psi.videoPid && !isKeyframeStart(src, p, this.psi.videoCodec)) return false;
+      if (this.tsOff !== 0 && pid !== this.psi.videoPid && this.endPts[pid]! >= 0) {
+        // A7: not a unit that would mostly replay audio already delivered.
+        const pts = pesTs(src, p, 9);
+        if (pts >= 0 && (pts + this.tsOff) % TWO33 + this.ptsStep[pid]! / 2 < this.endPts[pid]!) return false;
+      }
       this.synced[pid] = 1;
       if (this.known[pid] === 0) {
         this.known[pid] = 1;
@@ -272,6 +297,7 @@ export class StreamActor {
     const cc = ((b3 & 15) + this.ccAdd[pid]!) & 15;
     src[p + 3] = (b3 & 0xf0) | cc;
     this.ccLast[pid] = cc;
+    if (this.tsOff !== 0) shiftTimestamps(src, p, this.tsOff);
     if (this.needDiscontinuity && pid === this.psi.pcrPid) this.markSplice(src, p, readPcr(src, p));
     if (!payload) return true;
     const body = (b3 & 0x20) !== 0 ? p + 5 + src[p + 4]! : p + 4;
@@ -280,6 +306,15 @@ export class StreamActor {
       this.unitPos[pid] = pos;
       this.unitMs[pid] = this.lastDataAt;
       this.unitCc[pid] = cc;
+      const pts = pesTs(src, p, 9);
+      if (pts >= 0) {
+        const prev = this.lastPts[pid]!;
+        const d = Math.abs(pts - prev);
+        if (prev >= 0 && d > 0 && d < 90000 && (this.ptsStep[pid] === 0 || d < this.ptsStep[pid]!)) this.ptsStep[pid] = d;
+        this.lastPts[pid] = pts;
+        this.maxBefore[pid] = this.maxPts[pid]!;
+        if (pts > this.maxPts[pid]!) this.maxPts[pid] = pts;
+      }
       const total = unitLength(src, body, p + TS);
       this.unitLeft[pid] = total < 0 ? -1 : total - bytes;
       this.open[pid] = total < 0 || total > bytes ? 1 : 0;
@@ -315,6 +350,13 @@ export class StreamActor {
         // now is it known which packets reach the ring (a newer PAT drops the held ones), so the
         // splice is marked here, or by onPcr when the held run carries no PCR.
         const at = (this.ring.position + this.heldPackets) | 0;
+        const vEnd = this.endPts[pid]!;
+        if (this.splicing && clean && pid === this.psi.videoPid && vEnd >= 0) {
+          // Its decode time goes right after the last picture shown, so decode order never steps back.
+          const dts = pesTs(src, p, 14);
+          const v0 = dts >= 0 ? dts : pesTs(src, p, 9);
+          if (v0 >= 0) this.tsOff = (((vEnd - v0) % TWO33) + TWO33) % TWO33; // A7
+        }
         let pos = at;
         let run = 0;
         const pre = this.pre!;
@@ -485,6 +527,9 @@ export class StreamActor {
     if (total > run) this.commit(buf, run * TS, total - run);
     if (dropOpen) {
       for (const pid of this.seen) {
+        // A7: where what was delivered on this PID ends (the open unit is not delivered).
+        const max = this.open[pid] === 1 ? this.maxBefore[pid]! : this.maxPts[pid]!;
+        if (max >= 0 && this.ptsStep[pid]! > 0) this.endPts[pid] = max + this.ptsStep[pid]!;
         if (this.open[pid] === 0) continue;
         this.open[pid] = 0;
         this.ccLast[pid] = (this.unitCc[pid]! + 15) & 15; // the packet before the unit's start (A6)
@@ -610,6 +655,50 @@ export class StreamActor {
     for (const t of [this.tickTimer, this.statTimer]) if (t) clearInterval(t);
     this.port.close();
     this.finish();
+  }
+}
+
+const TWO33 = 2 ** 33;
+
+/** Payload start of packet p (no bounds check beyond the packet: callers test the result). */
+function bodyOf(src: Uint8Array, p: number): number {
+  return (src[p + 3]! & 0x20) !== 0 ? p + 5 + src[p + 4]! : p + 4;
+}
+
+/** A PES timestamp (PTS at +9, DTS at +14 of the PES header) in packet p, or -1. */
+function pesTs(src: Uint8Array, p: number, at: 9 | 14): number {
+  if ((src[p + 1]! & 0x40) === 0) return -1;
+  const b = bodyOf(src, p);
+  if (b + 19 > p + TS || src[b] !== 0 || src[b + 1] !== 0 || src[b + 2] !== 1) return -1;
+  const flags = src[b + 7]! >> 6;
+  if ((at === 9 && (flags & 2) === 0) || (at === 14 && flags !== 3)) return -1;
+  const q = b + at;
+  return ((src[q]! >> 1) & 7) * 2 ** 30 + src[q + 1]! * 2 ** 22 + (src[q + 2]! >> 1) * 2 ** 15 + src[q + 3]! * 2 ** 7 + (src[q + 4]! >> 1);
+}
+
+function writeTs(src: Uint8Array, q: number, v: number): void {
+  src[q] = (src[q]! & 0xf1) | ((Math.floor(v / 2 ** 30) & 7) << 1);
+  src[q + 1] = Math.floor(v / 2 ** 22) & 0xff;
+  src[q + 2] = ((Math.floor(v / 2 ** 15) & 0x7f) << 1) | 1;
+  src[q + 3] = Math.floor(v / 2 ** 7) & 0xff;
+  src[q + 4] = ((v % 128) << 1) | 1;
+}
+
+/** A7: adds `off` (90 kHz, mod 2^33) to the packet's PCR base, PTS and DTS, in place. */
+function shiftTimestamps(src: Uint8Array, p: number, off: number): void {
+  if ((src[p + 3]! & 0x20) !== 0 && src[p + 4]! >= 7 && (src[p + 5]! & 0x10) !== 0) {
+    const q = p + 6;
+    const base = src[q]! * 2 ** 25 + src[q + 1]! * 2 ** 17 + src[q + 2]! * 2 ** 9 + src[q + 3]! * 2 + (src[q + 4]! >> 7);
+    const v = (base + off) % TWO33;
+    src[q] = Math.floor(v / 2 ** 25) & 0xff;
+    src[q + 1] = Math.floor(v / 2 ** 17) & 0xff;
+    src[q + 2] = Math.floor(v / 2 ** 9) & 0xff;
+    src[q + 3] = Math.floor(v / 2) & 0xff;
+    src[q + 4] = ((v % 2) << 7) | (src[q + 4]! & 0x7f);
+  }
+  for (const at of [9, 14] as const) {
+    const t = pesTs(src, p, at);
+    if (t >= 0) writeTs(src, bodyOf(src, p) + at, (t + off) % TWO33);
   }
 }
 
