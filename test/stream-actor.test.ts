@@ -87,6 +87,22 @@ t.test('a splice into the middle of a GOP: the ring resumes at PAT + keyframe, a
     }
     return out;
   };
+  // The first upstream ended at sample packet 3000, inside a picture: that picture never
+  // reached the ring, every one before it did, whole.
+  const isVideo = (q: number) => pidOf(sample, q * TS) === 0x100;
+  const starts: number[] = [];
+  for (let q = 0; q < 3000; q++) if (isVideo(q) && sample[q * TS + 1]! & 0x40) starts.push(q);
+  let following = 3000;
+  while (following * TS < sample.length && !(isVideo(following) && sample[following * TS + 1]! & 0x40)) following++;
+  let cutShort = false;
+  for (let q = 3000; q < following; q++) if (isVideo(q)) cutShort = true;
+  const end = cutShort ? starts[starts.length - 1]! : 3000;
+  let want = 0;
+  for (let q = 0; q < end; q++) if (isVideo(q)) want++;
+  let got = 0;
+  for (let off = 0; off < spliceAt * TS; off += TS) if (pidOf(all, off) === 0x100) got++;
+  t.ok(cutShort, 'the first upstream ends inside a picture (the case under test)');
+  t.equal(got, want, 'the picture in flight when the first upstream ended was taken back, the ones before it kept');
   const before = vpts(all.subarray(0, spliceAt * TS));
   const next = vpts(after);
   const gap = (next[0]! - Math.max(...before)) / 90;
