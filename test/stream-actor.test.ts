@@ -38,7 +38,7 @@ t.test('a splice into the middle of a GOP: the ring resumes at PAT + keyframe, a
   const reports: Report[] = [];
   port2.on('message', (m: Report | number) => typeof m === 'object' && reports.push(m));
   const task: ActorTask = {
-    streamId: 'test', ring, port: port1, epoch: Date.now(), batchBytes: 64 * 1024, keepaliveMs: 0,
+    streamId: 'test', ring, port: port1, epoch: Date.now(), batchBytes: 64 * 1024, keepaliveMs: 0, avHoldMs: 0,
     firstDataTimeoutMs: 5000, stallTimeoutMs: 5000, playbackHeadersTimeoutMs: 5000, statIntervalMs: 0, engineTimeoutMs: 5000,
     connect: { type: 'connect', playbackUrl: `${origin}/from/0/3000`, statUrl: null, splice: false },
     life: 0, crashAfterBytes: 0, inspectPort: inspect.port1,

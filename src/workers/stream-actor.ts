@@ -36,6 +36,10 @@
  *     (mod 2^33) that puts its first keyframe right after the last picture delivered. Audio
  *     resumes on the first unit that does not overlap the audio already delivered; with one offset
  *     for every PID, audio and video skip the same stretch of content and stay in sync.
+ *  A8 With avHoldMs > 0, HEAD also stops before the first video unit whose PTS lies past the end
+ *     of the whole audio received so far (held at most avHoldMs of arrivals), and an abandoned
+ *     upstream's video is cut back to the audio's end (from that unit on, a suffix in decode order,
+ *     so nothing kept loses a reference): audio and video then end together at a splice.
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
@@ -113,6 +117,9 @@ export class StreamActor {
   private readonly maxPts = new Float64Array(PIDS).fill(-1);
   private readonly ptsStep = new Float64Array(PIDS);
   private readonly endPts = new Float64Array(PIDS).fill(-1);
+  /** A8: video units not yet published: [pos, pts (output), arrival ms, outgoing cc] each. */
+  private vUnits: number[] = [];
+  private vShownMax = -1;
   /** Join points waiting for HEAD to pass them: [pos, ms] pairs. */
   private pendingJoins: number[] = [];
   private scratch: Buffer = Buffer.alloc(0);
@@ -179,6 +186,8 @@ export class StreamActor {
     this.lastPts.fill(-1);
     this.maxBefore.fill(-1);
     this.maxPts.fill(-1);
+    this.vUnits = [];
+    this.vShownMax = -1;
     this.gotData = false;
     this.connectedAt = this.clock();
     this.statUrl = cmd.statUrl;
@@ -314,6 +323,7 @@ export class StreamActor {
         this.lastPts[pid] = pts;
         this.maxBefore[pid] = this.maxPts[pid]!;
         if (pts > this.maxPts[pid]!) this.maxPts[pid] = pts;
+        if (this.task.avHoldMs > 0 && pid === this.psi.videoPid) this.vUnits.push(pos, pts, this.lastDataAt, cc);
       }
       const total = unitLength(src, body, p + TS);
       this.unitLeft[pid] = total < 0 ? -1 : total - bytes;
@@ -474,6 +484,13 @@ export class StreamActor {
       k += 2;
     }
     if (k > 0) joins.splice(0, k);
+    const v = this.vUnits;
+    let j = 0;
+    while (j < v.length && ahead(head, v[j]!) > 0) {
+      if (v[j + 1]! > this.vShownMax) this.vShownMax = v[j + 1]!; // published: no longer ours to cut
+      j += 4;
+    }
+    if (j > 0) v.splice(0, j);
     if (wake) this.port.postMessage(WAKE);
   }
 
@@ -490,7 +507,31 @@ export class StreamActor {
       }
       if (ahead(this.unitPos[pid]!, to) < 0) to = this.unitPos[pid]!;
     }
+    const cut = this.videoPastAudio();
+    if (cut >= 0 && this.lastDataAt - this.vUnits[cut + 2]! <= this.task.avHoldMs && ahead(this.vUnits[cut]!, to) < 0) to = this.vUnits[cut]!;
     return to;
+  }
+
+  /** A8: where the whole audio received so far ends (90 kHz, output), or -1 when unknown. */
+  private audioEnd(): number {
+    let end = Infinity;
+    for (const e of this.psi.streams) {
+      const pid = e.pid;
+      if (pid === this.psi.videoPid || this.lastPts[pid]! < 0 || this.ptsStep[pid] === 0) continue;
+      const t = this.open[pid] === 1 ? this.lastPts[pid]! : this.lastPts[pid]! + this.ptsStep[pid]!;
+      if (t < end) end = t;
+    }
+    return end === Infinity ? -1 : end;
+  }
+
+  /** A8: index in vUnits of the first video unit shown after the whole audio ends, or -1. */
+  private videoPastAudio(): number {
+    if (this.vUnits.length === 0) return -1;
+    const end = this.audioEnd();
+    if (end < 0) return -1;
+    const v = this.vUnits;
+    for (let i = 0; i < v.length; i += 4) if (v[i + 1]! >= end) return i;
+    return -1;
   }
 
   /**
@@ -501,6 +542,10 @@ export class StreamActor {
   private rewriteTail(insert: number, dropOpen: boolean): void {
     let from = this.ring.position;
     for (const pid of this.seen) if (this.open[pid] === 1 && ahead(this.unitPos[pid]!, from) < 0) from = this.unitPos[pid]!;
+    const vPid = this.psi.videoPid;
+    const vi = dropOpen ? this.videoPastAudio() : -1;
+    const vCut = vi >= 0 ? this.vUnits[vi]! : -1;
+    if (vCut >= 0 && ahead(vCut, from) < 0) from = vCut;
     const inRing = ahead(this.ring.position, from);
     const total = inRing + this.heldPackets;
     if (total === 0 && insert === 0) return;
@@ -515,11 +560,14 @@ export class StreamActor {
     if (insert > 0) this.commit(this.nulls, 0, insert);
     const joins = this.pendingJoins;
     for (let k = 0; k < joins.length; k += 2) if (ahead(joins[k]!, from) >= 0) joins[k] = (joins[k]! + insert) | 0;
+    const vu = this.vUnits;
+    for (let k = 0; k < vu.length; k += 4) if (ahead(vu[k]!, from) >= 0) vu[k] = (vu[k]! + insert) | 0;
     let run = 0;
     for (let q = 0; q < total; q++) {
       const pid = pidOf(buf, q * TS);
       const pos = (from + q) | 0;
-      const gone = dropOpen && pid !== NULL_PID && this.open[pid] === 1 && ahead(pos, this.unitPos[pid]!) >= 0;
+      const gone = (dropOpen && pid !== NULL_PID && this.open[pid] === 1 && ahead(pos, this.unitPos[pid]!) >= 0) ||
+        (vCut >= 0 && pid === vPid && ahead(pos, vCut) >= 0); // A8
       if (!gone) continue;
       if (q > run) this.commit(buf, run * TS, q - run);
       run = q + 1;
@@ -534,6 +582,14 @@ export class StreamActor {
         this.open[pid] = 0;
         this.ccLast[pid] = (this.unitCc[pid]! + 15) & 15; // the packet before the unit's start (A6)
       }
+      if (vi >= 0) {
+        // A8: the video now ends where the kept audio does; its counter resumes before the cut.
+        this.ccLast[vPid] = (this.vUnits[vi + 3]! + 15) & 15;
+        let max = this.vShownMax;
+        for (let i = 0; i < vi; i += 4) if (this.vUnits[i + 1]! > max) max = this.vUnits[i + 1]!;
+        if (max >= 0) this.endPts[vPid] = max + this.ptsStep[vPid]!;
+      }
+      this.vUnits = [];
       // Join points past `from` name packets that moved or went: a new splice brings its own.
       for (let k = 0; k < joins.length; k += 2) {
         if (ahead(joins[k]!, from) >= 0) {

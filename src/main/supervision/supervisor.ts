@@ -340,6 +340,7 @@ export class Supervisor {
       epoch: s.createdAt,
       batchBytes: this.cfg.batchBytes,
       keepaliveMs: this.cfg.keepaliveMs,
+      avHoldMs: this.cfg.avHoldMs,
       firstDataTimeoutMs: this.cfg.firstDataTimeoutMs,
       stallTimeoutMs: this.cfg.stallTimeoutMs,
       playbackHeadersTimeoutMs: this.cfg.playbackHeadersTimeoutMs,
