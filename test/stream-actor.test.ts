@@ -3,6 +3,7 @@
  * packet: what lands in the ring after a splice.
  */
 import t, { type Test } from 'tap';
+import { ccErrors, describeErrors, truncatedPes } from './helpers/ts-check';
 import http from 'node:http';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -37,7 +38,7 @@ t.test('a splice into the middle of a GOP: the ring resumes at PAT + keyframe, a
   const reports: Report[] = [];
   port2.on('message', (m: Report | number) => typeof m === 'object' && reports.push(m));
   const task: ActorTask = {
-    streamId: 'test', ring, port: port1, epoch: Date.now(), batchBytes: 64 * 1024, keepaliveMs: 0,
+    streamId: 'test', ring, port: port1, epoch: Date.now(), batchBytes: 64 * 1024, keepaliveMs: 0, avHoldMs: 0,
     firstDataTimeoutMs: 5000, stallTimeoutMs: 5000, playbackHeadersTimeoutMs: 5000, statIntervalMs: 0, engineTimeoutMs: 5000,
     connect: { type: 'connect', playbackUrl: `${origin}/from/0/3000`, statUrl: null, splice: false },
     life: 0, inspectPort: inspect.port1,
@@ -71,4 +72,39 @@ t.test('a splice into the middle of a GOP: the ring resumes at PAT + keyframe, a
   t.ok(pcrs.length > 10, `PCR packets after the splice (${pcrs.length})`);
   t.ok(discontinuityIndicator(after, pcrs[0]!), 'the first PCR packet after the splice has discontinuity_indicator set');
   t.same(pcrs.slice(1).filter((off) => discontinuityIndicator(after, off)), [], 'no later PCR packet is flagged');
+
+  // A5-A7 over everything the ring holds, both upstreams: what a player would read.
+  const [c, d] = reader.views(0, reader.head());
+  const all = d ? Buffer.concat([c, d]) : Buffer.from(c);
+  t.equal(describeErrors(ccErrors(all)), 'none', 'continuity counters continue across the splice on every PID');
+  t.equal(describeErrors(truncatedPes(all)), 'none', 'no PES cut short by the first upstream ending');
+  const vpts = (buf: Buffer) => {
+    const out: number[] = [];
+    for (let off = 0; off + TS <= buf.length; off += TS) {
+      if (pidOf(buf, off) !== 0x100 || !(buf[off + 1]! & 0x40)) continue;
+      const q = off + ((buf[off + 3]! & 0x20) ? 5 + buf[off + 4]! : 4) + 9;
+      out.push(((buf[q]! >> 1) & 7) * 2 ** 30 + buf[q + 1]! * 2 ** 22 + (buf[q + 2]! >> 1) * 2 ** 15 + buf[q + 3]! * 2 ** 7 + (buf[q + 4]! >> 1));
+    }
+    return out;
+  };
+  // The first upstream ended at sample packet 3000, inside a picture: that picture never
+  // reached the ring, every one before it did, whole.
+  const isVideo = (q: number) => pidOf(sample, q * TS) === 0x100;
+  const starts: number[] = [];
+  for (let q = 0; q < 3000; q++) if (isVideo(q) && sample[q * TS + 1]! & 0x40) starts.push(q);
+  let following = 3000;
+  while (following * TS < sample.length && !(isVideo(following) && sample[following * TS + 1]! & 0x40)) following++;
+  let cutShort = false;
+  for (let q = 3000; q < following; q++) if (isVideo(q)) cutShort = true;
+  const end = cutShort ? starts[starts.length - 1]! : 3000;
+  let want = 0;
+  for (let q = 0; q < end; q++) if (isVideo(q)) want++;
+  let got = 0;
+  for (let off = 0; off < spliceAt * TS; off += TS) if (pidOf(all, off) === 0x100) got++;
+  t.ok(cutShort, 'the first upstream ends inside a picture (the case under test)');
+  t.equal(got, want, 'the picture in flight when the first upstream ended was taken back, the ones before it kept');
+  const before = vpts(all.subarray(0, spliceAt * TS));
+  const next = vpts(after);
+  const gap = (next[0]! - Math.max(...before)) / 90;
+  t.ok(gap > 0 && gap <= 200, `video timestamps run on across the splice, no reset (first new PTS ${gap.toFixed(0)} ms after the last shown)`);
 });

@@ -72,6 +72,12 @@ export interface Config {
   maxSwitches: number;
   /** How often each engine is probed with get_version (0 = never). */
   engineProbeMs: number;
+  /** Clients that have their headers keep getting keepalive this long into an outage before a give-up. */
+  giveUpAfterMs: number;
+  /** While a retry waits, the engine is probed with get_version this often; an answer retries at once. */
+  readyProbeMs: number;
+  /** Video is held this long at most until the audio of its time is whole, so a splice can end both together (0 = off). */
+  avHoldMs: number;
   /** A client whose socket accepts nothing this long is cut. */
   clientTimeoutMs: number;
   /** Channels file (M3U or JSON) for /ace/channel/<name>; '' = none. */
@@ -150,6 +156,9 @@ export const OPTIONS: readonly Option[] = [
   { key: 'stablePeriodMs', flag: '--stable-period', env: 'ACEMUX_STABLE_PERIOD', kind: 'duration', def: '30s', help: 'healthy this long resets retry and failover counters' },
   { key: 'maxSwitches', flag: '--max-switches', env: 'ACEMUX_MAX_SWITCHES', kind: 'int', def: '6', help: 'session/engine/alternate switches before giving up' },
   { key: 'engineProbeMs', flag: '--engine-probe', env: 'ACEMUX_ENGINE_PROBE', kind: 'duration', def: '10s', help: 'probe each engine with get_version this often (0 = never)' },
+  { key: 'giveUpAfterMs', flag: '--give-up-after', env: 'ACEMUX_GIVE_UP_AFTER', kind: 'duration', def: '5m', help: 'keep connected players on keepalive this long into an outage before giving up' },
+  { key: 'readyProbeMs', flag: '--ready-probe', env: 'ACEMUX_READY_PROBE', kind: 'duration', def: '250ms', help: 'while a retry waits after the engine went away, ask it get_version this often; retry as soon as it answers (0 = off)' },
+  { key: 'avHoldMs', flag: '--av-hold', env: 'ACEMUX_AV_HOLD', kind: 'duration', def: '0', help: 'hold video up to this long until its audio is whole, so splices keep lip sync (adds that much latency; 0 = off)' },
   { key: 'clientTimeoutMs', flag: '--client-timeout', env: 'ACEMUX_CLIENT_TIMEOUT', kind: 'duration', def: '20s', help: 'cut a client whose socket accepts nothing this long' },
   { key: 'channelsFile', flag: '--channels', env: 'ACEMUX_CHANNELS', kind: 'path', def: '', help: 'channels file (M3U or JSON) with alternate ids, for /ace/channel/<name>' },
   { key: 'stateDir', flag: '--state-dir', env: 'ACEMUX_STATE_DIR', kind: 'path', def: 'acemux-state', help: "event journal directory ('' = no journal)" },
@@ -341,6 +350,9 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     stablePeriodMs: raw.stablePeriodMs as number,
     maxSwitches: raw.maxSwitches as number,
     engineProbeMs: raw.engineProbeMs as number,
+    giveUpAfterMs: raw.giveUpAfterMs as number,
+    readyProbeMs: raw.readyProbeMs as number,
+    avHoldMs: raw.avHoldMs as number,
     clientTimeoutMs: raw.clientTimeoutMs as number,
     channelsFile: raw.channelsFile as string,
     stateDir: raw.stateDir as string,

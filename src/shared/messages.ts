@@ -19,6 +19,8 @@ export interface ActorTask {
   epoch: number;
   batchBytes: number;
   keepaliveMs: number;
+  /** A8: hold video this long at most until the audio of its time is whole (0 = off). */
+  avHoldMs: number;
   firstDataTimeoutMs: number;
   stallTimeoutMs: number;
   playbackHeadersTimeoutMs: number;

@@ -232,14 +232,44 @@ export class RingWriter extends Ring {
     return ahead(this.pos, this.head());
   }
 
-  /** Stores HEAD (I1). With `urgent`, returns true when the caller must ping main (I5). */
-  publish(nowMs: number, urgent = true): boolean {
+  /**
+   * Stores HEAD (I1), at `to` (default: every packet written; never behind the current head).
+   * With `urgent`, returns true when the caller must ping main (I5).
+   */
+  publish(nowMs: number, urgent = true, to = this.pos): boolean {
     Atomics.store(this.h, H_HEAD_MS, nowMs | 0);
-    Atomics.store(this.h, H_HEAD, this.pos);
+    if (ahead(to, this.head()) > 0) Atomics.store(this.h, H_HEAD, to);
     // Not only write()'s lazy rescan at the limit: a reader may have pinned behind the head since
     // the last scan, and a limit a lap old would let the writer overrun it (I2).
     this.rescan();
     return urgent && Atomics.compareExchange(this.h, H_WAKE, 0, 1) === 0;
+  }
+
+  /**
+   * Takes back unpublished packets: the next write goes to `to`, which must lie in [HEAD, position].
+   * No reader has seen them (I1), so they may be rewritten with other bytes.
+   */
+  rewind(to: number): void {
+    if (ahead(to, this.head()) < 0 || ahead(to, this.pos) > 0) throw new RangeError('rewind outside [head, position]');
+    this.pos = to;
+  }
+
+  /** Packets that may be written now before a pinned reader is reached (I2). */
+  room(): number {
+    this.rescan();
+    return Math.max(0, ahead(this.limit, this.pos));
+  }
+
+  /** Copies packets [from, from + count) of the ring (unpublished ones, typically) to dst[off…]. */
+  read(from: number, count: number, dst: Uint8Array, off: number): void {
+    let slot = from & this.mask;
+    while (count > 0) {
+      const run = Math.min(count, this.cap - slot);
+      copyBytes.call(this.data, dst, off, slot * TS, (slot + run) * TS);
+      off += run * TS;
+      count -= run;
+      slot = 0;
+    }
   }
 
   addJoin(pos: number, ms: number): void {

@@ -108,6 +108,7 @@ interface Session {
   bytesSent: number;
   dead: boolean; // an offline channel: stat stays in prebuf with 0 peers
   stalledAt: number | null; // downloaded stops growing while a stall fault holds
+  stalledUntil: number; // a timed stall (stallForMs): nothing is sent before this
 }
 
 export async function startEngineSim(opts: EngineSimOptions = {}): Promise<EngineSim> {
@@ -376,6 +377,7 @@ class Sim implements EngineSim {
       bytesSent: 0,
       dead: false,
       stalledAt: null,
+      stalledUntil: 0,
     };
     this.sessions.set(s.token, s);
     this.counters.sessionsStarted++;
@@ -558,8 +560,9 @@ class Playback {
   private nextChunk: number;
   private waitingDrain = false;
   private waitingRoom = false;
-  private readonly limit: number; // body bytes after which a stall or drop fault fires
+  private limit: number; // body bytes after which a stall or drop fault fires
   private readonly drop: boolean;
+  private readonly stallForMs: number;
   private holdTimer: NodeJS.Timeout | null = null;
   private readonly dripBps: number;
   private readonly junk: boolean;
@@ -598,6 +601,7 @@ class Playback {
     this.dropPatAfter = fault.dropPatAfterBytes ?? Infinity;
     this.nullsAfter = fault.nullsAfterBytes ?? Infinity;
     this.dropPmtAfter = fault.dropPmtAfterBytes ?? Infinity;
+    this.stallForMs = fault.stallForMs ?? 0;
     session.reader = this;
     session.stalledAt = null;
     sim.playbackActive++;
@@ -606,7 +610,7 @@ class Playback {
     res.socket?.setNoDelay(true);
     session.dead = fault.hangBeforeHeaders === true; // an offline channel: never any headers
     if (session.dead) return;
-    const hold = Math.max(session.readyAt - sim.now(), fault.slowStartMs ?? 0);
+    const hold = Math.max(session.readyAt - sim.now(), fault.slowStartMs ?? 0, session.stalledUntil - sim.now());
     if (hold > 0) this.holdTimer = sim.later(hold, () => this.start());
     else this.start();
   }
@@ -690,6 +694,25 @@ class Playback {
     this.state = 'stalled';
     this.session.stalledAt = this.sim.now();
     this.sim.paced.delete(this);
+    if (this.stallForMs > 0) {
+      this.session.stalledUntil = this.session.stalledAt + this.stallForMs;
+      this.holdTimer = this.sim.later(this.stallForMs, () => this.resume());
+    }
+  }
+
+  /** A timed stall is over: carry on from where the source stopped, paced from now (no burst). */
+  private resume(): void {
+    this.holdTimer = null;
+    if (this.state !== 'stalled') return;
+    this.limit = Infinity;
+    this.session.stalledAt = null;
+    this.state = 'flowing';
+    const rate = this.sim.cfg.rate;
+    if (rate > 0) {
+      this.startAt = this.sim.now() - ((this.sent - this.sim.cfg.burstBytes) * 8000) / rate;
+      this.sim.addPaced(this);
+    }
+    this.pump();
   }
 
   destroy(): void {

@@ -24,6 +24,9 @@ export interface Fault {
   slowStartMs?: number;
   /** Stop sending after N body bytes; the socket stays open. */
   stallAfterBytes?: number;
+  /** With stallAfterBytes: the session resumes this long after the stall began (its stalled
+   *  connection carries on where it stopped; a newer connection waits until then). */
+  stallForMs?: number;
   /** Close the playback socket after N body bytes. */
   dropAfterBytes?: number;
   /** Answer stat_url with this error. */
@@ -63,7 +66,7 @@ export interface FaultSet {
 }
 
 const numberFields = [
-  'errorDelayMs', 'getstreamDelayMs', 'playbackStatus', 'slowStartMs', 'stallAfterBytes', 'dropAfterBytes',
+  'errorDelayMs', 'getstreamDelayMs', 'playbackStatus', 'slowStartMs', 'stallAfterBytes', 'stallForMs', 'dropAfterBytes',
   'getstreamPadBytes', 'errorBytes', 'dripBps', 'dropPatAfterBytes', 'nullsAfterBytes', 'dropPmtAfterBytes',
 ] as const;
 const boolFields = ['getstreamHang', 'hangBeforeHeaders', 'cmdHang', 'getstreamEndless', 'statEndless', 'versionEndless', 'cmdEndless', 'junk'] as const;

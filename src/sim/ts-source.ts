@@ -8,8 +8,9 @@
 //   because the shift is a whole number of 90 kHz ticks (= 300 PCR ticks each).
 // - Looped sample, 'discontinuity' mode: timestamps keep their original values and the first
 //   PCR-carrying packet of every new loop gets discontinuity_indicator = 1.
-// - In both modes continuity counters are rewritten per PID (payload-carrying packets only), so they
-//   continue across the loop point.
+// - In both modes continuity counters are rewritten per PID, so they continue across the loop point:
+//   a payload-carrying packet takes the PID's next counter, a packet without payload (adaptation
+//   field only, e.g. a PCR-only packet) repeats the PID's last one (ISO/IEC 13818-1 2.4.3.3).
 // - A source lives as long as an engine session: a second reader of the same session continues where
 //   the first stopped (live-like), it does not restart the file.
 
@@ -30,7 +31,7 @@ export type LoopMode = 'continuous' | 'discontinuity';
 export class SampleTrack {
   readonly data: Buffer;
   readonly count: number;
-  /** Index into the per-source CC table, per packet; 255 = no payload (CC does not count). */
+  /** Index into the per-source CC table, per packet (one slot per PID). */
   readonly ccSlot: Uint8Array;
   readonly slots: number;
   /** Byte offset within the packet of the PCR base / PTS / DTS field, or -1. */
@@ -81,11 +82,11 @@ export class SampleTrack {
         }
         p = o + 5 + afLen;
       }
+      let slot = slotOfPid.get(pid);
+      if (slot === undefined) { slot = slotOfPid.size; slotOfPid.set(pid, slot); }
+      if (slot > 255) throw new Error(`${path}: too many PIDs`);
+      this.ccSlot[i] = slot;
       if (afc & 1) {
-        let slot = slotOfPid.get(pid);
-        if (slot === undefined) { slot = slotOfPid.size; slotOfPid.set(pid, slot); }
-        if (slot > 254) throw new Error(`${path}: too many PIDs`);
-        this.ccSlot[i] = slot;
         // PES header at the start of a unit: 00 00 01, an audio/video/private stream id, flags.
         if (b[o + 1] & 0x40 && p + 19 <= o + TS_PACKET && b[p] === 0 && b[p + 1] === 0 && b[p + 2] === 1 &&
             hasPesHeader(b[p + 3])) {
@@ -93,8 +94,6 @@ export class SampleTrack {
           if (flags & 2) { this.ptsOff[i] = p + 9 - o; this.pts[i] = readTs(b, p + 9); }
           if (flags === 3) { this.dtsOff[i] = p + 14 - o; this.dts[i] = readTs(b, p + 14); }
         }
-      } else {
-        this.ccSlot[i] = 255;
       }
     }
     if (lastPcrPos <= firstPcrPos || lastPcr <= firstPcr) throw new Error(`${path}: needs at least two PCRs`);
@@ -124,9 +123,12 @@ export class SampleSource implements TsSource {
     const i = this.index;
     t.data.copy(dst, off, i * TS_PACKET, (i + 1) * TS_PACKET);
     const slot = t.ccSlot[i];
-    if (slot !== 255) {
+    if (dst[off + 3] & 0x10) {
       dst[off + 3] = (dst[off + 3] & 0xf0) | this.cc[slot];
       this.cc[slot] = (this.cc[slot] + 1) & 15;
+    } else {
+      // No payload: the counter does not advance, so this packet repeats the last one sent.
+      dst[off + 3] = (dst[off + 3] & 0xf0) | ((this.cc[slot] + 15) & 15);
     }
     if (this.loop > 0) {
       if (this.mode === 'continuous') {

@@ -19,7 +19,28 @@
  *     and holds what it has; nothing is dropped or overwritten, and keepalive waits too.
  *  A4 Keepalive null packets are written only when no packet has been written for keepaliveMs,
  *     so clients never face silence while the engine prebuffers or recovers.
- *  A5 Health means playable data, not bytes: a playable packet is a whole, non-null TS packet
+ *  A5 No truncated unit reaches a client. A unit is what a PUSI packet starts on a PID (a PES,
+ *     PSI sections); it is complete when its length is reached (bounded PES, sections) or the
+ *     PID's next unit starts. HEAD is published only up to the start of the oldest unit still in
+ *     flight, so a unit is published whole or not at all; one in flight longer than HOLD_UNIT_MS
+ *     is let go (published as it comes) so a unit that never ends cannot freeze the stream. When
+ *     an upstream is abandoned, the packets of the units still in flight are taken out of the
+ *     unpublished tail and the complete packets behind them are kept (retract()).
+ *  A6 Continuity counters never jump at a splice: each PID's counters from a new upstream are
+ *     offset so its first packet follows the last one delivered on that PID (payload packets +1,
+ *     packets without payload repeat it). After a (re)connect a PID delivers nothing before its
+ *     first unit start, and the video PID nothing before its first keyframe, so every PID
+ *     resumes on a whole unit and audio resumes with video, not a GOP ahead of it.
+ *  A7 Timestamps continuous across a splice. Players map a timestamp jump as a reset (mpv flushes
+ *     its decoders and loses A/V sync), so the new upstream's PTS, DTS and PCR get one offset
+ *     (mod 2^33) that puts its first keyframe right after the last picture delivered. Audio
+ *     resumes on the first unit that does not overlap the audio already delivered; with one offset
+ *     for every PID, audio and video skip the same stretch of content and stay in sync.
+ *  A8 With avHoldMs > 0, HEAD also stops before the first video unit whose PTS lies past the end
+ *     of the whole audio received so far (held at most avHoldMs of arrivals), and an abandoned
+ *     upstream's video is cut back to the audio's end (from that unit on, a suffix in decode order,
+ *     so nothing kept loses a reference): audio and video then end together at a splice.
+ *  A9 Health means playable data, not bytes: a playable packet is a whole, non-null TS packet
  *     at or after a PAT of the current connection. 'first-data' is reported at the first one;
  *     bytes with no playable packet for stallTimeoutMs (junk, a 1 byte/s trickle, TS without a
  *     PAT, only null packets) are the fault 'unplayable', and a flowing stream whose playable
@@ -33,7 +54,7 @@ import type { Dispatcher } from 'undici';
 import { engineJson, DEFAULT_MAX_ANSWER } from '../main/engine/engine-client';
 import { foreignText } from '../shared/engine-api';
 import { Upstream } from './upstream';
-import { RingWriter, TS, copyBytes } from '../shared/ring';
+import { RingWriter, TS, copyBytes, ahead } from '../shared/ring';
 import { TsFramer } from '../shared/mpegts/ts-framer';
 import { PsiTracker, pidOf, isKeyframeStart, readPcr, setDiscontinuity, fillNullPackets, PAT_PID, NULL_PID } from '../shared/mpegts/ts-packet';
 import { parseEnvelope, parseStat } from '../shared/engine-api';
@@ -46,8 +67,11 @@ const HOLD_PACKETS = 8192;
 /** Pages of a fresh ring are faulted in ahead of the writer, on the tick, not per chunk. */
 const TOUCH_AHEAD = 512 * 1024;
 const PAGE = 4096;
-/** A5: media delivered at less than this fraction of real time, over a stall window, is a fault. */
+/** A9: media delivered at less than this fraction of real time, over a stall window, is a fault. */
 const MIN_PACE = 0.5;
+/** A5: a unit in flight longer than this (arrival time) stops holding HEAD back. */
+const HOLD_UNIT_MS = 500;
+const PIDS = 8192;
 
 /** Where ingest is after a (re)connect (A1). */
 const enum Entry {
@@ -67,7 +91,7 @@ export class StreamActor {
   private connectedAt = 0;
   private gotData = false;
   private lastDataAt = 0;
-  // A5, per connection: when bytes first came, when the last playable packet and the last PAT
+  // A9, per connection: when bytes first came, when the last playable packet and the last PAT
   // came (0 = not yet), and the framer's packet count then (to say why nothing was playable).
   private firstByteAt = 0;
   private playableAt = 0;
@@ -86,6 +110,39 @@ export class StreamActor {
   private patPos = 0;
   private patPending = false;
   private lastJoinMs = -1e9;
+
+  // A5/A6 per-PID state; `seen` lists the PIDs that have carried data.
+  private readonly seen: number[] = [];
+  private readonly known = new Uint8Array(PIDS);
+  /** 1 once the PID delivered its first unit start since the last (re)connect. */
+  private readonly synced = new Uint8Array(PIDS);
+  /** 1 while the PID's current unit is in flight and holds HEAD back (A5). */
+  private readonly open = new Uint8Array(PIDS);
+  private readonly unitPos = new Int32Array(PIDS);
+  private readonly unitMs = new Float64Array(PIDS);
+  /** Payload bytes still due in a bounded unit; -1 while unbounded (ends at the next start). */
+  private readonly unitLeft = new Int32Array(PIDS);
+  /** Outgoing counter of the in-flight unit's first packet. */
+  private readonly unitCc = new Uint8Array(PIDS);
+  /** Last counter delivered on the PID (-1: none yet) and the offset added to incoming ones (A6). */
+  private readonly ccLast = new Int8Array(PIDS).fill(-1);
+  private readonly ccAdd = new Uint8Array(PIDS);
+  /** A7: the offset added to this upstream's timestamps (90 kHz, mod 2^33). */
+  private tsOff = 0;
+  private splicing = false;
+  /** A7, per PID, output domain: latest unit's PTS, the largest PTS before it and after it, the
+   *  smallest step between units, and where the delivered units end after a retraction (-1). */
+  private readonly lastPts = new Float64Array(PIDS).fill(-1);
+  private readonly maxBefore = new Float64Array(PIDS).fill(-1);
+  private readonly maxPts = new Float64Array(PIDS).fill(-1);
+  private readonly ptsStep = new Float64Array(PIDS);
+  private readonly endPts = new Float64Array(PIDS).fill(-1);
+  /** A8: video units not yet published: [pos, pts (output), arrival ms, outgoing cc] each. */
+  private vUnits: number[] = [];
+  private vShownMax = -1;
+  /** Join points waiting for HEAD to pass them: [pos, ms] pairs. */
+  private pendingJoins: number[] = [];
+  private scratch: Buffer = Buffer.alloc(0);
 
   /** Packets the ring refused (A3), oldest first. */
   private held: Buffer[] = [];
@@ -107,7 +164,7 @@ export class StreamActor {
   private readonly stats: ActorStats = { bytesIn: 0, packets: 0, junkBytes: 0, resyncs: 0, nullPacketsSent: 0, bitrate: 0, videoCodec: null, joinPoints: 0, blockedMs: 0 };
   private pcrFirst = -1;
   private pcrBytes = 0;
-  // A5's pace check: the newest PCR and when it came, and the start of the current window.
+  // A9's pace check: the newest PCR and when it came, and the start of the current window.
   private pcrLast = -1;
   private pcrLastAt = 0;
   private paceRefPcr = -1;
@@ -146,10 +203,18 @@ export class StreamActor {
   private connect(cmd: ConnectCommand): void {
     this.abortUpstream();
     this.framer.reset();
+    for (const pid of this.seen) this.synced[pid] = 0; // A6: every PID restarts on a unit start
     this.entry = Entry.WaitPat;
     this.prePackets = 0;
     this.patPending = false;
     if (cmd.splice) this.needDiscontinuity = true;
+    this.splicing = cmd.splice;
+    this.tsOff = 0;
+    this.lastPts.fill(-1);
+    this.maxBefore.fill(-1);
+    this.maxPts.fill(-1);
+    this.vUnits = [];
+    this.vShownMax = -1;
     this.gotData = false;
     this.firstByteAt = this.playableAt = this.patAt = this.pmtAt = 0;
     this.pcrLast = this.paceRefPcr = -1;
@@ -181,8 +246,7 @@ export class StreamActor {
     this.upstream?.close();
     this.upstream = null;
     this.connectedAt = 0;
-    this.held = [];
-    this.heldPackets = 0;
+    this.retract();
   }
 
   /** Reports a fault once per connection and drops the upstream; the supervisor decides next. */
@@ -212,31 +276,97 @@ export class StreamActor {
       count -= used;
       if ((this.entry as Entry) !== Entry.Flowing) return; // enter() moved it, or not yet
     }
-    const base = (this.ring.position + this.heldPackets) | 0;
+    let pos = (this.ring.position + this.heldPackets) | 0;
+    let run = off;
+    const end = off + count * TS;
     let playable = 0;
-    for (let k = 0; k < count; k++) {
-      const p = off + k * TS;
+    for (let p = off; p < end; p += TS) {
       const pid = pidOf(src, p);
       if (pid !== NULL_PID) playable++;
       if (pid === PAT_PID || pid === this.psi.pmtPid) {
         const kind = this.psi.feed(src, p);
         if (kind === 'pat') {
           this.patAt = this.lastDataAt;
-          this.patPos = (base + k) | 0;
+          this.patPos = pos;
           this.patPending = true;
           if (this.psi.version > 0 && this.psi.videoPid < 0) this.addJoin(this.patPos);
         } else if (kind === 'pmt') this.pmtAt = this.lastDataAt;
       } else if (pid === this.psi.videoPid) {
         if (this.patPending && isKeyframeStart(src, p, this.psi.videoCodec)) this.addJoin(this.patPos);
       }
-      if (pid === this.psi.pcrPid) this.onPcr(src, p, (base + k) | 0);
+      if (!this.admit(src, p, pid, pos)) {
+        if (p > run) this.commit(src, run, (p - run) / TS);
+        run = p + TS;
+        continue;
+      }
+      if (pid === this.psi.pcrPid) this.onPcr(src, p, pos);
+      pos = (pos + 1) | 0;
     }
     this.stats.packets += count;
     if (playable > 0) this.sawPlayable();
-    this.commit(src, off, count);
+    if (end > run) this.commit(src, run, (end - run) / TS);
   }
 
-  /** A5: the clock of playable data; the first playable packet of a connection is 'first-data'. */
+  /**
+   * A5/A6 for one packet about to reach the ring at `pos`: false drops it (a PID not yet on a
+   * unit start since the splice). Rewrites its continuity counter in place (the source is a read
+   * buffer or the A1 hold, ours for this call) and tracks the PID's unit in flight.
+   */
+  private admit(src: Uint8Array, p: number, pid: number, pos: number): boolean {
+    if (pid === NULL_PID) return true;
+    const b3 = src[p + 3]!;
+    const start = (src[p + 1]! & 0x40) !== 0;
+    const payload = (b3 & 0x10) !== 0;
+    if (this.synced[pid] === 0) {
+      if (!start || !payload) return false;
+      if (pid === this.psi.videoPid && !isKeyframeStart(src, p, this.psi.videoCodec)) return false;
+      if (this.tsOff !== 0 && pid !== this.psi.videoPid && this.endPts[pid]! >= 0) {
+        // A7: not a unit that would mostly replay audio already delivered.
+        const pts = pesTs(src, p, 9);
+        if (pts >= 0 && (pts + this.tsOff) % TWO33 + this.ptsStep[pid]! / 2 < this.endPts[pid]!) return false;
+      }
+      this.synced[pid] = 1;
+      if (this.known[pid] === 0) {
+        this.known[pid] = 1;
+        this.seen.push(pid);
+      }
+      const last = this.ccLast[pid]!;
+      this.ccAdd[pid] = last < 0 ? 0 : (last + 1 - (b3 & 15)) & 15;
+    }
+    const cc = ((b3 & 15) + this.ccAdd[pid]!) & 15;
+    src[p + 3] = (b3 & 0xf0) | cc;
+    this.ccLast[pid] = cc;
+    if (this.tsOff !== 0) shiftTimestamps(src, p, this.tsOff);
+    if (this.needDiscontinuity && pid === this.psi.pcrPid) this.markSplice(src, p, readPcr(src, p));
+    if (!payload) return true;
+    const body = (b3 & 0x20) !== 0 ? p + 5 + src[p + 4]! : p + 4;
+    const bytes = p + TS - body;
+    if (start) {
+      this.unitPos[pid] = pos;
+      this.unitMs[pid] = this.lastDataAt;
+      this.unitCc[pid] = cc;
+      const pts = pesTs(src, p, 9);
+      if (pts >= 0) {
+        const prev = this.lastPts[pid]!;
+        const d = Math.abs(pts - prev);
+        if (prev >= 0 && d > 0 && d < 90000 && (this.ptsStep[pid] === 0 || d < this.ptsStep[pid]!)) this.ptsStep[pid] = d;
+        this.lastPts[pid] = pts;
+        this.maxBefore[pid] = this.maxPts[pid]!;
+        if (pts > this.maxPts[pid]!) this.maxPts[pid] = pts;
+        if (this.task.avHoldMs > 0 && pid === this.psi.videoPid) this.vUnits.push(pos, pts, this.lastDataAt, cc);
+      }
+      const total = unitLength(src, body, p + TS);
+      this.unitLeft[pid] = total < 0 ? -1 : total - bytes;
+      this.open[pid] = total < 0 || total > bytes ? 1 : 0;
+    } else if (this.open[pid] === 1 && this.unitLeft[pid]! >= 0) {
+      const left = this.unitLeft[pid]! - bytes;
+      this.unitLeft[pid] = left;
+      if (left <= 0) this.open[pid] = 0;
+    }
+    return true;
+  }
+
+  /** A9: the clock of playable data; the first playable packet of a connection is 'first-data'. */
   private sawPlayable(): void {
     if (this.playableAt === 0) this.report({ type: 'first-data' });
     this.playableAt = this.lastDataAt || 1; // 0 means "none yet"
@@ -274,10 +404,25 @@ export class StreamActor {
         // now is it known which packets reach the ring (a newer PAT drops the held ones), so the
         // splice is marked here, or by onPcr when the held run carries no PCR.
         const at = (this.ring.position + this.heldPackets) | 0;
-        for (let q = 0; q < this.prePackets && this.needDiscontinuity; q++) {
-          if (pidOf(this.pre!, q * TS) === this.psi.pcrPid) this.markSplice(this.pre!, q * TS, readPcr(this.pre!, q * TS));
+        const vEnd = this.endPts[pid]!;
+        if (this.splicing && clean && pid === this.psi.videoPid && vEnd >= 0) {
+          // Its decode time goes right after the last picture shown, so decode order never steps back.
+          const dts = pesTs(src, p, 14);
+          const v0 = dts >= 0 ? dts : pesTs(src, p, 9);
+          if (v0 >= 0) this.tsOff = (((vEnd - v0) % TWO33) + TWO33) % TWO33; // A7
         }
-        if (this.prePackets > 0) this.commit(this.pre!, 0, this.prePackets);
+        let pos = at;
+        let run = 0;
+        const pre = this.pre!;
+        for (let q = 0; q < this.prePackets; q++) {
+          if (this.admit(pre, q * TS, pidOf(pre, q * TS), pos)) {
+            pos = (pos + 1) | 0;
+            continue;
+          }
+          if (q > run) this.commit(pre, run * TS, q - run);
+          run = q + 1;
+        }
+        if (this.prePackets > run) this.commit(pre, run * TS, this.prePackets - run);
         this.stats.packets += this.prePackets;
         this.prePackets = 0;
         this.entry = Entry.Flowing;
@@ -297,7 +442,7 @@ export class StreamActor {
     const now = this.lastDataAt;
     if (now - this.lastJoinMs < 100 && this.psi.videoPid < 0) return; // PAT-only joins: enough is enough
     this.lastJoinMs = now;
-    this.ring.addJoin(pos, now);
+    this.pendingJoins.push(pos, now); // into the ring once HEAD has passed it (A5)
     this.stats.joinPoints++;
   }
 
@@ -311,7 +456,7 @@ export class StreamActor {
   }
 
   /**
-   * A5's media clock, fed from every PCR of the connection (held ones too: a slow upstream may
+   * A9's media clock, fed from every PCR of the connection (held ones too: a slow upstream may
    * take long to reach a keyframe). A PCR that goes back or leaps (> 1 s; the spec wants one
    * every 100 ms) is a discontinuity: the pace window restarts after it. Returns the PCR or -1.
    */
@@ -327,7 +472,6 @@ export class StreamActor {
   private onPcr(src: Uint8Array, p: number, pos: number): void {
     const pcr = this.notePcr(src, p);
     if (pcr < 0) return;
-    if (this.needDiscontinuity) this.markSplice(src, p, pcr);
     // Bitrate from the media clock, not arrivals (the engine's burst would overstate it).
     if (this.pcrFirst < 0 || pcr < this.pcrFirst || pcr - this.pcrFirst > 27e6 * 10) {
       this.pcrFirst = pcr;
@@ -382,13 +526,144 @@ export class StreamActor {
   }
 
   private publish(now = this.clock()): void {
-    const moved = this.ring.unpublished();
+    const to = this.publishable();
+    const moved = ahead(to, this.ring.head());
     const blocked = this.ring.blocked();
-    if (moved === 0 && !blocked) return;
-    this.sincePing += moved;
+    if (moved <= 0 && !blocked) return;
+    this.sincePing += Math.max(0, moved);
     const urgent = blocked || this.sincePing * TS >= this.task.batchBytes;
     if (urgent) this.sincePing = 0;
-    if (this.ring.publish(now, urgent)) this.port.postMessage(WAKE);
+    const wake = this.ring.publish(now, urgent, to);
+    const head = this.ring.head();
+    const joins = this.pendingJoins;
+    let k = 0;
+    while (k < joins.length && ahead(head, joins[k]!) > 0) {
+      this.ring.addJoin(joins[k]!, joins[k + 1]!);
+      k += 2;
+    }
+    if (k > 0) joins.splice(0, k);
+    const v = this.vUnits;
+    let j = 0;
+    while (j < v.length && ahead(head, v[j]!) > 0) {
+      if (v[j + 1]! > this.vShownMax) this.vShownMax = v[j + 1]!; // published: no longer ours to cut
+      j += 4;
+    }
+    if (j > 0) v.splice(0, j);
+    if (wake) this.port.postMessage(WAKE);
+  }
+
+  /** A5: the start of the oldest unit in flight (not held past HOLD_UNIT_MS), else everything written. */
+  private publishable(): number {
+    const pos = this.ring.position;
+    let to = pos;
+    for (const pid of this.seen) {
+      if (this.open[pid] === 0) continue;
+      // Measured in arrivals, not wall time: a silent upstream must keep its units held (A5).
+      if (this.lastDataAt - this.unitMs[pid]! > HOLD_UNIT_MS) {
+        this.open[pid] = 0; // let go: it will be delivered as it comes
+        continue;
+      }
+      if (ahead(this.unitPos[pid]!, to) < 0) to = this.unitPos[pid]!;
+    }
+    const cut = this.videoPastAudio();
+    if (cut >= 0 && this.lastDataAt - this.vUnits[cut + 2]! <= this.task.avHoldMs && ahead(this.vUnits[cut]!, to) < 0) to = this.vUnits[cut]!;
+    return to;
+  }
+
+  /** A8: where the whole audio received so far ends (90 kHz, output), or -1 when unknown. */
+  private audioEnd(): number {
+    let end = Infinity;
+    for (const e of this.psi.streams) {
+      const pid = e.pid;
+      if (pid === this.psi.videoPid || this.lastPts[pid]! < 0 || this.ptsStep[pid] === 0) continue;
+      const t = this.open[pid] === 1 ? this.lastPts[pid]! : this.lastPts[pid]! + this.ptsStep[pid]!;
+      if (t < end) end = t;
+    }
+    return end === Infinity ? -1 : end;
+  }
+
+  /** A8: index in vUnits of the first video unit shown after the whole audio ends, or -1. */
+  private videoPastAudio(): number {
+    if (this.vUnits.length === 0) return -1;
+    const end = this.audioEnd();
+    if (end < 0) return -1;
+    const v = this.vUnits;
+    for (let i = 0; i < v.length; i += 4) if (v[i + 1]! >= end) return i;
+    return -1;
+  }
+
+  /**
+   * Rewrites the unpublished tail from the oldest unit in flight: `insert` null packets first
+   * (keepalive during a stall, A4), then the tail's packets, without those of units in flight
+   * when `dropOpen` (an abandoned upstream, A5). Held packets (A3) are part of the tail.
+   */
+  private rewriteTail(insert: number, dropOpen: boolean): void {
+    let from = this.ring.position;
+    for (const pid of this.seen) if (this.open[pid] === 1 && ahead(this.unitPos[pid]!, from) < 0) from = this.unitPos[pid]!;
+    const vPid = this.psi.videoPid;
+    const vi = dropOpen ? this.videoPastAudio() : -1;
+    const vCut = vi >= 0 ? this.vUnits[vi]! : -1;
+    if (vCut >= 0 && ahead(vCut, from) < 0) from = vCut;
+    const inRing = ahead(this.ring.position, from);
+    const total = inRing + this.heldPackets;
+    if (total === 0 && insert === 0) return;
+    if (this.scratch.length < total * TS) this.scratch = Buffer.alloc(Math.max(total * TS, this.scratch.length * 2));
+    const buf = this.scratch;
+    this.ring.read(from, inRing, buf, 0);
+    let off = inRing * TS;
+    for (const h of this.held) off += h.copy(buf, off);
+    this.held = [];
+    this.heldPackets = 0;
+    this.ring.rewind(from);
+    if (insert > 0) this.commit(this.nulls, 0, insert);
+    const joins = this.pendingJoins;
+    for (let k = 0; k < joins.length; k += 2) if (ahead(joins[k]!, from) >= 0) joins[k] = (joins[k]! + insert) | 0;
+    const vu = this.vUnits;
+    for (let k = 0; k < vu.length; k += 4) if (ahead(vu[k]!, from) >= 0) vu[k] = (vu[k]! + insert) | 0;
+    let run = 0;
+    for (let q = 0; q < total; q++) {
+      const pid = pidOf(buf, q * TS);
+      const pos = (from + q) | 0;
+      const gone = (dropOpen && pid !== NULL_PID && this.open[pid] === 1 && ahead(pos, this.unitPos[pid]!) >= 0) ||
+        (vCut >= 0 && pid === vPid && ahead(pos, vCut) >= 0); // A8
+      if (!gone) continue;
+      if (q > run) this.commit(buf, run * TS, q - run);
+      run = q + 1;
+    }
+    if (total > run) this.commit(buf, run * TS, total - run);
+    if (dropOpen) {
+      for (const pid of this.seen) {
+        // A7: where what was delivered on this PID ends (the open unit is not delivered).
+        const max = this.open[pid] === 1 ? this.maxBefore[pid]! : this.maxPts[pid]!;
+        if (max >= 0 && this.ptsStep[pid]! > 0) this.endPts[pid] = max + this.ptsStep[pid]!;
+        if (this.open[pid] === 0) continue;
+        this.open[pid] = 0;
+        this.ccLast[pid] = (this.unitCc[pid]! + 15) & 15; // the packet before the unit's start (A6)
+      }
+      if (vi >= 0) {
+        // A8: the video now ends where the kept audio does; its counter resumes before the cut.
+        this.ccLast[vPid] = (this.vUnits[vi + 3]! + 15) & 15;
+        let max = this.vShownMax;
+        for (let i = 0; i < vi; i += 4) if (this.vUnits[i + 1]! > max) max = this.vUnits[i + 1]!;
+        if (max >= 0) this.endPts[vPid] = max + this.ptsStep[vPid]!;
+      }
+      this.vUnits = [];
+      // Join points past `from` name packets that moved or went: a new splice brings its own.
+      for (let k = 0; k < joins.length; k += 2) {
+        if (ahead(joins[k]!, from) >= 0) {
+          joins.length = k;
+          break;
+        }
+      }
+      this.patPending = false;
+    } else {
+      for (const pid of this.seen) if (this.open[pid] === 1) this.unitPos[pid] = (this.unitPos[pid]! + insert) | 0;
+    }
+  }
+
+  /** A5: an upstream is over; what it left unfinished never reaches a client. */
+  private retract(): void {
+    this.rewriteTail(0, true);
   }
 
   // ---- timers: keepalive, watchdog, stat ----
@@ -417,8 +692,15 @@ export class StreamActor {
     this.touchAhead();
     this.publishStats();
     if (this.task.keepaliveMs > 0 && this.heldPackets === 0 && now - this.lastWriteAt >= this.task.keepaliveMs) {
-      const n = this.ring.write(this.nulls, 0, KEEPALIVE_PACKETS);
-      this.stats.nullPacketsSent += n;
+      const tail = ahead(this.ring.position, this.publishable());
+      if (tail === 0) {
+        this.stats.nullPacketsSent += this.ring.write(this.nulls, 0, KEEPALIVE_PACKETS);
+      } else if (this.ring.room() >= KEEPALIVE_PACKETS) {
+        // Units in flight hold HEAD back (A5): the nulls go in before them, or clients would
+        // hear nothing while the upstream is silent.
+        this.rewriteTail(KEEPALIVE_PACKETS, false);
+        this.stats.nullPacketsSent += KEEPALIVE_PACKETS;
+      }
       this.lastWriteAt = now;
       this.publish();
     }
@@ -445,7 +727,7 @@ export class StreamActor {
   }
 
   /**
-   * A5: playable packets that come slower than the media plays (a trickle of real TS) starve
+   * A9: playable packets that come slower than the media plays (a trickle of real TS) starve
    * every player all the same. Over windows of stallTimeoutMs, compare the media clock (PCR)
    * with the wall clock; below MIN_PACE of real time it is 'unplayable'. A PCR going backwards
    * or leaping (a loop, a splice, a wrap) starts a new window (onPcr); no PCR, no verdict.
@@ -470,7 +752,7 @@ export class StreamActor {
     }
   }
 
-  /** A5: why the bytes since the last playable packet (or the connect) were not playable. */
+  /** A9: why the bytes since the last playable packet (or the connect) were not playable. */
   private unplayableWhy(): string {
     const packets = this.framer.packets - this.packetsMark;
     if (packets === 0) return `${this.stats.bytesIn - this.bytesMark} bytes in, but no whole TS packet (junk, or a trickle)`;
@@ -535,13 +817,73 @@ export class StreamActor {
 
   stop(): void {
     if (this.stopped) return;
+    this.abortUpstream(); // A5: units in flight are taken back first
     this.publish();
     this.stopped = true;
-    this.abortUpstream();
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.publishStats();
     for (const t of [this.tickTimer, this.statTimer]) if (t) clearInterval(t);
     this.port.close();
     this.finish();
   }
+}
+
+const TWO33 = 2 ** 33;
+
+/** Payload start of packet p (no bounds check beyond the packet: callers test the result). */
+function bodyOf(src: Uint8Array, p: number): number {
+  return (src[p + 3]! & 0x20) !== 0 ? p + 5 + src[p + 4]! : p + 4;
+}
+
+/** A PES timestamp (PTS at +9, DTS at +14 of the PES header) in packet p, or -1. */
+function pesTs(src: Uint8Array, p: number, at: 9 | 14): number {
+  if ((src[p + 1]! & 0x40) === 0) return -1;
+  const b = bodyOf(src, p);
+  if (b + 19 > p + TS || src[b] !== 0 || src[b + 1] !== 0 || src[b + 2] !== 1) return -1;
+  const flags = src[b + 7]! >> 6;
+  if ((at === 9 && (flags & 2) === 0) || (at === 14 && flags !== 3)) return -1;
+  const q = b + at;
+  return ((src[q]! >> 1) & 7) * 2 ** 30 + src[q + 1]! * 2 ** 22 + (src[q + 2]! >> 1) * 2 ** 15 + src[q + 3]! * 2 ** 7 + (src[q + 4]! >> 1);
+}
+
+function writeTs(src: Uint8Array, q: number, v: number): void {
+  src[q] = (src[q]! & 0xf1) | ((Math.floor(v / 2 ** 30) & 7) << 1);
+  src[q + 1] = Math.floor(v / 2 ** 22) & 0xff;
+  src[q + 2] = ((Math.floor(v / 2 ** 15) & 0x7f) << 1) | 1;
+  src[q + 3] = Math.floor(v / 2 ** 7) & 0xff;
+  src[q + 4] = ((v % 128) << 1) | 1;
+}
+
+/** A7: adds `off` (90 kHz, mod 2^33) to the packet's PCR base, PTS and DTS, in place. */
+function shiftTimestamps(src: Uint8Array, p: number, off: number): void {
+  if ((src[p + 3]! & 0x20) !== 0 && src[p + 4]! >= 7 && (src[p + 5]! & 0x10) !== 0) {
+    const q = p + 6;
+    const base = src[q]! * 2 ** 25 + src[q + 1]! * 2 ** 17 + src[q + 2]! * 2 ** 9 + src[q + 3]! * 2 + (src[q + 4]! >> 7);
+    const v = (base + off) % TWO33;
+    src[q] = Math.floor(v / 2 ** 25) & 0xff;
+    src[q + 1] = Math.floor(v / 2 ** 17) & 0xff;
+    src[q + 2] = Math.floor(v / 2 ** 9) & 0xff;
+    src[q + 3] = Math.floor(v / 2) & 0xff;
+    src[q + 4] = ((v % 2) << 7) | (src[q + 4]! & 0x7f);
+  }
+  for (const at of [9, 14] as const) {
+    const t = pesTs(src, p, at);
+    if (t >= 0) writeTs(src, bodyOf(src, p) + at, (t + off) % TWO33);
+  }
+}
+
+/**
+ * Bytes of payload a unit starting at body[0] will carry in all, or -1 when unbounded: a PES
+ * with PES_packet_length 0 (video) ends where the next one starts. A PES counts its 6-byte
+ * header; PSI counts the pointer field, what it skips, and the first section.
+ */
+function unitLength(src: Uint8Array, body: number, end: number): number {
+  if (body + 6 > end) return -1;
+  if (src[body] === 0 && src[body + 1] === 0 && src[body + 2] === 1) {
+    const len = (src[body + 4]! << 8) | src[body + 5]!;
+    return len === 0 ? -1 : len + 6;
+  }
+  const s = body + 1 + src[body]!;
+  if (s + 3 > end) return -1;
+  return s + 3 + (((src[s + 1]! & 0x0f) << 8) | src[s + 2]!) - body;
 }

@@ -13,7 +13,8 @@ export interface Acemux {
   stop(): Promise<number | null>;
 }
 
-export const CLI = join(__dirname, '..', '..', 'dist', 'main', 'cli.js');
+/** ACEMUX_TEST_CLI runs the same tests against another build (e.g. one from before a change). */
+export const CLI = process.env.ACEMUX_TEST_CLI ?? join(__dirname, '..', '..', 'dist', 'main', 'cli.js');
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -27,6 +27,15 @@
  * channel, else another engine, else a fresh session. Delays back off exponentially with jitter;
  * retryAttempts consecutive failures or maxSwitches switches → give up. Flowing for
  * stablePeriodMs resets all counters.
+ *  S6 Clients that have their headers are not given up on before giveUpAfterMs of outage: past
+ *     the attempt and switch limits the stream keeps retrying at the capped delay, on keepalive.
+ *     A stream nobody watches still ends after its grace period (S3).
+ *  S7 While a retry waits, an engine that went away (unreachable, refused) is probed with
+ *     get_version every readyProbeMs, one probe per engine whatever the number of streams; the
+ *     first answer after a failure retries every waiting stream at once with a new session and
+ *     fresh counters. An engine that never went away is not probed into early retries, so the
+ *     backoff keeps protecting an engine that answers but fails streams. The first reconnect of a
+ *     flowing stream, and the first new session after "session gone", are not delayed at all.
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { randomBytes } from 'node:crypto';
@@ -38,7 +47,7 @@ import nodeEndpoint from 'comlink/dist/umd/node-adapter';
 import { WAKE, type ActorTask, type Command, type Report, type ActorStats, type EngineStat, type UpstreamFault, type ActorApi, type ActorInspection } from '../../shared/messages';
 import { Egress, EgressClock, type Client, type Sink, type CutReason } from '../egress/egress';
 import { RingPool } from '../egress/ring-pool';
-import { startSession, stopSession, type EngineSession } from '../engine/engine-client';
+import { startSession, stopSession, engineVersion, type EngineSession } from '../engine/engine-client';
 import { EngineError, LimitError, StreamGoneError } from '../errors';
 import type { EventLog } from './events';
 import type { EnginePool, EngineState } from '../engine/engines';
@@ -111,6 +120,8 @@ export class Stream {
   lastError: EngineError | null = null;
   /** The latest fault and what was done about it, for /ace/status (detail already cut short). */
   lastFault: { fault: string; detail: string; action: string; at: string } | null = null;
+  /** When the current outage began (the first fault since data last flowed); 0 while flowing. */
+  outageSince = 0;
 
   constructor(
     readonly key: string,
@@ -149,8 +160,16 @@ export function backoff(attempt: number, baseMs: number, capMs: number, rand = M
   return Math.round(d / 2 + (rand() * d) / 2);
 }
 
+/** S7: streams waiting to retry on one engine, and whether a probe has seen it gone. */
+interface ReadyWait {
+  streams: Set<Stream>;
+  away: boolean;
+  timer: NodeJS.Timeout | null;
+}
+
 export class Supervisor {
   readonly streams = new Map<string, Stream>();
+  private readonly readyWaits = new Map<string, ReadyWait>();
   private readonly stopping = new Map<string, Promise<void>>();
   private pidSeq = 0;
   private readonly pidPrefix = `acemux-${randomBytes(3).toString('hex')}`;
@@ -351,6 +370,7 @@ export class Supervisor {
       epoch: s.createdAt,
       batchBytes: this.cfg.batchBytes,
       keepaliveMs: this.cfg.keepaliveMs,
+      avHoldMs: this.cfg.avHoldMs,
       firstDataTimeoutMs: this.cfg.firstDataTimeoutMs,
       stallTimeoutMs: this.cfg.stallTimeoutMs,
       playbackHeadersTimeoutMs: this.cfg.playbackHeadersTimeoutMs,
@@ -407,6 +427,7 @@ export class Supervisor {
         const recovered = s.state === 'recovering' || s.firstDataAt > 0;
         s.firstDataAt ||= now;
         s.liveSince = now;
+        s.outageSince = 0;
         if (s.state !== 'draining' && s.state !== 'stopped') s.state = 'live';
         if (s.session) this.engines.markSuccess(s.session.engine);
         this.events.record('stream-live', { stream: s.key, ms: now - s.createdAt, recovered, id: s.selector.value, engine: s.session?.engine }, recovered ? 'stream flowing again' : 'first data from engine');
@@ -436,12 +457,17 @@ export class Supervisor {
     const wasFlowing = s.liveSince > 0;
     if (wasFlowing && now - s.liveSince >= this.cfg.stablePeriodMs) this.resetHealth(s);
     s.liveSince = 0;
+    if (wasFlowing || s.outageSince === 0) s.outageSince = now;
     s.attempts++;
     const action = this.decide(s, fault, wasFlowing);
     if (action === null) return;
-    if (s.attempts > this.cfg.retryAttempts) return this.giveUp(s, `${detail} (after ${s.attempts - 1} retries)`);
-    if (action !== 'reconnect' && action !== 'new-session' && ++s.switches > this.cfg.maxSwitches) return this.giveUp(s, `${detail} (after ${s.switches - 1} switches)`);
-    const delay = action === 'next-id' || action === 'next-engine' ? (s.answered ? backoff(1, this.cfg.retryBaseMs, this.cfg.retryCapMs) : 0) : backoff(s.attempts, this.cfg.retryBaseMs, this.cfg.retryCapMs);
+    const holding = s.sinks.size > 0 && now - s.outageSince < this.cfg.giveUpAfterMs; // S6
+    if (s.attempts > this.cfg.retryAttempts && !holding) return this.giveUp(s, `${detail} (after ${s.attempts - 1} retries)`);
+    if (action !== 'reconnect' && action !== 'new-session' && ++s.switches > this.cfg.maxSwitches && !holding) return this.giveUp(s, `${detail} (after ${s.switches - 1} switches)`);
+    // S7: the first reconnect of a stream that was flowing, and the first new session after the
+    // engine said the session is gone, go at once: one call each is no hammering, and players wait.
+    const atOnce = (action === 'reconnect' && s.attempts === 1) || (fault === 'gone' && s.attempts <= 2);
+    const delay = atOnce ? 0 : action === 'next-id' || action === 'next-engine' ? (s.answered ? backoff(1, this.cfg.retryBaseMs, this.cfg.retryCapMs) : 0) : backoff(s.attempts, this.cfg.retryBaseMs, this.cfg.retryCapMs);
     const kind = action === 'reconnect' ? 'reconnect' : action === 'new-session' ? 'retry' : 'failover';
     if (s.state !== 'draining') s.state = 'recovering';
     if (action === 'next-id') s.selector = this.nextId(s);
@@ -457,6 +483,53 @@ export class Supervisor {
         void this.openSession(s);
       }
     }, delay);
+    const away = fault === 'engine' || fault === 'connect';
+    this.awaitEngine(s, s.session?.engine ?? this.pickEngine(s.triedEngines).url, away);
+  }
+
+  /** S7: probe the engine while `s` waits to retry; once it answers after being away, go now. */
+  private awaitEngine(s: Stream, engine: string, away: boolean): void {
+    if (this.cfg.readyProbeMs <= 0) return;
+    let w = this.readyWaits.get(engine);
+    if (w === undefined) {
+      w = { streams: new Set(), away: false, timer: null };
+      this.readyWaits.set(engine, w);
+      const wait = w;
+      const tick = async (): Promise<void> => {
+        wait.timer = null;
+        for (const st of wait.streams) if (st.state === 'stopped' || st.retryTimer === null) wait.streams.delete(st);
+        if (wait.streams.size === 0 || this.closed) return void this.readyWaits.delete(engine);
+        let ok = false;
+        try {
+          await engineVersion(engine, Math.min(this.cfg.engineTimeoutMs, 2000));
+          ok = true;
+        } catch {
+          wait.away = true;
+        }
+        if (ok && wait.away) {
+          this.readyWaits.delete(engine);
+          this.engines.markSuccess(engine);
+          for (const st of wait.streams) if (st.state !== 'stopped' && st.retryTimer !== null) this.engineBack(st, engine);
+          return;
+        }
+        wait.timer = setTimeout(() => void tick(), this.cfg.readyProbeMs);
+        wait.timer.unref();
+      };
+      w.timer = setTimeout(() => void tick(), this.cfg.readyProbeMs);
+      w.timer.unref();
+    }
+    w.streams.add(s);
+    if (away) w.away = true;
+  }
+
+  /** S7: the engine answers again; the outage was not this stream's doing. */
+  private engineBack(s: Stream, engine: string): void {
+    if (s.retryTimer) clearTimeout(s.retryTimer);
+    s.retryTimer = null;
+    s.attempts = 0;
+    s.triedEngines.clear();
+    this.events.record('retry', { stream: s.key, fault: 'engine-back', detail: 'engine answers get_version again', action: 'new-session', attempt: 0, switches: s.switches, delay_ms: 0, id: s.selector.value, engine }, 'retry: the engine answers again');
+    void this.openSession(s);
   }
 
   /** What to do about a fault; null when the stream was given up. */

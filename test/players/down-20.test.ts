@@ -1,0 +1,8 @@
+/** ffmpeg and mpv through acemux while the engine is down for 20 s (test/helpers/splice-rig.ts). */
+import t from 'tap';
+import { runFault, assertClean } from '../helpers/splice-rig';
+import { haveFfmpeg, haveMpv } from '../helpers/players';
+
+t.setTimeout(100_000);
+if (!haveFfmpeg || !haveMpv) t.skip('ffmpeg and mpv are needed (Debian packages ffmpeg, mpv)', () => {});
+else t.test('engine down 20 s', async (t) => assertClean(t, await runFault('down', { downMs: 20_000 })));
