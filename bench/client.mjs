@@ -103,7 +103,9 @@ class Conn {
 /** @param {string} name */
 function groupReport(name) {
   const g = /** @type {GroupStats} */ (groups.get(name));
-  let conns = 0, waiting = 0, minConnBytes = Infinity;
+  let conns = 0,
+    waiting = 0,
+    minConnBytes = Infinity;
   for (const c of live) {
     if (c.groupName !== name) continue;
     conns++;

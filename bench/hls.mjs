@@ -50,8 +50,18 @@ function get(port, path, ua, onData, signal) {
 
 async function rig(name, fn) {
   const logs = join(root, 'bench', 'out');
-  const sim = await startSim({ simPath: join(root, 'dist/sim/cli.js'), args: ['--prebuffer-ms', '0', '--burst-bytes', '0', ...(BITRATE ? ['--bitrate', String(BITRATE)] : [])], cwd: root, logPath: join(logs, `hls-bench.${name}.sim.log`) });
-  const proxy = await startProxy({ template: `node dist/main/cli.js --listen 127.0.0.1:{port} --engine http://127.0.0.1:{enginePort} --state-dir '' --log-level warn`, enginePort: sim.port, cwd: root, logPath: join(logs, `hls-bench.${name}.proxy.log`) });
+  const sim = await startSim({
+    simPath: join(root, 'dist/sim/cli.js'),
+    args: ['--prebuffer-ms', '0', '--burst-bytes', '0', ...(BITRATE ? ['--bitrate', String(BITRATE)] : [])],
+    cwd: root,
+    logPath: join(logs, `hls-bench.${name}.sim.log`),
+  });
+  const proxy = await startProxy({
+    template: `node dist/main/cli.js --listen 127.0.0.1:{port} --engine http://127.0.0.1:{enginePort} --state-dir '' --log-level warn`,
+    enginePort: sim.port,
+    cwd: root,
+    logPath: join(logs, `hls-bench.${name}.proxy.log`),
+  });
   try {
     return await fn(proxy);
   } finally {
@@ -80,9 +90,18 @@ async function tsRun() {
     let started = 0;
     for (let c = 0; c < CHANNELS; c++) {
       for (let v = 0; v < VIEWERS; v++) {
-        void get(proxy.port, `/ace/getstream?id=${channelId(c)}`, `ts-${c}-${v}`, (n) => {
-          if (n && bytes >= 0) bytes += n;
-        }, ac.signal).then(() => {}, () => {});
+        void get(
+          proxy.port,
+          `/ace/getstream?id=${channelId(c)}`,
+          `ts-${c}-${v}`,
+          (n) => {
+            if (n && bytes >= 0) bytes += n;
+          },
+          ac.signal,
+        ).then(
+          () => {},
+          () => {},
+        );
         started++;
       }
     }
@@ -128,7 +147,16 @@ async function hlsRun() {
     const viewers = [];
     for (let c = 0; c < CHANNELS; c++) {
       for (let v = 0; v < VIEWERS; v++) {
-        viewers.push(hlsViewer(proxy.port, `/ace/manifest.m3u8?id=${channelId(c)}`, `hls-${c}-${v}`, run, count, v === 0 ? (ms) => cold.push(ms) : null));
+        viewers.push(
+          hlsViewer(
+            proxy.port,
+            `/ace/manifest.m3u8?id=${channelId(c)}`,
+            `hls-${c}-${v}`,
+            run,
+            count,
+            v === 0 ? (ms) => cold.push(ms) : null,
+          ),
+        );
       }
     }
     await sleep(3000);
@@ -147,11 +175,28 @@ async function hlsRun() {
     run.on = false;
     await Promise.allSettled(viewers);
     const med = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-    return { viewers: viewers.length, ...w, coldFirstSegmentMs: { median: med(cold), max: Math.max(...cold) }, liveFirstSegmentMs: { median: med(warm), max: Math.max(...warm) }, hlsOfChannel0: { viewers: status.hls?.viewers, segments_served: status.hls?.segments_served, target_duration: status.hls?.target_duration } };
+    return {
+      viewers: viewers.length,
+      ...w,
+      coldFirstSegmentMs: { median: med(cold), max: Math.max(...cold) },
+      liveFirstSegmentMs: { median: med(warm), max: Math.max(...warm) },
+      hlsOfChannel0: {
+        viewers: status.hls?.viewers,
+        segments_served: status.hls?.segments_served,
+        target_duration: status.hls?.target_duration,
+      },
+    };
   });
 }
 
 const ts = await tsRun();
 const hls = await hlsRun();
-const result = { channels: CHANNELS, viewersPerChannel: VIEWERS, seconds: SECONDS, ts, hls, hlsCpuPerGBvsTs: ts.cpuSPerGB && hls.cpuSPerGB ? +(hls.cpuSPerGB / ts.cpuSPerGB).toFixed(2) : null };
+const result = {
+  channels: CHANNELS,
+  viewersPerChannel: VIEWERS,
+  seconds: SECONDS,
+  ts,
+  hls,
+  hlsCpuPerGBvsTs: ts.cpuSPerGB && hls.cpuSPerGB ? +(hls.cpuSPerGB / ts.cpuSPerGB).toFixed(2) : null,
+};
 process.stdout.write(JSON.stringify(result, null, 2) + '\n');

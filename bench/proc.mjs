@@ -55,7 +55,8 @@ export function treeCpuSeconds(root) {
 
 /** Summed VmRSS and VmHWM (peak RSS) of the tree, in bytes. @param {number} root */
 export function treeMemory(root) {
-  let rss = 0, hwm = 0;
+  let rss = 0,
+    hwm = 0;
   for (const pid of treePids(root)) {
     try {
       const s = readFileSync(`/proc/${pid}/status`, 'latin1');

@@ -34,7 +34,9 @@ const { values: opt, positionals } = parseArgs({
 
 const which = positionals[0];
 if (opt.help || !which || (which !== 'all' && !(which in scenarios))) {
-  console.error(`usage: node bench/run.mjs <all|${Object.keys(scenarios).join('|')}> [--quick] [--proxy "<cmd>"] [--compare "<cmd>"] [--out dir] [--sim path] [--client-workers n]`);
+  console.error(
+    `usage: node bench/run.mjs <all|${Object.keys(scenarios).join('|')}> [--quick] [--proxy "<cmd>"] [--compare "<cmd>"] [--out dir] [--sim path] [--client-workers n]`,
+  );
   process.exit(opt.help ? 0 : 2);
 }
 const simPath = resolve(ROOT, opt.sim);
@@ -52,7 +54,8 @@ if (runs.length === 2 && runs[0].label === runs[1].label) runs[1].label += '-2';
 /** The commit under test, marked when the tree has uncommitted changes; null outside git. */
 function commitOf() {
   try {
-    const git = (/** @type {string[]} */ ...args) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const git = (/** @type {string[]} */ ...args) =>
+      execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     return git('rev-parse', '--short', 'HEAD') + (git('status', '--porcelain', '--untracked-files=no') ? ' + uncommitted changes' : '');
   } catch {
     return null;
@@ -109,7 +112,19 @@ if (runs.length === 2) {
 }
 
 const results = {
-  meta: { startedAt, argv: process.argv.slice(2), commit: commitOf(), quick: Boolean(opt.quick), node: process.version, cpus: os.cpus().length, loadavgStart, loadavgEnd: os.loadavg().map((x) => Math.round(x * 100) / 100), sim: relative(ROOT, simPath), scenarios: names, totalS: Math.round((Date.now() - t0) / 100) / 10 },
+  meta: {
+    startedAt,
+    argv: process.argv.slice(2),
+    commit: commitOf(),
+    quick: Boolean(opt.quick),
+    node: process.version,
+    cpus: os.cpus().length,
+    loadavgStart,
+    loadavgEnd: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    sim: relative(ROOT, simPath),
+    scenarios: names,
+    totalS: Math.round((Date.now() - t0) / 100) / 10,
+  },
   runs,
   ...(ratios ? { ratios } : {}),
 };
@@ -121,7 +136,12 @@ const ok = names.filter((n) => runs.every((r) => !r.scenarios[n].error));
 if (ok.length)
   writeFileSync(
     join(outDir, 'cpu-per-gb.svg'),
-    barChart({ title: 'Proxy CPU seconds per delivered GB (lower is better)', yLabel: 'CPU s / GB', categories: ok, series: runs.map((r) => ({ name: r.label, values: ok.map((n) => r.scenarios[n].cpuSPerGB) })) }),
+    barChart({
+      title: 'Proxy CPU seconds per delivered GB (lower is better)',
+      yLabel: 'CPU s / GB',
+      categories: ok,
+      series: runs.map((r) => ({ name: r.label, values: ok.map((n) => r.scenarios[n].cpuSPerGB) })),
+    }),
   );
 if (ok.includes('ramp'))
   writeFileSync(
@@ -131,10 +151,17 @@ if (ok.includes('ramp'))
       xLabel: 'clients',
       yLabel: 'latency p99 (ms)',
       hline: { y: 100, label: 'pass limit 100 ms' },
-      series: runs.map((r) => ({ name: r.label, points: r.scenarios.ramp.extra.steps.map((/** @type {any} */ s) => /** @type {[number, number]} */ ([s.clients, s.latencyMs.p99 ?? 0])) })),
+      series: runs.map((r) => ({
+        name: r.label,
+        points: r.scenarios.ramp.extra.steps.map(
+          (/** @type {any} */ s) => /** @type {[number, number]} */ ([s.clients, s.latencyMs.p99 ?? 0]),
+        ),
+      })),
     }),
   );
 
 console.log(md);
-console.error(`bench: ${relative(process.cwd(), outDir)} (${results.meta.totalS} s)${failures ? `, ${failures} scenario(s) failed` : ''}; bench/RESULTS.md from it: node bench/report-results.mjs`);
+console.error(
+  `bench: ${relative(process.cwd(), outDir)} (${results.meta.totalS} s)${failures ? `, ${failures} scenario(s) failed` : ''}; bench/RESULTS.md from it: node bench/report-results.mjs`,
+);
 process.exit(failures ? 1 : 0);

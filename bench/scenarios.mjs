@@ -9,7 +9,15 @@ import { sleep } from './lib/spawn.mjs';
 
 const MBIT4 = 4_000_000;
 /** Simulator flags shared by all scenarios: synthetic stamped packets, no cold-start delay, no initial burst. */
-const simArgs = (/** @type {number} */ bitrate) => ['--synthetic', '--bitrate', String(bitrate), '--prebuffer-ms', '0', '--burst-bytes', '0'];
+const simArgs = (/** @type {number} */ bitrate) => [
+  '--synthetic',
+  '--bitrate',
+  String(bitrate),
+  '--prebuffer-ms',
+  '0',
+  '--burst-bytes',
+  '0',
+];
 /** @param {Ctx} ctx @param {number} quick @param {number} full */
 const T = (ctx, quick, full) => (ctx.quick ? quick : full);
 
@@ -59,10 +67,26 @@ export const scenarios = {
           }
           await sleep(Math.max(0, stopJoining + readMs + 200 - Date.now()));
         });
-        const s = rig.summarize(w, { channels: 1, bitrateBps: MBIT4, expectedBps: (5 * MBIT4) / 8, expectGroups: ['steady'], fbGroups: ['joiner'], latGroups: ['steady'] });
+        const s = rig.summarize(w, {
+          channels: 1,
+          bitrateBps: MBIT4,
+          expectedBps: (5 * MBIT4) / 8,
+          expectGroups: ['steady'],
+          fbGroups: ['joiner'],
+          latGroups: ['steady'],
+        });
         const j = w.groups.joiner;
         const jl = j ? j.lat.summary(1000) : null;
-        return { ...s, extra: { joiners, joinersWithData: j?.firstBytes ?? 0, joinerErrors: j?.errors ?? 0, joinerLatencyMs: jl, joinerMBps: j ? Math.round((j.bytes / 1e6 / w.windowS) * 1000) / 1000 : 0 } };
+        return {
+          ...s,
+          extra: {
+            joiners,
+            joinersWithData: j?.firstBytes ?? 0,
+            joinerErrors: j?.errors ?? 0,
+            joinerLatencyMs: jl,
+            joinerMBps: j ? Math.round((j.bytes / 1e6 / w.windowS) * 1000) / 1000 : 0,
+          },
+        };
       }),
   },
 
@@ -78,7 +102,11 @@ export const scenarios = {
         await rig.settle(10000);
         await sleep(2500); // the stall starts at 2 s; measure from 2.5 s to the end (10 s quick, 40 s full)
         const w = await rig.measure(T(ctx, 7.5, 37.5));
-        return { ...rig.summarize(w, opts), rssGrowthMiB: Math.round(((w.rssEnd - w.rssStart) / 2 ** 20) * 10) / 10, stalledConnected: w.groups.stalled?.conns ?? 0 };
+        return {
+          ...rig.summarize(w, opts),
+          rssGrowthMiB: Math.round(((w.rssEnd - w.rssStart) / 2 ** 20) * 10) / 10,
+          stalledConnected: w.groups.stalled?.conns ?? 0,
+        };
       });
       const control = await Rig.with(ctx, 'stalled-client-control', simArgs(bitrate), async (rig) => {
         rig.open('steady', 1, 9);
@@ -87,8 +115,18 @@ export const scenarios = {
         return rig.summarize(await rig.measure(T(ctx, 3, 20)), opts);
       });
       const { rssGrowthMiB, stalledConnected, ...main } = stalled;
-      const pick = (/** @type {any} */ s) => ({ deliveredPct: s.deliveredPct, latencyMs: s.latencyMs, minClientMBps: s.minClientMBps, seqJumps: s.seqJumps, cpuSPerGB: s.cpuSPerGB, peakRssMiB: s.peakRssMiB });
-      return { ...main, extra: { withStall: pick(stalled), withoutStall: pick(control), rssGrowthMiB, stalledClientStillConnected: stalledConnected > 0 } };
+      const pick = (/** @type {any} */ s) => ({
+        deliveredPct: s.deliveredPct,
+        latencyMs: s.latencyMs,
+        minClientMBps: s.minClientMBps,
+        seqJumps: s.seqJumps,
+        cpuSPerGB: s.cpuSPerGB,
+        peakRssMiB: s.peakRssMiB,
+      });
+      return {
+        ...main,
+        extra: { withStall: pick(stalled), withoutStall: pick(control), rssGrowthMiB, stalledClientStillConnected: stalledConnected > 0 },
+      };
     },
   },
 
@@ -102,10 +140,16 @@ export const scenarios = {
         const growth = T(ctx, 2, 1.5);
         /** @type {Record<string, any>[]} */
         const steps = [];
-        let clients = 0, target = T(ctx, 50, 20), maxPassed = 0, stepMs = 0, stopReason = 'time budget';
+        let clients = 0,
+          target = T(ctx, 50, 20),
+          maxPassed = 0,
+          stepMs = 0,
+          stopReason = 'time budget';
         /** @type {Record<string, any>|null} */
-        let lastPass = null, last = null;
-        while (Date.now() + stepMs * 1.25 < deadline) { // stop when the next step would not fit
+        let lastPass = null,
+          last = null;
+        while (Date.now() + stepMs * 1.25 < deadline) {
+          // stop when the next step would not fit
           const stepStart = Date.now();
           const add = Math.ceil((target - clients) / channels);
           rig.open('steady', channels, add, { first: 0 });
@@ -114,11 +158,26 @@ export const scenarios = {
           await sleep(T(ctx, 500, 2000));
           const s = rig.summarize(await rig.measure(T(ctx, 1.5, 5)), { channels, bitrateBps: MBIT4, expectedBps: (clients * MBIT4) / 8 });
           const pass = settled && s.errors === 0 && (s.latencyMs.p99 ?? Infinity) <= 100 && (s.deliveredPct ?? 0) >= 95;
-          steps.push({ clients, pass, deliveredPct: s.deliveredPct, latencyMs: s.latencyMs, cpuSPerGB: s.cpuSPerGB, proxyCpuPct: s.proxyCpuPct, clientCpuPct: s.clientCpuPct, rssMiB: s.rssMiB });
+          steps.push({
+            clients,
+            pass,
+            deliveredPct: s.deliveredPct,
+            latencyMs: s.latencyMs,
+            cpuSPerGB: s.cpuSPerGB,
+            proxyCpuPct: s.proxyCpuPct,
+            clientCpuPct: s.clientCpuPct,
+            rssMiB: s.rssMiB,
+          });
           last = s;
           stepMs = Date.now() - stepStart;
           if (!pass) {
-            stopReason = !settled ? 'clients without first byte' : s.errors ? 'client errors' : (s.latencyMs.p99 ?? Infinity) > 100 ? 'latency p99 > 100 ms' : 'delivered < 95 %';
+            stopReason = !settled
+              ? 'clients without first byte'
+              : s.errors
+                ? 'client errors'
+                : (s.latencyMs.p99 ?? Infinity) > 100
+                  ? 'latency p99 > 100 ms'
+                  : 'delivered < 95 %';
             break;
           }
           lastPass = s;
@@ -177,7 +236,8 @@ export const scenarios = {
       }),
   },
   churn: {
-    description: '500 stream starts and stops at 4 Mb/s (10 new channels every 0.5 s, each read 1.5 s, grace 200 ms): RSS over time and CPU per start, pooled rings vs. --ring-pool 0 (every ring cold); RSS per running stream',
+    description:
+      '500 stream starts and stops at 4 Mb/s (10 new channels every 0.5 s, each read 1.5 s, grace 200 ms): RSS over time and CPU per start, pooled rings vs. --ring-pool 0 (every ring cold); RSS per running stream',
     run: async (ctx) => {
       const starts = T(ctx, 100, 500);
       const pooled = await withEnv({ ACEMUX_GRACE: '200ms' }, () => churn(ctx, 'churn', starts, true));
@@ -191,10 +251,20 @@ export const scenarios = {
   // (bench/cluster.mjs, the shipped deploy/haproxy/haproxy.cfg). The "proxy" is the whole
   // cluster, so CPU s/GB counts every node and HAProxy. Always acemux (ignores --proxy); not in `all`.
   'cluster-direct': {
-    description: 'the cluster scenarios\' clients on one acemux node with no HAProxy (the baseline for the extra hop)',
+    description: "the cluster scenarios' clients on one acemux node with no HAProxy (the baseline for the extra hop)",
     notInAll: true,
     run: (/** @type {Ctx} */ ctx) =>
-      fanout({ ...ctx, template: 'node dist/main/cli.js --listen 127.0.0.1:{port} --engine http://127.0.0.1:{enginePort} --state-dir "" --log-level warn' }, 'cluster-direct', 10, 5, MBIT4),
+      fanout(
+        {
+          ...ctx,
+          template:
+            'node dist/main/cli.js --listen 127.0.0.1:{port} --engine http://127.0.0.1:{enginePort} --state-dir "" --log-level warn',
+        },
+        'cluster-direct',
+        10,
+        5,
+        MBIT4,
+      ),
   },
   ...Object.fromEntries(
     [1, 2, 3].map((n) => [
@@ -202,7 +272,14 @@ export const scenarios = {
       {
         description: `10 channels × 5 clients at 4 Mb/s through HAProxy and ${n} acemux node${n > 1 ? 's' : ''} (25 MB/s expected)`,
         notInAll: true,
-        run: (/** @type {Ctx} */ ctx) => fanout({ ...ctx, template: `node bench/cluster.mjs --nodes ${n} --port {port} --engine-port {enginePort}` }, `cluster-${n}`, 10, 5, MBIT4),
+        run: (/** @type {Ctx} */ ctx) =>
+          fanout(
+            { ...ctx, template: `node bench/cluster.mjs --nodes ${n} --port {port} --engine-port {enginePort}` },
+            `cluster-${n}`,
+            10,
+            5,
+            MBIT4,
+          ),
       },
     ]),
   ),
@@ -232,8 +309,9 @@ async function withEnv(env, fn) {
   try {
     return await fn();
   } finally {
-    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
+    for (const [k, v] of Object.entries(saved))
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
   }
 }
 

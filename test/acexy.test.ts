@@ -27,14 +27,25 @@ function acexyCompose(engine: URL, listen: string): Record<string, string> {
   };
 }
 
-const warnings = (logs: string[]) => logs.flatMap((l) => { try { const j = JSON.parse(l); return j.level === 40 ? [String(j.msg)] : []; } catch { return []; } });
+const warnings = (logs: string[]) =>
+  logs.flatMap((l) => {
+    try {
+      const j = JSON.parse(l);
+      return j.level === 40 ? [String(j.msg)] : [];
+    } catch {
+      return [];
+    }
+  });
 
 t.test("acexy's compose environment: plays, one warning (the HLS timeout)", async (t) => {
   const sim = await startSim(['--bitrate', '2000000']);
   const port = await freePort();
   // acexy has no state directory: the journal goes to the working directory, as in the image.
   const ace = await launch([], acexyCompose(new URL(sim.origin), `127.0.0.1:${port}`), mkdtempSync(join(tmpdir(), 'acexy-cwd-')));
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   t.equal(ace.port, port, 'listens where ACEXY_LISTEN_ADDR says');
   const r = await fetchStream(`${ace.origin}/ace/getstream?id=${contentId(7)}`, { bytes: 200_000 });
   t.equal(r.status, 200);
@@ -49,11 +60,30 @@ t.test("acexy's command-line flags: plays, warns once that there is no HLS", asy
   const sim = await startSim(['--bitrate', '2000000']);
   const engine = new URL(sim.origin);
   const ace = await launch(
-    ['-addr', '127.0.0.1:0', '-scheme', 'http', '-acestream-host', engine.hostname, `-acestream-port=${engine.port}`, '-m3u8', '--m3u8-stream-timeout', '60s', '-empty-timeout=60s', '-buffer-size', '4.2MiB', '-no-response-timeout', '10s'],
+    [
+      '-addr',
+      '127.0.0.1:0',
+      '-scheme',
+      'http',
+      '-acestream-host',
+      engine.hostname,
+      `-acestream-port=${engine.port}`,
+      '-m3u8',
+      '--m3u8-stream-timeout',
+      '60s',
+      '-empty-timeout=60s',
+      '-buffer-size',
+      '4.2MiB',
+      '-no-response-timeout',
+      '10s',
+    ],
     {},
     mkdtempSync(join(tmpdir(), 'acexy-cwd-')),
   );
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const r = await fetchStream(`${ace.origin}/ace/getstream?id=${contentId(8)}`, { bytes: 200_000 });
   t.equal(r.status, 200);
   t.ok(r.body.length >= 200_000 && r.body[0] === 0x47, 'MPEG-TS flows');

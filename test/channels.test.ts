@@ -39,13 +39,28 @@ const M3U = [
 t.test('M3U: grouped by tvg-id or name, alternates in playlist order, non-AceStream skipped', async (t) => {
   const { channels, warnings } = parseChannels(M3U, 'm3u');
   t.same([...channels.keys()], ['sky-sports-hd', 'canal-espana', 'первый-канал', 'from-tvg-name']);
-  t.same(plain(channels.get('sky-sports-hd')), {
-    name: 'Sky Sports HD', slug: 'sky-sports-hd', tvgId: 'sky.uk', logo: 'http://logo/sky.png', group: 'Sport',
-    ids: [id(1), id(2), id(5)],
-  }, 'one channel for the tvg-id, first name and logo, duplicate id dropped');
-  t.same(plain(channels.get('canal-espana')), {
-    name: 'Canal+ España', slug: 'canal-espana', group: 'Football', ids: [ih(3), id(4)],
-  }, 'grouped by display name without tvg-id; infohash kept as infohash');
+  t.same(
+    plain(channels.get('sky-sports-hd')),
+    {
+      name: 'Sky Sports HD',
+      slug: 'sky-sports-hd',
+      tvgId: 'sky.uk',
+      logo: 'http://logo/sky.png',
+      group: 'Sport',
+      ids: [id(1), id(2), id(5)],
+    },
+    'one channel for the tvg-id, first name and logo, duplicate id dropped',
+  );
+  t.same(
+    plain(channels.get('canal-espana')),
+    {
+      name: 'Canal+ España',
+      slug: 'canal-espana',
+      group: 'Football',
+      ids: [ih(3), id(4)],
+    },
+    'grouped by display name without tvg-id; infohash kept as infohash',
+  );
   t.same(channels.get('первый-канал')!.ids, [id(6)]);
   t.equal(channels.get('from-tvg-name')!.name, 'From tvg-name', 'tvg-name stands in for an empty display name');
   t.same(warnings, [
@@ -58,23 +73,41 @@ t.test('M3U: grouped by tvg-id or name, alternates in playlist order, non-AceStr
 t.test('M3U: channels with different tvg-ids but one slug merge', async (t) => {
   const text = `#EXTINF:-1 tvg-id="a",News 24\nacestream://${H(1)}\n#EXTINF:-1 tvg-id="b" tvg-logo="L",news-24\nacestream://${H(2)}\n`;
   const { channels } = parseChannels(text, 'm3u');
-  t.same(plain(channels.get('news-24')), { name: 'News 24', slug: 'news-24', tvgId: 'a', logo: 'L', ids: [id(1), id(2)] }, 'gaps filled from the later one');
+  t.same(
+    plain(channels.get('news-24')),
+    { name: 'News 24', slug: 'news-24', tvgId: 'a', logo: 'L', ids: [id(1), id(2)] },
+    'gaps filled from the later one',
+  );
 });
 
 t.test('M3U: nothing usable is an error', async (t) => {
-  t.throws(() => parseChannels('#EXTM3U\n#EXTINF:-1,Web\nhttp://x/y.m3u8\n', 'm3u'),
-    new ChannelsError('channels file has no channels (1 entries skipped: channels file line 3: not an AceStream link, skipped)'));
+  t.throws(
+    () => parseChannels('#EXTM3U\n#EXTINF:-1,Web\nhttp://x/y.m3u8\n', 'm3u'),
+    new ChannelsError('channels file has no channels (1 entries skipped: channels file line 3: not an AceStream link, skipped)'),
+  );
   t.throws(() => parseChannels('', 'm3u'), new ChannelsError('channels file has no channels'));
 });
 
 t.test('JSON: the three forms', async (t) => {
-  const wrapped = JSON.stringify({ channels: [
-    { name: 'Sky Sports', ids: [H(1), { infohash: H(2).toUpperCase() }, `acestream://${H(3)}`, { content_id: H(4) }, { id: H(1) }], tvg_id: 'sky.uk', logo: 'http://l/s.png', group: 'Sport' },
-    { name: 'BBC One', ids: [`http://e:6878/ace/getstream?infohash=${H(5)}`], tvgId: 'bbc1' },
-  ] });
+  const wrapped = JSON.stringify({
+    channels: [
+      {
+        name: 'Sky Sports',
+        ids: [H(1), { infohash: H(2).toUpperCase() }, `acestream://${H(3)}`, { content_id: H(4) }, { id: H(1) }],
+        tvg_id: 'sky.uk',
+        logo: 'http://l/s.png',
+        group: 'Sport',
+      },
+      { name: 'BBC One', ids: [`http://e:6878/ace/getstream?infohash=${H(5)}`], tvgId: 'bbc1' },
+    ],
+  });
   const a = parseChannels(wrapped, 'json');
   t.same(plain(a.channels.get('sky-sports')), {
-    name: 'Sky Sports', slug: 'sky-sports', tvgId: 'sky.uk', logo: 'http://l/s.png', group: 'Sport',
+    name: 'Sky Sports',
+    slug: 'sky-sports',
+    tvgId: 'sky.uk',
+    logo: 'http://l/s.png',
+    group: 'Sport',
     ids: [id(1), ih(2), id(3), id(4)],
   });
   t.same(plain(a.channels.get('bbc-one')), { name: 'BBC One', slug: 'bbc-one', tvgId: 'bbc1', ids: [ih(5)] });
@@ -113,8 +146,14 @@ t.test('JSON: every error names the channel or line', async (t) => {
   err(`[{"name":"Sky","ids":["${H(1)}","${H(2)}","abc"]}]`, 'channel "Sky": id 3 is not 40 hex characters (nor an AceStream link): "abc"');
   err(`[{"name":"Sky","ids":["${H(1)}g"]}]`, /^channel "Sky": id 1 is not 40 hex characters/);
   err(`[{"name":"Sky","ids":[{"infohash":"${H(1).slice(1)}"}]}]`, 'channel "Sky": id 1 (infohash) is not 40 hex characters');
-  err(`[{"name":"Sky","ids":[{"hash":"${H(1)}"}]}]`, 'channel "Sky": id 1 must be a string or an object with one key: id, content_id or infohash');
-  err(`[{"name":"Sky","ids":[{"id":"${H(1)}","infohash":"${H(2)}"}]}]`, 'channel "Sky": id 1 must be a string or an object with one key: id, content_id or infohash');
+  err(
+    `[{"name":"Sky","ids":[{"hash":"${H(1)}"}]}]`,
+    'channel "Sky": id 1 must be a string or an object with one key: id, content_id or infohash',
+  );
+  err(
+    `[{"name":"Sky","ids":[{"id":"${H(1)}","infohash":"${H(2)}"}]}]`,
+    'channel "Sky": id 1 must be a string or an object with one key: id, content_id or infohash',
+  );
   err(`[{"name":"Sky","ids":[42]}]`, 'channel "Sky": id 1 must be a string or an object with one key: id, content_id or infohash');
   err(`[{"name":"Sky","ids":["${H(1)}"],"logo":5}]`, 'channel "Sky": "logo" must be a string');
   err(`[{"name":"Sky","ids":["${H(1)}"],"tvg_id":["x"]}]`, 'channel "Sky": "tvg_id" must be a string');
@@ -145,5 +184,8 @@ t.test('loadChannels reads a file and picks the format', async (t) => {
   t.equal(m.warnings.length, 3);
   t.same((await loadChannels(join(dir, 'list'))).channels.get('a')!.ids, [id(1)], 'sniffed as JSON');
   await t.rejects(loadChannels(join(dir, 'bad.json')), { name: 'ChannelsError', message: /^channel "A": id 1 is not 40 hex/ });
-  await t.rejects(loadChannels(join(dir, 'missing.m3u')), { name: 'ChannelsError', message: `channels file ${join(dir, 'missing.m3u')}: cannot read it (ENOENT)` });
+  await t.rejects(loadChannels(join(dir, 'missing.m3u')), {
+    name: 'ChannelsError',
+    message: `channels file ${join(dir, 'missing.m3u')}: cannot read it (ENOENT)`,
+  });
 });

@@ -26,7 +26,10 @@ const V8_BOUNDED = '--max-semi-space-size=1 --max-old-space-size=64';
 t.test(`${TOTAL} stream starts and stops: RSS stays within 10 % of RSS after the first ${FIRST}`, async (t) => {
   const sim = await startSim(['--synthetic', '--bitrate', '4000000']);
   const ace = await startAcemux(sim.origin, ['--grace', '50ms', '--stat-interval', '0'], { NODE_OPTIONS: V8_BOUNDED });
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const pid = ace.proc.pid!;
 
   let next = 0;
@@ -63,7 +66,9 @@ t.test(`${TOTAL} stream starts and stops: RSS stays within 10 % of RSS after the
   const rings = await settled();
   const end = rssOf(pid);
   const mb = (b: number) => (b / 1e6).toFixed(1);
-  t.comment(`RSS after ${FIRST}: ${mb(base)} MB; every ~100 starts: ${curve.map(mb).join(', ')}; at the end: ${mb(end)} MB; rings new ${rings.fresh}, pooled ${rings.pooled}, idle ${rings.idle}`);
+  t.comment(
+    `RSS after ${FIRST}: ${mb(base)} MB; every ~100 starts: ${curve.map(mb).join(', ')}; at the end: ${mb(end)} MB; rings new ${rings.fresh}, pooled ${rings.pooled}, idle ${rings.idle}`,
+  );
   t.equal(failed, 0, 'every stream played');
   t.equal(rings.fresh + rings.pooled, TOTAL, 'one ring taken per stream start');
   t.ok(rings.fresh <= 16, `rings allocated only up to the peak of concurrent streams: ${rings.fresh} new, ${rings.pooled} reused`);

@@ -21,7 +21,16 @@ t.test('defaults are acexy-compatible', async (t) => {
 });
 
 t.test('ACEXY_* names are aliases, ACEMUX_* win, flags win over both', async (t) => {
-  const env = { ACEXY_HOST: 'engine', ACEXY_PORT: '7000', ACEXY_LISTEN_ADDR: '127.0.0.1:9000', ACEXY_NO_RESPONSE_TIMEOUT: '2s', ACEXY_EMPTY_TIMEOUT: '1m', ACEXY_BUFFER_SIZE: '4MiB', ACEXY_LOG_LEVEL: 'DEBUG', ACEXY_SCHEME: 'https' };
+  const env = {
+    ACEXY_HOST: 'engine',
+    ACEXY_PORT: '7000',
+    ACEXY_LISTEN_ADDR: '127.0.0.1:9000',
+    ACEXY_NO_RESPONSE_TIMEOUT: '2s',
+    ACEXY_EMPTY_TIMEOUT: '1m',
+    ACEXY_BUFFER_SIZE: '4MiB',
+    ACEXY_LOG_LEVEL: 'DEBUG',
+    ACEXY_SCHEME: 'https',
+  };
   const c = loadConfig([], env);
   t.same(c.engines, ['https://engine:7000']);
   t.equal(c.listenHost, '127.0.0.1');
@@ -75,7 +84,19 @@ t.test('bad values name the option', async (t) => {
 t.test("acexy's Go flags: -name v, -name=v, --name v; each maps or warns once", async (t) => {
   const warned: string[] = [];
   const c = loadConfig(
-    ['-addr', '127.0.0.1:9001', '-scheme=https', '--acestream-host', 'eng', '--acestream-port=7001', '-no-response-timeout', '2s', '-empty-timeout=1m', '-buffer-size', '4MB'],
+    [
+      '-addr',
+      '127.0.0.1:9001',
+      '-scheme=https',
+      '--acestream-host',
+      'eng',
+      '--acestream-port=7001',
+      '-no-response-timeout',
+      '2s',
+      '-empty-timeout=1m',
+      '-buffer-size',
+      '4MB',
+    ],
     {},
     (w) => warned.push(w),
   );
@@ -127,10 +148,16 @@ t.test('ACEMUX_* wins over a differing ACEXY_* alias, with one warning', async (
   t.equal(warned.length, 1);
   t.match(warned[0], /ACEMUX_LISTEN=:8080 and ACEXY_LISTEN_ADDR=:9000 are both set and differ: using ACEMUX_LISTEN/);
   const same: string[] = [];
-  loadConfig([], { ACEMUX_LISTEN: ':8080', ACEXY_LISTEN_ADDR: '8080', ACEMUX_LOG_LEVEL: 'info', ACEXY_LOG_LEVEL: 'INFO' }, (w) => same.push(w));
+  loadConfig([], { ACEMUX_LISTEN: ':8080', ACEXY_LISTEN_ADDR: '8080', ACEMUX_LOG_LEVEL: 'info', ACEXY_LOG_LEVEL: 'INFO' }, (w) =>
+    same.push(w),
+  );
   t.same(same, [], 'the same value written two ways is no conflict');
   const broken: string[] = [];
-  t.equal(loadConfig([], { ACEMUX_LISTEN: ':8080', ACEXY_LISTEN_ADDR: 'nowhere' }, (w) => broken.push(w)).listenPort, 8080, 'an unused alias is not validated');
+  t.equal(
+    loadConfig([], { ACEMUX_LISTEN: ':8080', ACEXY_LISTEN_ADDR: 'nowhere' }, (w) => broken.push(w)).listenPort,
+    8080,
+    'an unused alias is not validated',
+  );
   t.match(broken, [/ACEXY_LISTEN_ADDR=nowhere are both set and differ/], 'but it is named');
   const flag: string[] = [];
   t.equal(loadConfig(['--listen', ':7000'], { ACEMUX_LISTEN: ':8080', ACEXY_LISTEN_ADDR: ':9000' }, (w) => flag.push(w)).listenPort, 7000);
@@ -141,7 +168,10 @@ t.test("the README's ring figures are the code's", async (t) => {
   const readme = readFileSync(join(__dirname, '..', 'README.md'), 'utf8');
   const row = readme.split('\n').find((l) => l.startsWith('| `--ring-size`'));
   t.ok(row, 'the README has a --ring-size row');
-  const m = /\| `([^`]+)` \| per-stream ring[^|]*?→ (\d+) packets = ([\d,]+) bytes \(~(\d+(?:\.\d+)?) s at 4 Mb\/s, ~(\d+(?:\.\d+)?) s at 10 Mb\/s\)/.exec(row!);
+  const m =
+    /\| `([^`]+)` \| per-stream ring[^|]*?→ (\d+) packets = ([\d,]+) bytes \(~(\d+(?:\.\d+)?) s at 4 Mb\/s, ~(\d+(?:\.\d+)?) s at 10 Mb\/s\)/.exec(
+      row!,
+    );
   t.ok(m, `the row states default, packets, bytes and seconds: ${row}`);
   const [, def, packets, bytes, s4, s10] = m!;
   const opt = OPTIONS.find((o) => o.key === 'ringBytes')!;

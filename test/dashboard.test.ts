@@ -7,7 +7,16 @@ import { dashboardHtml } from '../src/main/ops/dashboard';
 const CHROMIUM = '/usr/bin/chromium';
 /** Browser-side checks are expressions evaluated in the page (this project compiles without the DOM lib). */
 const text = (sel: string) => `document.querySelector(${JSON.stringify(sel)})?.textContent`;
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 const A = 'a'.repeat(8) + '0123456789abcdef0123456789abcdef';
 const B = 'b'.repeat(40);
 
@@ -77,7 +86,15 @@ function stream(id: string, tick: number, clients: number) {
     skips: 0,
     cuts: 0,
     engine_stat: null,
-    client_list: Array.from({ length: clients }, (_, i) => ({ id: i + 1, remote: `10.0.0.${i + 1}:5000`, since: new Date().toISOString(), bytes: tick * 60_000, lag_bytes: 188 * i, skips: 0, user_agent: i === 0 ? 'VLC/3.0.20 LibVLC/3.0.20' : null })),
+    client_list: Array.from({ length: clients }, (_, i) => ({
+      id: i + 1,
+      remote: `10.0.0.${i + 1}:5000`,
+      since: new Date().toISOString(),
+      bytes: tick * 60_000,
+      lag_bytes: 188 * i,
+      skips: 0,
+      user_agent: i === 0 ? 'VLC/3.0.20 LibVLC/3.0.20' : null,
+    })),
   };
 }
 
@@ -123,7 +140,22 @@ t.test('renders and updates from the live feed in headless Chromium', { timeout:
     } else if (url.pathname === '/api/events') {
       eventUrls.push(`${req.url} key:${req.headers['x-api-key']}`);
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ events: [{ seq: 1, time: Date.now() - 3_600_000, kind: 'give-up', stream: `id=${B}`, reason: 'no engine answered', attempts: 8, switches: 2 }], next: null }));
+      res.end(
+        JSON.stringify({
+          events: [
+            {
+              seq: 1,
+              time: Date.now() - 3_600_000,
+              kind: 'give-up',
+              stream: `id=${B}`,
+              reason: 'no engine answered',
+              attempts: 8,
+              switches: 2,
+            },
+          ],
+          next: null,
+        }),
+      );
     } else if (url.pathname === '/api/history') {
       // Ten minutes of samples, five seconds apart, at 1 Mb/s: more than a minute of sparkline.
       const now = Date.now();
@@ -208,14 +240,27 @@ t.test('renders and updates from the live feed in headless Chromium', { timeout:
   t.match(engines[1], /down.*engine2:6878.*ECONNREFUSED/);
   const shown = await page.locator('#events li').allTextContents();
   t.equal(shown.length, 20, 'the newest 20 events');
-  const ns = (await page.locator('#events li').evaluateAll((lis) => lis.map((li) => Number((li as unknown as { dataset: { seq: string } }).dataset.seq)))) as number[];
-  t.same(ns, [...ns].sort((a, b) => b - a), 'newest first');
+  const ns = (await page
+    .locator('#events li')
+    .evaluateAll((lis) => lis.map((li) => Number((li as unknown as { dataset: { seq: string } }).dataset.seq)))) as number[];
+  t.same(
+    ns,
+    [...ns].sort((a, b) => b - a),
+    'newest first',
+  );
   t.equal(ns[0] - ns[19], 19, 'consecutive');
   for (const line of shown) t.notMatch(line, new RegExp(A), 'no line repeats the 40-character id');
   t.notMatch(shown.join('\n'), /\b(?:reason|remote|lag_bytes|bytes|id|stream)=/, 'no raw key=value text');
   const cut = shown.find((l) => /client-cut/.test(l))!;
-  t.match(cut, /Cut client 10\.0\.0\.9:4000 \(<img src=x onerror="window\.pwned=1">\), 4\.00 MiB behind, after 1\.00 GiB\./, 'a sentence with the facts; markup shows as text');
-  t.match(shown.find((l) => /stream-start/.test(l))!, /aaaaaaaa…cdef.*Starting with id aaaaaaaa…cdef\./);
+  t.match(
+    cut,
+    /Cut client 10\.0\.0\.9:4000 \(<img src=x onerror="window\.pwned=1">\), 4\.00 MiB behind, after 1\.00 GiB\./,
+    'a sentence with the facts; markup shows as text',
+  );
+  t.match(
+    shown.find((l) => /stream-start/.test(l))!,
+    /aaaaaaaa…cdef.*Starting with id aaaaaaaa…cdef\./,
+  );
 
   // Paging back through the journal, and back to the live list.
   const oldest = ns[19];
@@ -225,10 +270,17 @@ t.test('renders and updates from the live feed in headless Chromium', { timeout:
   t.ok(asked && Number(asked[1]) >= oldest, `asks for what is older than the oldest shown (${eventUrls[0]})`);
   t.equal(asked?.[2], 's3cret', 'the key from ?key= goes out as X-API-Key');
   t.equal(await page.locator('#events li').count(), 21, 'the older page is appended');
-  t.match(await page.locator('#events li[data-kind="give-up"]').textContent(), /bbbbbbbb…bbbb.*Gave up after 8 attempts and 2 switches: no engine answered\./);
+  t.match(
+    await page.locator('#events li[data-kind="give-up"]').textContent(),
+    /bbbbbbbb…bbbb.*Gave up after 8 attempts and 2 switches: no engine answered\./,
+  );
   t.ok(await page.locator('[data-testid="older"]').isDisabled(), 'nothing older: the button rests');
   await page.click('[data-testid="latest"]');
-  await page.waitForFunction(`document.querySelectorAll('#events li').length === 20 && !document.querySelector('#events li[data-kind="give-up"]')`, undefined, { timeout: 5_000 });
+  await page.waitForFunction(
+    `document.querySelectorAll('#events li').length === 20 && !document.querySelector('#events li[data-kind="give-up"]')`,
+    undefined,
+    { timeout: 5_000 },
+  );
   t.ok(await page.locator('[data-testid="latest"]').isHidden(), 'back to live');
   t.equal(await page.evaluate('window.pwned'), undefined, 'and never runs');
   t.equal(await page.locator('#events img').count(), 0);
@@ -246,7 +298,11 @@ t.test('renders and updates from the live feed in headless Chromium', { timeout:
   t.ok(overflow <= 0, `no horizontal page scroll at 380 px (${overflow})`);
 
   t.same(foreign, [], 'no request leaves the origin');
-  t.same(errors.filter((e) => !/api\/live|ERR_|Failed to load resource/.test(e)), [], 'no script errors');
+  t.same(
+    errors.filter((e) => !/api\/live|ERR_|Failed to load resource/.test(e)),
+    [],
+    'no script errors',
+  );
 });
 
 /**
@@ -273,12 +329,19 @@ t.test('against the real acemux: names, key field, stop, disconnect, next altern
   const [alt1, alt2, news] = [contentId(0x81), contentId(0x82), contentId(0x83)];
   const dir = mkdtempSync(join(tmpdir(), 'acemux-dash-'));
   const channels = join(dir, 'channels.m3u');
-  writeFileSync(channels, `#EXTM3U\n#EXTINF:-1 tvg-id="sport1",Sport 1\nacestream://${alt1}\n#EXTINF:-1 tvg-id="sport1",Sport 1 backup\nacestream://${alt2}\n`);
+  writeFileSync(
+    channels,
+    `#EXTM3U\n#EXTINF:-1 tvg-id="sport1",Sport 1\nacestream://${alt1}\n#EXTINF:-1 tvg-id="sport1",Sport 1 backup\nacestream://${alt2}\n`,
+  );
   const playlist = join(dir, 'playlist.m3u');
   writeFileSync(playlist, `#EXTM3U\n#EXTINF:-1 group-title="News",News Twenty-Four\nacestream://${news}\n`);
   const KEY = 'k3y';
   const sim = await startSim(['--bitrate', '2000000']);
-  const ace = await startAcemux(sim.origin, ['--channels', channels, '--playlist', playlist, '--grace', '300ms', '--stat-interval', '500ms', '--engine-probe', '500ms'], { ACEMUX_API_KEY: KEY });
+  const ace = await startAcemux(
+    sim.origin,
+    ['--channels', channels, '--playlist', playlist, '--grace', '300ms', '--stat-interval', '500ms', '--engine-probe', '500ms'],
+    { ACEMUX_API_KEY: KEY },
+  );
   const api = async (path: string) => (await getJson(`${ace.origin}${path}${path.includes('?') ? '&' : '?'}key=${KEY}`)).body;
 
   const play = (path: string, ua: string) => fetchStream(`${ace.origin}${path}`, { ms: 60_000, headers: { 'user-agent': ua } });
@@ -332,7 +395,10 @@ t.test('against the real acemux: names, key field, stop, disconnect, next altern
   await until('a live event for Sport 1', async () => (await events()).some((l) => /Sport 1/.test(l) && /Live: first data/.test(l)));
   const lines = await events();
   for (const l of lines) for (const id of [alt1, alt2, news]) t.notMatch(l, new RegExp(id), 'no full id in an event line');
-  t.notOk(lines.some((l) => /…rt-1/.test(l)), 'no cut channel names');
+  t.notOk(
+    lines.some((l) => /…rt-1/.test(l)),
+    'no cut channel names',
+  );
 
   // Open the channel: each client's player is shown.
   await sport.click();
@@ -378,7 +444,15 @@ t.test('against the real acemux: names, key field, stop, disconnect, next altern
   // Read in one call: the list is replaced while the filtered page arrives.
   const kinds = () => page.locator('#events li .badge').allTextContents();
   await page.selectOption('[data-testid="filter-kind"]', 'stream-stop');
-  await until('only stream-stop events', async () => { const k = await kinds(); return k.length > 0 && k.every((x) => x === 'stream-stop'); }, 10_000, events);
+  await until(
+    'only stream-stop events',
+    async () => {
+      const k = await kinds();
+      return k.length > 0 && k.every((x) => x === 'stream-stop');
+    },
+    10_000,
+    events,
+  );
   t.match(await textOf('#events li'), /News Twenty-Four.*Stopped: stopped by operator\./);
   await page.selectOption('[data-testid="filter-kind"]', '');
   await page.selectOption('[data-testid="filter-stream"]', 'channel=sport-1');

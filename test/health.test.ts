@@ -21,7 +21,12 @@ function fakeProc(procs: Record<string, [string[], Record<string, string>, numbe
   for (const [pid, [argv, env, ppid]] of Object.entries(procs)) {
     mkdirSync(join(dir, pid));
     writeFileSync(join(dir, pid, 'cmdline'), argv.map((a) => a + '\0').join(''));
-    writeFileSync(join(dir, pid, 'environ'), Object.entries(env).map(([k, v]) => `${k}=${v}\0`).join(''));
+    writeFileSync(
+      join(dir, pid, 'environ'),
+      Object.entries(env)
+        .map(([k, v]) => `${k}=${v}\0`)
+        .join(''),
+    );
     writeFileSync(join(dir, pid, 'stat'), `${pid} (node (x) y) S ${ppid} ${pid} ${pid} 0 -1`);
   }
   return dir;
@@ -39,8 +44,15 @@ function runCheck(args: string[], env: Record<string, string> = {}): Promise<{ c
 
 t.test('the health check reads acemux’s argv and environment from /proc', async (t) => {
   const argv = ['node', '--max-old-space-size=256', 'dist/main/cli.js', '--listen', '127.0.0.1:9001', '--state-dir', ''];
-  const asPid1 = fakeProc({ '1': [argv, { ACEXY_LISTEN_ADDR: ':7000', HOME: '/home/node' }, 0], '40': [['node', 'dist/main/healthcheck.js'], {}, 0] });
-  t.same(acemuxProcess(asPid1), { argv: ['--listen', '127.0.0.1:9001', '--state-dir', ''], env: { ACEXY_LISTEN_ADDR: ':7000', HOME: '/home/node' } }, 'PID 1, empty arguments kept');
+  const asPid1 = fakeProc({
+    '1': [argv, { ACEXY_LISTEN_ADDR: ':7000', HOME: '/home/node' }, 0],
+    '40': [['node', 'dist/main/healthcheck.js'], {}, 0],
+  });
+  t.same(
+    acemuxProcess(asPid1),
+    { argv: ['--listen', '127.0.0.1:9001', '--state-dir', ''], env: { ACEXY_LISTEN_ADDR: ':7000', HOME: '/home/node' } },
+    'PID 1, empty arguments kept',
+  );
 
   // Under an init (docker run --init): acemux is PID 1's child; other processes are not it.
   const underInit = fakeProc({
@@ -49,7 +61,11 @@ t.test('the health check reads acemux’s argv and environment from /proc', asyn
     '9': [['node', '/other/dist/main/cli.js', '--listen', ':1'], {}, 7],
   });
   t.same(acemuxProcess(underInit), { argv: [], env: { ACEMUX_LISTEN: ':9100' } });
-  t.equal(acemuxProcess(fakeProc({ '1': [['/sbin/init'], {}, 0], '9': [['node', '/x/dist/main/cli.js'], {}, 5] })), null, 'not PID 1 nor its child: not ours');
+  t.equal(
+    acemuxProcess(fakeProc({ '1': [['/sbin/init'], {}, 0], '9': [['node', '/x/dist/main/cli.js'], {}, 5] })),
+    null,
+    'not PID 1 nor its child: not ours',
+  );
   t.equal(acemuxProcess(fakeProc({ '1': [['node', 'cli.js'], {}, 0] })), null, 'a cli.js outside main/ is not acemux');
   t.equal(acemuxProcess(join(tmpdir(), 'no-such-proc-dir')), null);
 
@@ -82,7 +98,11 @@ t.test('an unusable journal directory: degraded, still serving and ready', async
   const sim = await startSim();
   const bad = await startAcemux(sim.origin, ['--state-dir', join(file, 'journal'), '--engine-probe', '200ms']);
   const good = await startAcemux(sim.origin, ['--engine-probe', '200ms']);
-  t.teardown(async () => { await bad.stop(); await good.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await bad.stop();
+    await good.stop();
+    await sim.stop();
+  });
 
   const readyz = async (origin: string) => {
     // Ready once the first engine probe answers.

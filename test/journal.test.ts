@@ -272,11 +272,21 @@ t.test('without a journal, the in-memory log pages the same way', async (t) => {
   const log = new EventLog(pino({ level: 'silent' }), 0, 200);
   for (let i = 0; i < 30; i++) log.record(i % 3 === 0 ? 'retry' : 'reconnect', { stream: i % 2 ? 'a' : 'b' });
   const p1 = log.page({ limit: 10 });
-  t.same(p1.events.map((e) => e.seq), [30, 29, 28, 27, 26, 25, 24, 23, 22, 21], 'newest first');
+  t.same(
+    p1.events.map((e) => e.seq),
+    [30, 29, 28, 27, 26, 25, 24, 23, 22, 21],
+    'newest first',
+  );
   t.equal(p1.next, 21);
   const retries = log.page({ kind: 'retry', before: 20, limit: 3 });
-  t.same(retries.events.map((e) => e.seq), [19, 16, 13]);
-  t.same(log.page({ kind: 'retry', before: retries.next!, limit: 3 }).events.map((e) => e.seq), [10, 7, 4]);
+  t.same(
+    retries.events.map((e) => e.seq),
+    [19, 16, 13],
+  );
+  t.same(
+    log.page({ kind: 'retry', before: retries.next!, limit: 3 }).events.map((e) => e.seq),
+    [10, 7, 4],
+  );
   const a = log.page({ kind: 'retry', stream: 'a', before: 5 });
   t.same([a.events.map((e) => e.seq), a.next], [[4], null], 'both filters at once; seq 1 is stream b');
   t.equal(log.page({ limit: 30 }).next, null, 'exactly everything: no next');
@@ -296,7 +306,10 @@ t.test('a 5 MB event is cut before it is written; a restart keeps every event an
   t.ok(size < 15 * 100 + MAX_RECORD + 8, `the file holds a cut-down record, not 5 MB (${size} bytes)`);
   const { frames } = scanFrames(await fsp.readFile(path));
   t.equal(frames.length, 15, 'every record is a readable frame');
-  t.ok(frames.every(([s, e]) => e - s <= MAX_RECORD), 'no payload above the cap');
+  t.ok(
+    frames.every(([s, e]) => e - s <= MAX_RECORD),
+    'no payload above the cap',
+  );
 
   const b = await Journal.open(dir); // the restart
   t.equal((await fsp.stat(path)).size, size, 'recovery cut nothing');
@@ -306,15 +319,21 @@ t.test('a 5 MB event is cut before it is written; a restart keeps every event an
   const big = page.events.find((e) => e.seq === 11)!;
   t.equal(big.kind, 'retry');
   t.equal(big.truncated, new Packr({ useRecords: false }).pack(bigEvent).length, 'the record says how big the event was');
-  t.same((big.nested as { list: number[] }).list, Array.from({ length: 32 }, (_, i) => i), 'long lists cut too');
-  t.ok(typeof big.detail === 'string' && (big.detail as string).length < 600 && (big.detail as string).startsWith('EEE'), 'its text cut, not dropped');
+  t.same(
+    (big.nested as { list: number[] }).list,
+    Array.from({ length: 32 }, (_, i) => i),
+    'long lists cut too',
+  );
+  t.ok(
+    typeof big.detail === 'string' && (big.detail as string).length < 600 && (big.detail as string).startsWith('EEE'),
+    'its text cut, not dropped',
+  );
   for (let s = 16; s <= 18; s++) b.append(ev(s));
   await b.close();
   const c = await Journal.open(dir);
   t.equal(c.lastSeq, 18, 'new seq numbers continue above the old');
   t.same(seqs((await c.page({ limit: 500 })).events), range(18, 1), 'no seq reused, none lost');
   await c.close();
-
 });
 
 t.test('an event too big even with its texts cut keeps its headline fields; an old 1.5 MB record stays readable', async (t) => {

@@ -25,12 +25,21 @@ const LIST = [
 
 t.test('a realistic playlist: header, attributes, extras, entries without #EXTINF', async (t) => {
   const p = parsePlaylist(LIST);
-  t.equal(p.header, '#EXTM3U url-tvg="http://epg.example/guide.xml.gz" x-tvg-url="http://b.example/x.xml" refresh=3600', 'BOM stripped, raw line kept');
+  t.equal(
+    p.header,
+    '#EXTM3U url-tvg="http://epg.example/guide.xml.gz" x-tvg-url="http://b.example/x.xml" refresh=3600',
+    'BOM stripped, raw line kept',
+  );
   t.same(p.headerAttrs, { 'url-tvg': 'http://epg.example/guide.xml.gz', 'x-tvg-url': 'http://b.example/x.xml', refresh: '3600' });
   t.equal(p.entries.length, 5);
   const [sky, bbc, eng, bare, spaced] = p.entries;
   t.equal(sky!.name, 'Sky Sports, Main Event', 'commas in the name after the attributes');
-  t.same(sky!.attrs, { 'tvg-id': 'sky.uk', 'tvg-name': 'Sky, Sports HD', 'tvg-logo': 'http://logo.example/sky.png', 'group-title': 'Sport' });
+  t.same(sky!.attrs, {
+    'tvg-id': 'sky.uk',
+    'tvg-name': 'Sky, Sports HD',
+    'tvg-logo': 'http://logo.example/sky.png',
+    'group-title': 'Sport',
+  });
   t.equal(sky!.url, `acestream://${A}`);
   t.equal(sky!.extinf, LIST.split('\r\n')[2], 'raw #EXTINF line, no CR');
   t.same(sky!.extra, ['#EXTVLCOPT:http-user-agent=Mozilla/5.0 (X11; Linux)', '#EXTGRP:Sport']);
@@ -50,7 +59,13 @@ t.test('line endings and missing header', async (t) => {
   const lf = parsePlaylist(`#EXTINF:-1,One\nhttp://a/1\n#EXTINF:-1,Two\rhttp://a/2\r\n`);
   t.equal(lf.header, '');
   t.same(lf.headerAttrs, {});
-  t.same(lf.entries.map((e) => [e.name, e.url, e.line]), [['One', 'http://a/1', 2], ['Two', 'http://a/2', 4]]);
+  t.same(
+    lf.entries.map((e) => [e.name, e.url, e.line]),
+    [
+      ['One', 'http://a/1', 2],
+      ['Two', 'http://a/2', 4],
+    ],
+  );
   t.same(parseM3u(''), []);
   t.same(parseM3u('#EXTM3U\n#EXTINF:-1,Nothing after'), [], 'a trailing #EXTINF without URL is dropped');
   t.same(splitLines('\uFEFFa\r\nb\rc\nd'), ['a', 'b', 'c', 'd']);
@@ -61,10 +76,18 @@ t.test('line endings and missing header', async (t) => {
 
 t.test('#EXTINF edge cases', async (t) => {
   t.same(parseExtinf('#EXTINF:-1,Plain'), { duration: -1, attrs: {}, name: 'Plain' });
-  t.same(parseExtinf('#EXTINF:10.5 a="x,y" b=z,Name, with, commas'), { duration: 10.5, attrs: { a: 'x,y', b: 'z' }, name: 'Name, with, commas' });
+  t.same(parseExtinf('#EXTINF:10.5 a="x,y" b=z,Name, with, commas'), {
+    duration: 10.5,
+    attrs: { a: 'x,y', b: 'z' },
+    name: 'Name, with, commas',
+  });
   t.same(parseExtinf('#EXTINF:-1 tvg-id="x"'), { duration: -1, attrs: { 'tvg-id': 'x' }, name: '' }, 'no comma, no name');
   t.same(parseExtinf('#EXTINF:-1 tvg-id="x",'), { duration: -1, attrs: { 'tvg-id': 'x' }, name: '' });
-  t.same(parseExtinf('#EXTINF:-1 Just a name'), { duration: -1, attrs: {}, name: 'Just a name' }, 'no comma and no attributes: the rest is the name');
+  t.same(
+    parseExtinf('#EXTINF:-1 Just a name'),
+    { duration: -1, attrs: {}, name: 'Just a name' },
+    'no comma and no attributes: the rest is the name',
+  );
   t.same(parseExtinf('#EXTINF:-1 junk here,Name'), { duration: -1, attrs: {}, name: 'Name' }, 'junk before the comma');
   t.same(parseExtinf('#EXTINF:,Nameless duration').name, 'Nameless duration');
   t.ok(Number.isNaN(parseExtinf('#EXTINF:,X').duration));
@@ -90,10 +113,22 @@ t.test('contentIdOf recognises AceStream links', async (t) => {
   t.same(contentIdOf(`HTTP://host/ACE/GETSTREAM?id=${A}`), id(A));
   t.same(contentIdOf(`http://host/ace/getstream?pid=1&infohash=${B}`), ih(B));
   for (const bad of [
-    '', 'acestream://', `acestream://${A}0`, `acestream://${A.slice(1)}`, `acestream://${A.slice(1)}g`,
-    `acestream://?infohash=${A.slice(2)}`, `acestream://?foo=${A}`,
-    `http://host/ace/getstream?id=xyz`, `http://host/ace/getstream`, `http://host/other?id=${A}`,
-    `http://host/ace/getstream/extra?id=${A}`, `ftp://host/ace/getstream?id=${A}`,
-    `rtmp://x/${A}`, `http://plain.example/live.m3u8`, A, 'http://[bad/ace/getstream?id=' + A,
-  ]) t.equal(contentIdOf(bad), null, bad || '(empty)');
+    '',
+    'acestream://',
+    `acestream://${A}0`,
+    `acestream://${A.slice(1)}`,
+    `acestream://${A.slice(1)}g`,
+    `acestream://?infohash=${A.slice(2)}`,
+    `acestream://?foo=${A}`,
+    `http://host/ace/getstream?id=xyz`,
+    `http://host/ace/getstream`,
+    `http://host/other?id=${A}`,
+    `http://host/ace/getstream/extra?id=${A}`,
+    `ftp://host/ace/getstream?id=${A}`,
+    `rtmp://x/${A}`,
+    `http://plain.example/live.m3u8`,
+    A,
+    'http://[bad/ace/getstream?id=' + A,
+  ])
+    t.equal(contentIdOf(bad), null, bad || '(empty)');
 });

@@ -48,7 +48,9 @@ function parse(text: string): Map<string, Family> {
 }
 
 const value = (fams: Map<string, Family>, name: string, labels: Record<string, string> = {}) =>
-  (fams.get(name) ?? fams.get(name.replace(/_(bucket|sum|count)$/, '')))?.samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
+  (fams.get(name) ?? fams.get(name.replace(/_(bucket|sum|count)$/, '')))?.samples.find(
+    (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+  )?.value;
 
 const OURS = [
   ['acemux_streams', 'gauge'],
@@ -93,7 +95,10 @@ t.test('render is Prometheus text; every series is named by the conventions', as
   t.ok(fams.has('acemux_nodejs_active_handles'), 'the by-type gauges the totals summed stay');
   t.ok(fams.has('acemux_process_cpu_user_seconds_total'), 'default process metrics, prefixed');
   t.ok(fams.has('acemux_nodejs_heap_size_used_bytes'));
-  const fb = fams.get('acemux_first_byte_seconds')!.samples.filter((s) => s.name.endsWith('_bucket')).map((s) => s.labels.le);
+  const fb = fams
+    .get('acemux_first_byte_seconds')!
+    .samples.filter((s) => s.name.endsWith('_bucket'))
+    .map((s) => s.labels.le);
   t.equal(fb[0], '0.001');
   t.equal(fb.at(-2), '10');
 });
@@ -194,22 +199,32 @@ function promtool(text: string): { code: number | null; said: string } {
   return { code: r.status, said: `${r.stdout}${r.stderr}`.trim() };
 }
 
-t.test('promtool check metrics accepts a live acemux /metrics', { skip: existsSync(PROMTOOL) ? false : `${PROMTOOL} is not installed (Debian: prometheus)` }, async (t) => {
-  t.equal(promtool('# TYPE x_total gauge\nx_total 1\n').code, 3, 'the check can fail: a gauge named like a counter');
-  const sim = await startSim(['--bitrate', '2000000']);
-  const ace = await startAcemux(sim.origin, ['--grace', '300ms']);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
-  // Scraped while a client plays, so every family has samples: lag, first byte, stream start, bytes.
-  let flowing!: () => void;
-  const started = new Promise<void>((r) => (flowing = r));
-  let got = 0;
-  const playing = fetchStream(`${ace.origin}/ace/getstream?id=${contentId(0x51)}`, { ms: 4000, onData: (d) => (got += d.length) > 300_000 && flowing() });
-  await started;
-  const scraped = (await fetchStream(`${ace.origin}/metrics`)).body.toString();
-  await playing;
-  t.match(scraped, /^acemux_first_byte_seconds_count 1$/m, 'scraped while a stream plays');
-  t.match(scraped, /^acemux_clients 1$/m);
-  const r = promtool(scraped);
-  t.equal(r.code, 0, `promtool exit code (${r.said || 'no complaints'})`);
-  t.equal(r.said, '');
-});
+t.test(
+  'promtool check metrics accepts a live acemux /metrics',
+  { skip: existsSync(PROMTOOL) ? false : `${PROMTOOL} is not installed (Debian: prometheus)` },
+  async (t) => {
+    t.equal(promtool('# TYPE x_total gauge\nx_total 1\n').code, 3, 'the check can fail: a gauge named like a counter');
+    const sim = await startSim(['--bitrate', '2000000']);
+    const ace = await startAcemux(sim.origin, ['--grace', '300ms']);
+    t.teardown(async () => {
+      await ace.stop();
+      await sim.stop();
+    });
+    // Scraped while a client plays, so every family has samples: lag, first byte, stream start, bytes.
+    let flowing!: () => void;
+    const started = new Promise<void>((r) => (flowing = r));
+    let got = 0;
+    const playing = fetchStream(`${ace.origin}/ace/getstream?id=${contentId(0x51)}`, {
+      ms: 4000,
+      onData: (d) => (got += d.length) > 300_000 && flowing(),
+    });
+    await started;
+    const scraped = (await fetchStream(`${ace.origin}/metrics`)).body.toString();
+    await playing;
+    t.match(scraped, /^acemux_first_byte_seconds_count 1$/m, 'scraped while a stream plays');
+    t.match(scraped, /^acemux_clients 1$/m);
+    const r = promtool(scraped);
+    t.equal(r.code, 0, `promtool exit code (${r.said || 'no complaints'})`);
+    t.equal(r.said, '');
+  },
+);

@@ -8,8 +8,15 @@ const C = 'c'.repeat(40);
 
 t.test('names by stream key: channel, then playlist title; the first name stands', async (t) => {
   const names = new StreamNames();
-  names.addChannels(parseChannels(`#EXTM3U\n#EXTINF:-1 tvg-id="s",Sport 1\nacestream://${A}\n#EXTINF:-1 tvg-id="s",Sport 1 HD\nacestream://${B}\n`, 'm3u').channels.values());
-  names.addPlaylist(`#EXTM3U\n#EXTINF:-1,Other name\nacestream://${A}\n#EXTINF:-1 tvg-name="From tvg-name",\nacestream://?infohash=${C}\n#EXTINF:-1,No id\nhttp://x/y.ts\n`);
+  names.addChannels(
+    parseChannels(
+      `#EXTM3U\n#EXTINF:-1 tvg-id="s",Sport 1\nacestream://${A}\n#EXTINF:-1 tvg-id="s",Sport 1 HD\nacestream://${B}\n`,
+      'm3u',
+    ).channels.values(),
+  );
+  names.addPlaylist(
+    `#EXTM3U\n#EXTINF:-1,Other name\nacestream://${A}\n#EXTINF:-1 tvg-name="From tvg-name",\nacestream://?infohash=${C}\n#EXTINF:-1,No id\nhttp://x/y.ts\n`,
+  );
   t.equal(names.ofKey('channel=sport-1'), 'Sport 1');
   t.equal(names.ofKey(`id=${A}`), 'Sport 1', 'the channels file was first');
   t.equal(names.ofKey(`id=${B}`), 'Sport 1', "an alternate carries its channel's name");

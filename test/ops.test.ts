@@ -15,14 +15,22 @@ import { fetchStream, getJson, sleep, contentId, type Json } from './helpers/cli
 const FAST = ['--grace', '300ms', '--engine-probe', '300ms', '--stat-interval', '500ms'];
 
 /** GET/POST/DELETE with headers, JSON answer. */
-function call(url: string, method = 'GET', headers: Record<string, string> = {}): Promise<{ status: number; body: Json; headers: Record<string, unknown>; text: string }> {
+function call(
+  url: string,
+  method = 'GET',
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: Json; headers: Record<string, unknown>; text: string }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method, headers, agent: false }, (res) => {
       let text = '';
       res.on('data', (d) => (text += d));
       res.on('end', () => {
         let body: unknown = null;
-        try { body = JSON.parse(text); } catch { /* not JSON */ }
+        try {
+          body = JSON.parse(text);
+        } catch {
+          /* not JSON */
+        }
         resolve({ status: res.statusCode!, body, headers: res.headers as Record<string, unknown>, text });
       });
     });
@@ -35,7 +43,11 @@ t.test('probes: /livez always, /readyz follows engine health', async (t) => {
   const sim = await startSim();
   const ace = await startAcemux(sim.origin, FAST);
   const dead = await startAcemux(`http://127.0.0.1:${await freePort()}`, FAST);
-  t.teardown(async () => { await ace.stop(); await dead.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await dead.stop();
+    await sim.stop();
+  });
   t.equal((await call(`${ace.origin}/livez`)).status, 200);
   await sleep(800);
   const ready = await call(`${ace.origin}/readyz`);
@@ -50,22 +62,43 @@ t.test('probes: /livez always, /readyz follows engine health', async (t) => {
 t.test('/metrics in Prometheus text format', async (t) => {
   const sim = await startSim(['--bitrate', '2000000']);
   const ace = await startAcemux(sim.origin, FAST);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const playing = fetchStream(`${ace.origin}/ace/getstream?id=${contentId(0x31)}`, { ms: 2500 });
   await sleep(1500);
   const m = await call(`${ace.origin}/metrics`);
   t.equal(m.status, 200);
   t.match(String(m.headers['content-type']), /text\/plain/);
   const lines = m.text.split('\n');
-  const value = (name: string) => Number(lines.find((l) => l.startsWith(name + ' ') || l.startsWith(name + '{'))?.split(' ').pop());
+  const value = (name: string) =>
+    Number(
+      lines
+        .find((l) => l.startsWith(name + ' ') || l.startsWith(name + '{'))
+        ?.split(' ')
+        .pop(),
+    );
   t.equal(value('acemux_clients'), 1);
   t.ok(value('acemux_bytes_out_total') > 100_000, 'bytes out counted');
   t.ok(value('acemux_bytes_in_total') > 100_000, 'bytes in counted');
   t.equal(value('acemux_first_byte_seconds_count'), 1, 'first-byte histogram observed the one client');
-  t.ok(lines.some((l) => l.startsWith('acemux_streams{state="live"} 1')), 'streams by state');
-  t.ok(lines.some((l) => l.startsWith('acemux_engine_up{')), 'engine health');
-  t.ok(lines.some((l) => l.startsWith('acemux_event_loop_lag_seconds')), 'event-loop lag');
-  t.ok(lines.some((l) => /^acemux_client_max_lag_bytes \d+$/.test(l)), 'worst client lag gauge');
+  t.ok(
+    lines.some((l) => l.startsWith('acemux_streams{state="live"} 1')),
+    'streams by state',
+  );
+  t.ok(
+    lines.some((l) => l.startsWith('acemux_engine_up{')),
+    'engine health',
+  );
+  t.ok(
+    lines.some((l) => l.startsWith('acemux_event_loop_lag_seconds')),
+    'event-loop lag',
+  );
+  t.ok(
+    lines.some((l) => /^acemux_client_max_lag_bytes \d+$/.test(l)),
+    'worst client lag gauge',
+  );
   const ours = [...new Set(lines.filter((l) => l.startsWith('# TYPE acemux_')).map((l) => l.split(' ')))];
   for (const [, , name, type] of ours) {
     if (type === 'counter') t.match(name, /_total$/, `${name}: counters end in _total`);
@@ -79,7 +112,10 @@ t.test('admin API: key required; list, detail, disconnect, next alternate, stop,
   const file = join(mkdtempSync(join(tmpdir(), 'acemux-ch-')), 'channels.m3u');
   writeFileSync(file, `#EXTM3U\n#EXTINF:-1 tvg-id="one",One\nacestream://${a}\n#EXTINF:-1 tvg-id="one",One HD\nacestream://${b}\n`);
   const ace = await startAcemux(sim.origin, [...FAST, '--channels', file], { ACEMUX_API_KEY: 's3cret' });
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const api = (path: string, method = 'GET') => call(`${ace.origin}/api${path}`, method, { authorization: 'Bearer s3cret' });
   t.equal((await call(`${ace.origin}/api/streams`)).status, 401, 'no key: 401');
   t.equal((await call(`${ace.origin}/api/streams`, 'GET', { authorization: 'Bearer nope' })).status, 401, 'wrong key: 401');
@@ -105,7 +141,11 @@ t.test('admin API: key required; list, detail, disconnect, next alternate, stop,
   t.equal(actor.body.entry, 'flowing');
   t.equal(actor.body.upstream.connected, true);
   t.equal(actor.body.psi.videoCodec, 'h264');
-  t.same(actor.body.psi.streams.map((e: { streamType: number }) => e.streamType), [0x1b, 0x0f], 'PMT: H.264 + AAC');
+  t.same(
+    actor.body.psi.streams.map((e: { streamType: number }) => e.streamType),
+    [0x1b, 0x0f],
+    'PMT: H.264 + AAC',
+  );
   t.ok(actor.body.stats.bytesIn > 0);
 
   const victim = detail.body.client_list[0].id;
@@ -124,7 +164,7 @@ t.test('admin API: key required; list, detail, disconnect, next alternate, stop,
   const stop = await api(`/streams/${contentId(0x43)}`, 'DELETE');
   t.equal(stop.status, 200);
   const ended = await plain;
-  t.equal(ended.ended, 'ended-by-server', 'the stopped stream\'s client response ended cleanly');
+  t.equal(ended.ended, 'ended-by-server', "the stopped stream's client response ended cleanly");
 
   const engines = await api('/engines');
   t.equal(engines.body.engines[0].url, sim.origin);
@@ -135,7 +175,10 @@ t.test('admin API: key required; list, detail, disconnect, next alternate, stop,
   t.ok(ev.body.events.length === 5, 'a page of 5');
   t.ok(ev.body.events[0].seq > ev.body.events[4].seq, 'newest first');
   const older = await api(`/events?limit=5&before=${ev.body.next}`);
-  t.ok(older.body.events.every((e: { seq: number }) => e.seq < ev.body.events[4].seq), 'paging goes back');
+  t.ok(
+    older.body.events.every((e: { seq: number }) => e.seq < ev.body.events[4].seq),
+    'paging goes back',
+  );
   const cuts = await api('/events?kind=client-cut');
   t.ok(cuts.body.events.length >= 1 && cuts.body.events.every((e: { kind: string }) => e.kind === 'client-cut'), 'filter by kind');
   t.equal((await api('/events?limit=-1')).status, 400);
@@ -146,8 +189,13 @@ t.test('admin API: key required; list, detail, disconnect, next alternate, stop,
 
 t.test('stream token and limits', async (t) => {
   const sim = await startSim();
-  const ace = await startAcemux(sim.origin, [...FAST, '--max-clients-per-stream', '1', '--max-clients', '2'], { ACEMUX_STREAM_TOKEN: 'tok' });
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  const ace = await startAcemux(sim.origin, [...FAST, '--max-clients-per-stream', '1', '--max-clients', '2'], {
+    ACEMUX_STREAM_TOKEN: 'tok',
+  });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const url = (n: number) => `${ace.origin}/ace/getstream?id=${contentId(n)}`;
   t.equal((await getJson(url(1))).status, 401, 'no token: 401');
   t.equal((await getJson(`${url(1)}&token=bad`)).status, 401);
@@ -170,10 +218,17 @@ t.test('/playlist.m3u rewrites the source playlist to acemux links', async (t) =
   const dir = mkdtempSync(join(tmpdir(), 'acemux-pl-'));
   const src = join(dir, 'source.m3u');
   const id = contentId(0x51);
-  writeFileSync(src, `#EXTM3U url-tvg="http://epg"\r\n#EXTINF:-1 tvg-id="x.1" tvg-logo="http://logo/x.png" group-title="Sport, HD",Channel X\r\nacestream://${id}\r\n#EXTINF:-1,Plain\r\nhttp://example.invalid/plain.ts\r\n#EXTINF:-1,Engine link\r\nhttp://10.1.2.3:6878/ace/getstream?id=${id}\r\n`);
+  writeFileSync(
+    src,
+    `#EXTM3U url-tvg="http://epg"\r\n#EXTINF:-1 tvg-id="x.1" tvg-logo="http://logo/x.png" group-title="Sport, HD",Channel X\r\nacestream://${id}\r\n#EXTINF:-1,Plain\r\nhttp://example.invalid/plain.ts\r\n#EXTINF:-1,Engine link\r\nhttp://10.1.2.3:6878/ace/getstream?id=${id}\r\n`,
+  );
   const ace = await startAcemux(sim.origin, [...FAST, '--playlist', src]);
   const pub = await startAcemux(sim.origin, [...FAST, '--playlist', src], { ACEMUX_PUBLIC_URL: 'https://tv.example.org/' });
-  t.teardown(async () => { await ace.stop(); await pub.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await pub.stop();
+    await sim.stop();
+  });
   const r = await call(`${ace.origin}/playlist.m3u`);
   t.equal(r.status, 200);
   t.match(String(r.headers['content-type']), /mpegurl/);
@@ -189,7 +244,9 @@ t.test('/playlist.m3u rewrites the source playlist to acemux links', async (t) =
   t.teardown(() => none.stop());
   t.equal((await call(`${none.origin}/playlist.m3u`)).status, 404, 'none configured: 404');
   // With a stream token the playlist is asked for it before its source is even read.
-  const locked = await startAcemux(sim.origin, [...FAST, '--playlist', 'http://127.0.0.1:1/unreachable.m3u'], { ACEMUX_STREAM_TOKEN: 'tok' });
+  const locked = await startAcemux(sim.origin, [...FAST, '--playlist', 'http://127.0.0.1:1/unreachable.m3u'], {
+    ACEMUX_STREAM_TOKEN: 'tok',
+  });
   t.teardown(() => locked.stop());
   t.equal((await call(`${locked.origin}/playlist.m3u`)).status, 401, 'no token: 401, not the source fetch failing');
   t.equal((await call(`${locked.origin}/playlist.m3u?token=tok`)).status, 502, 'with the token the source is fetched (and fails here)');
@@ -209,10 +266,16 @@ t.test('the event journal survives a restart; SIGTERM shuts down cleanly', async
   t.equal(r.ended, 'ended-by-server', 'the client response was ended cleanly');
   t.ok((await sim.stats()).stopCommands >= 1, 'the engine session was stopped');
   const second = await startAcemux(sim.origin, [...FAST, '--state-dir', state]);
-  t.teardown(async () => { await second.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await second.stop();
+    await sim.stop();
+  });
   const ev = await call(`${second.origin}/api/events?limit=100`);
   const kinds = ev.body.events.map((e: { kind: string }) => e.kind);
-  t.ok(kinds.includes('stream-start') && kinds.includes('client-session') && kinds.includes('stream-stop'), `history from before the restart: ${kinds.join(',')}`);
+  t.ok(
+    kinds.includes('stream-start') && kinds.includes('client-session') && kinds.includes('stream-stop'),
+    `history from before the restart: ${kinds.join(',')}`,
+  );
   const last = Math.max(...ev.body.events.map((e: { seq: number }) => e.seq));
   const fresh = fetchStream(`${second.origin}/ace/getstream?id=${contentId(0x62)}`, { ms: 500 });
   await fresh;
@@ -222,20 +285,45 @@ t.test('the event journal survives a restart; SIGTERM shuts down cleanly', async
 });
 
 const CHROMIUM = '/usr/bin/chromium';
-t.test('dashboard renders a running stream and its client count in headless Chromium', { skip: existsSync(CHROMIUM) ? false : 'chromium not installed (CI installs it)', timeout: 90_000 }, async (t) => {
-  const { chromium } = await import('playwright-core');
-  const sim = await startSim(['--bitrate', '2000000']);
-  const ace = await startAcemux(sim.origin, FAST, { ACEMUX_API_KEY: 'k' });
-  const id = contentId(0x71);
-  const players = [fetchStream(`${ace.origin}/ace/getstream?id=${id}`, { ms: 9000 }), fetchStream(`${ace.origin}/ace/getstream?id=${id}`, { ms: 9000 })];
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
-  t.teardown(async () => { await browser.close(); await ace.stop(); await sim.stop(); });
-  const page = await browser.newPage();
-  await page.goto(`${ace.origin}/?key=k`);
-  const sel = `[data-testid="clients-${id}"]`;
-  await page.waitForSelector(sel, { timeout: 10_000 });
-  await page.waitForFunction(`document.querySelector(${JSON.stringify(sel)})?.textContent?.trim() === '2'`, undefined, { timeout: 10_000 });
-  t.equal((await page.textContent(sel))?.trim(), '2', 'two clients shown');
-  t.match(await page.textContent('body'), /live/i, 'the stream state is shown');
-  await Promise.all(players);
-});
+t.test(
+  'dashboard renders a running stream and its client count in headless Chromium',
+  { skip: existsSync(CHROMIUM) ? false : 'chromium not installed (CI installs it)', timeout: 90_000 },
+  async (t) => {
+    const { chromium } = await import('playwright-core');
+    const sim = await startSim(['--bitrate', '2000000']);
+    const ace = await startAcemux(sim.origin, FAST, { ACEMUX_API_KEY: 'k' });
+    const id = contentId(0x71);
+    const players = [
+      fetchStream(`${ace.origin}/ace/getstream?id=${id}`, { ms: 9000 }),
+      fetchStream(`${ace.origin}/ace/getstream?id=${id}`, { ms: 9000 }),
+    ];
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    t.teardown(async () => {
+      await browser.close();
+      await ace.stop();
+      await sim.stop();
+    });
+    const page = await browser.newPage();
+    await page.goto(`${ace.origin}/?key=k`);
+    const sel = `[data-testid="clients-${id}"]`;
+    await page.waitForSelector(sel, { timeout: 10_000 });
+    await page.waitForFunction(`document.querySelector(${JSON.stringify(sel)})?.textContent?.trim() === '2'`, undefined, {
+      timeout: 10_000,
+    });
+    t.equal((await page.textContent(sel))?.trim(), '2', 'two clients shown');
+    t.match(await page.textContent('body'), /live/i, 'the stream state is shown');
+    await Promise.all(players);
+  },
+);

@@ -25,7 +25,7 @@ function firstData(b: Buffer): number {
 /** Cut before the last video PES start, so the capture ends on whole pictures. */
 function wholePictures(b: Buffer, videoPid = 0x100): Buffer {
   let last = 0;
-  for (let off = 0; off + TS <= b.length; off += TS) if (pidOf(b, off) === videoPid && (b[off + 1]! & 0x40)) last = off;
+  for (let off = 0; off + TS <= b.length; off += TS) if (pidOf(b, off) === videoPid && b[off + 1]! & 0x40) last = off;
   return b.subarray(0, last);
 }
 
@@ -44,11 +44,15 @@ function isSubstreamOf(ref: Buffer, b: Buffer): boolean {
 t.test('fan-out: 12 channels × 3 clients, identical aligned bytes, one engine session each', async (t) => {
   const sim = await startSim(['--bitrate', '2000000']);
   const ace = await startAcemux(sim.origin, ['--grace', '1500ms']);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const M = 12; // more than acexy's 10 connections per engine, which hang the 11th stream
   const N = 3;
   const runs = [];
-  for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) runs.push(fetchStream(`${ace.origin}/ace/getstream?id=${contentId(m + 1)}`, { ms: 2500 }));
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) runs.push(fetchStream(`${ace.origin}/ace/getstream?id=${contentId(m + 1)}`, { ms: 2500 }));
   const got = await Promise.all(runs);
   // Read at once: the checks below take long on a loaded machine, and the grace period runs.
   const inGrace = await sim.stats();
@@ -58,11 +62,20 @@ t.test('fan-out: 12 channels × 3 clients, identical aligned bytes, one engine s
   }
   const least = Math.min(...got.map((r) => r.body.length));
   t.ok(least > 100_000, `every client received data (least: ${least} bytes)`);
-  t.ok(got.every((r) => aligned(r.body.subarray(0, r.body.length - (r.body.length % TS)))), 'every body packet-aligned from byte 0');
-  t.ok(got.every((r) => pidOf(r.body, firstData(r.body)) === 0), 'every client starts at a PAT (after keepalive null packets, if any)');
+  t.ok(
+    got.every((r) => aligned(r.body.subarray(0, r.body.length - (r.body.length % TS)))),
+    'every body packet-aligned from byte 0',
+  );
+  t.ok(
+    got.every((r) => pidOf(r.body, firstData(r.body)) === 0),
+    'every client starts at a PAT (after keepalive null packets, if any)',
+  );
   for (let m = 0; m < M; m++) {
     const mine = got.slice(m * N, m * N + N).sort((a, b) => b.body.length - a.body.length);
-    t.ok(mine.slice(1).every((r) => isSubstreamOf(mine[0]!.body, r.body)), `channel ${m}: all clients got the same bytes`);
+    t.ok(
+      mine.slice(1).every((r) => isSubstreamOf(mine[0]!.body, r.body)),
+      `channel ${m}: all clients got the same bytes`,
+    );
   }
   // Different channels are different engine sessions, with distinct bytes... of the same sample:
   // what tells them apart here is the simulator's session count.
@@ -82,7 +95,10 @@ t.test('fan-out: 12 channels × 3 clients, identical aligned bytes, one engine s
 t.test('joins: a late client starts at PAT + keyframe at once; a return within grace re-attaches', async (t) => {
   const sim = await startSim(['--bitrate', '2000000']);
   const ace = await startAcemux(sim.origin, ['--grace', '5s']);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const id = contentId(77);
   const url = `${ace.origin}/ace/getstream?id=${id}`;
   const first = fetchStream(url, { ms: 4000 });
@@ -96,7 +112,8 @@ t.test('joins: a late client starts at PAT + keyframe at once; a return within g
   let verdict: boolean | null = null;
   for (let off = 0; off + TS <= late.body.length && verdict === null; off += TS) {
     psi.feed(late.body, off);
-    if (pidOf(late.body, off) === psi.videoPid && payloadUnitStart(late.body, off)) verdict = isKeyframeStart(late.body, off, psi.videoCodec);
+    if (pidOf(late.body, off) === psi.videoPid && payloadUnitStart(late.body, off))
+      verdict = isKeyframeStart(late.body, off, psi.videoCodec);
   }
   t.equal(verdict, true, 'first picture is a keyframe');
   const status = await getJson(`${ace.origin}/ace/status?id=${id}`);
@@ -120,7 +137,10 @@ t.test('joins: a late client starts at PAT + keyframe at once; a return within g
 t.test('a stalled client does not delay the others, and is cut', async (t) => {
   const sim = await startSim(['--bitrate', '16000000']);
   const ace = await startAcemux(sim.origin, ['--ring-size', '4MiB']); // 2^14 packets: 1.5 s at 16 Mb/s
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const url = `${ace.origin}/ace/getstream?id=${contentId(5)}`;
   const gaps: number[] = [];
   const watch = () => {
@@ -143,13 +163,19 @@ t.test('a stalled client does not delay the others, and is cut', async (t) => {
   // A paused client cannot notice its socket closing; acemux's own view says it was cut.
   t.equal(mid.body.clients, 3, 'the stalled client is gone while the others play on');
   t.ok(mid.body.cuts >= 1, 'counted as a cut');
-  t.ok(ace.logs.some((l) => l.includes('client cut')), 'the cut was logged');
+  t.ok(
+    ace.logs.some((l) => l.includes('client cut')),
+    'the cut was logged',
+  );
 });
 
 t.test('bad requests get clear statuses and JSON errors', async (t) => {
   const sim = await startSim();
   const ace = await startAcemux(sim.origin);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const id = contentId(1);
   const cases: Array<[string, string, number, RegExp]> = [
     ['GET', '/ace/getstream', 400, /missing id/],
@@ -194,7 +220,10 @@ t.test('bad requests get clear statuses and JSON errors', async (t) => {
 t.test('engine failures are answered, never hung on', async (t) => {
   const sim = await startSim();
   const ace = await startAcemux(sim.origin, ['--engine-timeout', '1s', '--max-streams', '1']);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const bad = contentId(0xbad);
   const hang = contentId(0x4a9);
   await sim.setFaults({ ids: { [bad]: { getstreamError: 'failed to load content' }, [hang]: { getstreamHang: true } } });
@@ -226,20 +255,29 @@ t.test('engine failures are answered, never hung on', async (t) => {
 
 // Engines send close-delimited or chunked bodies, with chunks cut anywhere in a packet.
 for (const body of ['close-delimited', 'chunked'] as const)
-t.test(`ffprobe decodes 5 s of a proxied channel without errors (${body} playback body)`, { skip: spawnSync('ffprobe', ['-version']).error ? 'ffprobe not installed' : false }, async (t) => {
-  const sim = await startSim(body === 'chunked' ? ['--chunked'] : []);
-  const ace = await startAcemux(sim.origin);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
-  const r = await fetchStream(`${ace.origin}/ace/getstream?id=${contentId(9)}`, { ms: 5500 });
-  const file = join(mkdtempSync(join(tmpdir(), 'acemux-')), 'five.ts');
-  writeFileSync(file, wholePictures(r.body)); // a capture cut mid-picture would not decode cleanly
-  const probe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'format=duration:stream=codec_name', '-of', 'json', file]).toString());
-  t.same(probe.streams.map((s: { codec_name: string }) => s.codec_name).sort(), ['aac', 'h264']);
-  t.ok(Number(probe.format.duration) >= 4, `duration ${probe.format.duration}s`);
-  const decode = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-f', 'null', '-']);
-  t.equal(decode.status, 0);
-  t.equal(decode.stderr.toString().trim(), '', 'no decode errors');
-});
+  t.test(
+    `ffprobe decodes 5 s of a proxied channel without errors (${body} playback body)`,
+    { skip: spawnSync('ffprobe', ['-version']).error ? 'ffprobe not installed' : false },
+    async (t) => {
+      const sim = await startSim(body === 'chunked' ? ['--chunked'] : []);
+      const ace = await startAcemux(sim.origin);
+      t.teardown(async () => {
+        await ace.stop();
+        await sim.stop();
+      });
+      const r = await fetchStream(`${ace.origin}/ace/getstream?id=${contentId(9)}`, { ms: 5500 });
+      const file = join(mkdtempSync(join(tmpdir(), 'acemux-')), 'five.ts');
+      writeFileSync(file, wholePictures(r.body)); // a capture cut mid-picture would not decode cleanly
+      const probe = JSON.parse(
+        execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'format=duration:stream=codec_name', '-of', 'json', file]).toString(),
+      );
+      t.same(probe.streams.map((s: { codec_name: string }) => s.codec_name).sort(), ['aac', 'h264']);
+      t.ok(Number(probe.format.duration) >= 4, `duration ${probe.format.duration}s`);
+      const decode = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-f', 'null', '-']);
+      t.equal(decode.status, 0);
+      t.equal(decode.stderr.toString().trim(), '', 'no decode errors');
+    },
+  );
 
 t.test('CLI: --help, and a bad value is a clear startup error with a non-zero exit', async (t) => {
   const help = await runCli(['--help']);

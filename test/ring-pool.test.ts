@@ -21,7 +21,9 @@ function post(url: string): Promise<number> {
     request(url, { method: 'POST' }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode!));
-    }).on('error', reject).end();
+    })
+      .on('error', reject)
+      .end();
   });
 }
 
@@ -39,7 +41,10 @@ t.test('a ring waits for its last client socket before reuse, and a reused ring 
   // Fast enough that a client that stops reading fills its socket buffers within a second.
   const sim = await startSim(['--synthetic', '--bitrate', '80000000']);
   const ace = await startAcemux(sim.origin, ['--grace', '100ms', '--client-timeout', '3s', '--ring-pool', '4']);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const url = (n: number) => `${ace.origin}/ace/getstream?id=${contentId(n)}`;
   const rings = () => ringCounts(ace.origin);
 
@@ -49,28 +54,43 @@ t.test('a ring waits for its last client socket before reuse, and a reused ring 
   const reader = fetchStream(url(1), { ms: 60_000 });
   let got = 0;
   const stalled = fetchStream(url(1), { stallAfterBytes: 100_000, onData: (d) => (got += d.length) });
-  await until('the stalled client to have read', async () => got, (n) => n >= 100_000);
+  await until(
+    'the stalled client to have read',
+    async () => got,
+    (n) => n >= 100_000,
+  );
   type Status = { client_list: Array<{ lag_bytes: number }> };
-  await until('its write to be stuck', async () => (await fetch(`${ace.origin}/api/streams/${contentId(1)}`).then((r) => r.json())) as Status, (b) => Math.max(...b.client_list.map((c) => c.lag_bytes)) > 1_000_000);
+  await until(
+    'its write to be stuck',
+    async () => (await fetch(`${ace.origin}/api/streams/${contentId(1)}`).then((r) => r.json())) as Status,
+    (b) => Math.max(...b.client_list.map((c) => c.lag_bytes)) > 1_000_000,
+  );
   t.same(await rings(), { inUse: 1, idle: 0, fresh: 1, pooled: 0 });
   const stoppedAt = Date.now();
   t.equal(await post(`${ace.origin}/api/streams/${contentId(1)}/stop`), 200);
   t.equal((await reader).ended, 'ended-by-server', 'the reading client got a clean end');
-  await until('X to leave the registry', async () => (await fetch(`${ace.origin}/api/streams`).then((r) => r.json())) as { streams: unknown[] }, (b) => b.streams.length === 0);
+  await until(
+    'X to leave the registry',
+    async () => (await fetch(`${ace.origin}/api/streams`).then((r) => r.json())) as { streams: unknown[] },
+    (b) => b.streams.length === 0,
+  );
 
   // Y starts while X's client socket is still open: X's ring must not be handed to it.
   const y = await fetchStream(url(2), { bytes: 50_000 });
   t.equal(y.status, 200);
   let r = await rings();
-  t.equal(r.fresh, 2, 'Y got a new ring: X\'s is still held by its open client socket');
+  t.equal(r.fresh, 2, "Y got a new ring: X's is still held by its open client socket");
   t.equal(r.pooled, 0);
-  t.ok(r.inUse >= 1, 'X\'s ring is still counted in use');
+  t.ok(r.inUse >= 1, "X's ring is still counted in use");
 
   // The stopped stream's stalled client is destroyed after --client-timeout; then X's ring and,
   // after its grace, Y's go back to the pool.
   void stalled; // paused, it never sees its end; the server side is what matters
   r = await until('both rings back in the pool', rings, (v) => v.idle === 2);
-  t.ok(Date.now() - stoppedAt >= 2900, `X's ring came back only once its stalled client was cut, --client-timeout after the stop (${Date.now() - stoppedAt} ms)`);
+  t.ok(
+    Date.now() - stoppedAt >= 2900,
+    `X's ring came back only once its stalled client was cut, --client-timeout after the stop (${Date.now() - stoppedAt} ms)`,
+  );
   t.same(r, { inUse: 0, idle: 2, fresh: 2, pooled: 0 });
 
   // Z takes a pooled ring and must see nothing of X or Y: every data packet was sent by the
@@ -105,7 +125,10 @@ t.test('a stream whose actor thread died returns its ring once the restarted act
   const sim = await startSim(['--synthetic']);
   // The test-only entry (helpers/crashing-actor.cjs) throws on the actor's thread after 300 KB.
   const ace = await startAcemux(sim.origin, ['--grace', '100ms'], { CRASH_AFTER_BYTES: '300000' }, CRASHING);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const rings = () => ringCounts(ace.origin);
   const id = contentId(9);
   const reading = fetchStream(`${ace.origin}/ace/getstream?id=${id}`, { ms: 60_000 });
@@ -116,5 +139,9 @@ t.test('a stream whose actor thread died returns its ring once the restarted act
   t.same(await rings(), { inUse: 1, idle: 0, fresh: 1, pooled: 0 }, 'one ring across the restart');
   t.equal(await post(`${ace.origin}/api/streams/${id}/stop`), 200);
   t.equal((await reading).ended, 'ended-by-server');
-  t.same(await until('the ring back in the pool', rings, (r) => r.idle === 1), { inUse: 0, idle: 1, fresh: 1, pooled: 0 }, 'both actor tasks settled: the ring is back');
+  t.same(
+    await until('the ring back in the pool', rings, (r) => r.idle === 1),
+    { inUse: 0, idle: 1, fresh: 1, pooled: 0 },
+    'both actor tasks settled: the ring is back',
+  );
 });

@@ -27,11 +27,21 @@ class HeldSink implements Sink {
     this.pending.push(cb);
     return true;
   }
-  cork() { this.corked++; }
+  cork() {
+    this.corked++;
+  }
   uncork() {}
-  destroy() { this.destroyed = true; }
-  complete() { const p = this.pending; this.pending = []; for (const cb of p) cb(); }
-  bytes() { return Buffer.concat(this.received); }
+  destroy() {
+    this.destroyed = true;
+  }
+  complete() {
+    const p = this.pending;
+    this.pending = [];
+    for (const cb of p) cb();
+  }
+  bytes() {
+    return Buffer.concat(this.received);
+  }
 }
 
 const SMALL = 1024 * TS; // the smallest ring: 1024 packets
@@ -54,7 +64,10 @@ t.test('positions wrap; views split at the end of the ring', async (t) => {
     read = r.head();
   }
   t.equal(got.length, seq);
-  t.ok(got.every((v, i) => v === i), 'every packet read once, in order, across wraps');
+  t.ok(
+    got.every((v, i) => v === i),
+    'every packet read once, in order, across wraps',
+  );
 });
 
 t.test('int32 position wrap-around is seamless', async (t) => {
@@ -97,8 +110,28 @@ t.test('stats travel in the ring, not in messages', async (t) => {
   const w = new RingWriter(sab);
   const r = new RingReader(sab);
   t.equal(r.readStats().videoCodec, null);
-  w.writeStats({ bytesIn: 5e9, packets: 7, junkBytes: 1, resyncs: 2, nullPacketsSent: 3, bitrate: 4_000_000, videoCodec: 'hevc', joinPoints: 9, blockedMs: 11 });
-  t.same(r.readStats(), { bytesIn: 5e9, packets: 7, junkBytes: 1, resyncs: 2, nullPacketsSent: 3, bitrate: 4_000_000, videoCodec: 'hevc', joinPoints: 9, blockedMs: 11 });
+  w.writeStats({
+    bytesIn: 5e9,
+    packets: 7,
+    junkBytes: 1,
+    resyncs: 2,
+    nullPacketsSent: 3,
+    bitrate: 4_000_000,
+    videoCodec: 'hevc',
+    joinPoints: 9,
+    blockedMs: 11,
+  });
+  t.same(r.readStats(), {
+    bytesIn: 5e9,
+    packets: 7,
+    junkBytes: 1,
+    resyncs: 2,
+    nullPacketsSent: 3,
+    bitrate: 4_000_000,
+    videoCodec: 'hevc',
+    joinPoints: 9,
+    blockedMs: 11,
+  });
 });
 
 t.test('WAKE pings once until main clears it (I5)', async (t) => {
@@ -155,7 +188,17 @@ t.test('a reset ring is like a new one: no head, joins, pins, stats or wake left
   w.write(packets(0, 700), 0, 700);
   w.addJoin(300, 1200);
   w.setTouched(700 * TS);
-  w.writeStats({ bytesIn: 9, packets: 9, junkBytes: 9, resyncs: 9, nullPacketsSent: 9, bitrate: 9, videoCodec: 'h264', joinPoints: 9, blockedMs: 9 });
+  w.writeStats({
+    bytesIn: 9,
+    packets: 9,
+    junkBytes: 9,
+    resyncs: 9,
+    nullPacketsSent: 9,
+    bitrate: 9,
+    videoCodec: 'h264',
+    joinPoints: 9,
+    blockedMs: 9,
+  });
   w.publish(1500);
   r.acquire(100);
   r.acquire(650);
@@ -176,7 +219,17 @@ t.test('a reset ring is like a new one: no head, joins, pins, stats or wake left
   t.equal(r2.headMs(), 0);
   t.notOk(r2.blocked());
   t.equal(r2.joinPoint(0), 0, 'no stale join point: a joiner starts at the new head');
-  t.same(r2.readStats(), { bytesIn: 0, packets: 0, junkBytes: 0, resyncs: 0, nullPacketsSent: 0, bitrate: 0, videoCodec: null, joinPoints: 0, blockedMs: 0 });
+  t.same(r2.readStats(), {
+    bytesIn: 0,
+    packets: 0,
+    junkBytes: 0,
+    resyncs: 0,
+    nullPacketsSent: 0,
+    bitrate: 0,
+    videoCodec: null,
+    joinPoints: 0,
+    blockedMs: 0,
+  });
   t.equal(r2.touched(), 700 * TS, 'the faulted-in prefix is remembered, so the next actor does not touch it again');
   const w2 = new RingWriter(sab);
   t.equal(w2.position, 0);
@@ -216,7 +269,13 @@ t.test('the pool hands a returned ring out again, reset, and keeps at most maxId
 
 function egressOn(sab: SharedArrayBuffer, lagLimitPackets: number, policy: 'skip' | 'disconnect' = 'skip') {
   const cuts: string[] = [];
-  const eg = new Egress(new RingReader(sab), { lagLimitBytes: lagLimitPackets * TS, lagPolicy: policy, joinDelayMs: 0, clientTimeoutMs: 60_000, onCut: (_c, why) => cuts.push(why) });
+  const eg = new Egress(new RingReader(sab), {
+    lagLimitBytes: lagLimitPackets * TS,
+    lagPolicy: policy,
+    joinDelayMs: 0,
+    clientTimeoutMs: 60_000,
+    onCut: (_c, why) => cuts.push(why),
+  });
   return { eg, cuts };
 }
 
@@ -315,7 +374,10 @@ t.test('clients that are all slower than the upstream hold the writer back inste
     if (n < 50) refused++;
     w.publish(0);
     eg.drain();
-    if (i % 25 === 0) { a.complete(); b.complete(); } // both far slower than the input
+    if (i % 25 === 0) {
+      a.complete();
+      b.complete();
+    } // both far slower than the input
   }
   t.ok(refused > 0, 'the writer was held back (upstream backpressure)');
   t.same(cuts, [], 'nobody cut');
@@ -330,7 +392,11 @@ t.test('a lone stalled client is cut after holding the writer back for a while',
   const { eg, cuts } = egressOn(sab, 512, 'skip');
   const stalled = new HeldSink();
   const c = eg.add(stalled)!;
-  for (let i = 0; i < 30; i++) { w.write(packets(i * 50, 50), 0, 50); w.publish(0); eg.drain(); }
+  for (let i = 0; i < 30; i++) {
+    w.write(packets(i * 50, 50), 0, 50);
+    w.publish(0);
+    eg.drain();
+  }
   t.ok(w.blocked(), 'writer blocked by the lone pin');
   t.same(cuts, [], 'not cut at once: it may be a slow start');
   c.writeAt -= 3000; // as if its write had been stuck for 3 s
@@ -347,7 +413,12 @@ t.test('policy disconnect cuts a laggard instead of skipping', async (t) => {
   const fast = new HeldSink();
   eg.add(slow);
   eg.add(fast);
-  for (let i = 0; i < 4; i++) { w.write(packets(i * 50, 50), 0, 50); w.publish(0); eg.drain(); fast.complete(); }
+  for (let i = 0; i < 4; i++) {
+    w.write(packets(i * 50, 50), 0, 50);
+    w.publish(0);
+    eg.drain();
+    fast.complete();
+  }
   eg.drain();
   t.same(cuts, ['lagging']);
   t.ok(slow.destroyed);

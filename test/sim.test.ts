@@ -47,7 +47,10 @@ class Reader {
   private readonly req: http.ClientRequest;
   private waiters: Array<() => void> = [];
 
-  constructor(url: string, private readonly maxBytes = Infinity) {
+  constructor(
+    url: string,
+    private readonly maxBytes = Infinity,
+  ) {
     let done!: () => void;
     this.closed = new Promise((r) => (done = r));
     this.req = http.get(url, { agent: false, headers: { 'accept-encoding': 'identity' } }, (res) => {
@@ -108,7 +111,10 @@ class Reader {
 
   /** Whether `cond` came to hold in time: a missing event fails an assertion, not the whole test by timeout. */
   holdsWithin(cond: () => boolean, timeoutMs = 5000): Promise<boolean> {
-    return this.until(cond, timeoutMs).then(() => true, () => false);
+    return this.until(cond, timeoutMs).then(
+      () => true,
+      () => false,
+    );
   }
 
   /** Whether the connection closed within timeoutMs. */
@@ -128,8 +134,7 @@ async function readAll(url: string, maxBytes = Infinity, timeoutMs = 15000): Pro
 
 const pidOf = (b: Buffer, o: number) => ((b[o + 1] & 0x1f) << 8) | b[o + 2];
 const hasPcr = (b: Buffer, o: number) => (b[o + 3] & 0x20) !== 0 && b[o + 4] >= 7 && (b[o + 5] & 0x10) !== 0;
-const pcrBase = (b: Buffer, o: number) =>
-  b[o + 6] * 2 ** 25 + b[o + 7] * 2 ** 17 + b[o + 8] * 2 ** 9 + b[o + 9] * 2 + (b[o + 10] >> 7);
+const pcrBase = (b: Buffer, o: number) => b[o + 6] * 2 ** 25 + b[o + 7] * 2 ** 17 + b[o + 8] * 2 ** 9 + b[o + 9] * 2 + (b[o + 10] >> 7);
 
 /** Number of 188-byte slots whose first byte is not the sync byte. */
 function syncErrors(buf: Buffer): number {
@@ -310,7 +315,10 @@ t.test('continuous loop: PCR/PTS keep rising, CC continues, decodes cleanly', as
   let backwards = 0;
   for (let i = 1; i < p.length; i++) if (p[i].base <= p[i - 1].base) backwards++;
   t.equal(backwards, 0, `PCR increases monotonically over ${p.length} PCRs`);
-  t.notOk(p.some((x) => x.disc), 'no discontinuity flags in continuous mode');
+  t.notOk(
+    p.some((x) => x.disc),
+    'no discontinuity flags in continuous mode',
+  );
   // Across the loop point the PCR step matches the byte distance at the mux rate (1.4 Mb/s).
   const i = p.findIndex((x) => x.at >= SAMPLE_BYTES);
   const secs = (p[i].base - p[i - 1].base) / 90000;
@@ -378,7 +386,14 @@ t.test('synthetic stream: PAT/PMT, consecutive sequence numbers, monotonic send 
   const nowUs = Number(process.hrtime.bigint()) / 1000;
   t.equal(syncErrors(data), 0, 'sync byte at every 188th byte');
   t.equal(ccBreaks(data), 0);
-  let pat = 0, pmt = 0, other = 0, seqErrors = 0, timeBackwards = 0, expectSeq = 0, lastTime = 0, firstTime = 0;
+  let pat = 0,
+    pmt = 0,
+    other = 0,
+    seqErrors = 0,
+    timeBackwards = 0,
+    expectSeq = 0,
+    lastTime = 0,
+    firstTime = 0;
   for (let o = 0; o < data.length; o += 188) {
     const pid = pidOf(data, o);
     if (pid === 0) {
@@ -415,7 +430,11 @@ t.test('synthetic stream: PAT/PMT, consecutive sequence numbers, monotonic send 
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const file = join(dir, 'synthetic.ts');
     writeFileSync(file, data);
-    const probe = spawnSync('ffprobe', ['-v', 'error', '-show_entries', 'program=program_id,pmt_pid,pcr_pid:stream=id', '-of', 'json', file], { encoding: 'utf8' });
+    const probe = spawnSync(
+      'ffprobe',
+      ['-v', 'error', '-show_entries', 'program=program_id,pmt_pid,pcr_pid:stream=id', '-of', 'json', file],
+      { encoding: 'utf8' },
+    );
     t.equal(probe.stderr, '', 'ffprobe accepts the PSI (CRCs included)');
     t.match(JSON.parse(probe.stdout), { programs: [{ program_id: 1, pmt_pid: 0x1000, pcr_pid: 0x1ff0, streams: [{ id: '0x1ff0' }] }] });
   }

@@ -65,7 +65,7 @@ function frame(input: Uint8Array, cuts: Iterable<number>) {
 function randomCuts(len: number, seed: number, max: number): number[] {
   const rnd = prng(seed);
   const cuts: number[] = [];
-  for (let p = 0; ; ) {
+  for (let p = 0; ;) {
     p += 1 + Math.floor(rnd() * max);
     if (p >= len) return cuts;
     cuts.push(p);
@@ -193,7 +193,10 @@ t.test('junk at the start, between packets, across chunk boundaries', async (t) 
   // Chunk boundaries inside every junk run: right after its first byte, its middle, one before its end.
   const inside: number[] = [];
   junkStarts.forEach((s, r) => inside.push(s + 1, s + (runs[r][1] >> 1), s + runs[r][1] - 1));
-  check('cuts inside the junk', [...new Set(inside)].filter((c) => c > 0).sort((a, b) => a - b));
+  check(
+    'cuts inside the junk',
+    [...new Set(inside)].filter((c) => c > 0).sort((a, b) => a - b),
+  );
 });
 
 t.test('+376 tie-break: a junk 0x47 pair loses to a better candidate inside its packet', async (t) => {
@@ -324,8 +327,11 @@ t.test('fuzz: bytes are conserved, and the rule is the same whether packets are 
     results.set(name, r);
     t.equal(r.framer.packets * TS_PACKET_SIZE + r.framer.junkBytes, input.length, `${name}: every byte emitted or junk`);
     let bogus = 0;
-    for (let q = 0; q < r.out.length; q += TS_PACKET_SIZE) if (!intact.has(Buffer.from(r.out.subarray(q, q + TS_PACKET_SIZE)).toString('hex'))) bogus++;
-    t.comment(`${name}: ${r.framer.packets} packets (${bogus} not intact originals), ${r.framer.resyncs} resyncs, ${r.framer.junkBytes} junk bytes`);
+    for (let q = 0; q < r.out.length; q += TS_PACKET_SIZE)
+      if (!intact.has(Buffer.from(r.out.subarray(q, q + TS_PACKET_SIZE)).toString('hex'))) bogus++;
+    t.comment(
+      `${name}: ${r.framer.packets} packets (${bogus} not intact originals), ${r.framer.resyncs} resyncs, ${r.framer.junkBytes} junk bytes`,
+    );
   }
   // Chunks of <= 150 bytes never show +376, so they must match 1-byte chunks exactly: the carry
   // path and the in-chunk path implement the same rule.
@@ -360,7 +366,10 @@ t.test('reset() drops a partial packet and requires fresh sync', async (t) => {
   t.equal(framer.packets, 2, 'empty chunk is a no-op');
   framer.flush();
   t.equal(framer.packets, 3);
-  t.same(got, [1, 2, 3].map((k) => sample[k * TS_PACKET_SIZE + 3]));
+  t.same(
+    got,
+    [1, 2, 3].map((k) => sample[k * TS_PACKET_SIZE + 3]),
+  );
   t.equal(framer.junkBytes, 0);
   framer.push(sample.subarray(0, 100));
   framer.flush();
@@ -385,5 +394,7 @@ t.test('micro-measure (informational only)', async (t) => {
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
   framer.flush();
   t.equal(bytes, rounds * sample.length);
-  t.comment(`framer, unaligned ≤32 KB chunks: ${((rounds * sample.length) / s / 1e6).toFixed(0)} MB/s, ${((rounds * N) / s / 1e6).toFixed(1)} M packets/s`);
+  t.comment(
+    `framer, unaligned ≤32 KB chunks: ${((rounds * sample.length) / s / 1e6).toFixed(0)} MB/s, ${((rounds * N) / s / 1e6).toFixed(1)} M packets/s`,
+  );
 });

@@ -90,7 +90,10 @@ t.test('header accessors and the null packet', async (t) => {
   t.equal(NULL_PACKET.length, 188, 'the null packet is one whole packet');
   t.equal(pidOf(NULL_PACKET, 0), 0x1fff, 'on the null PID, as pidOf reads it');
   t.same([...NULL_PACKET.subarray(0, 4)], [0x47, 0x1f, 0xff, 0x10]);
-  t.ok(NULL_PACKET.subarray(4).every((b) => b === 0xff), '184 bytes of 0xFF');
+  t.ok(
+    NULL_PACKET.subarray(4).every((b) => b === 0xff),
+    '184 bytes of 0xFF',
+  );
 
   const buf = new Uint8Array(10 + 3 * TS_PACKET_SIZE);
   t.equal(fillNullPackets(buf, 10, 3), 10 + 3 * TS_PACKET_SIZE, 'returns the end offset');
@@ -335,21 +338,45 @@ t.test('PsiTracker: program choice, changes, corruption, spanning sections', asy
   t.equal(psi.feed(pmt(0x200, 5, 0x201, [[0x24, 0x201]]), 0), null, 'PMT before any PAT is unknown');
   t.equal(psi.version, 0);
 
-  t.equal(psi.feed(pat([[0, 0x10], [5, 0x200], [6, 0x300]]), 0), 'pat');
+  t.equal(
+    psi.feed(
+      pat([
+        [0, 0x10],
+        [5, 0x200],
+        [6, 0x300],
+      ]),
+      0,
+    ),
+    'pat',
+  );
   t.equal(psi.pmtPid, 0x200, 'skips the NIT entry, first program wins');
   t.equal(psi.programNumber, 5);
   t.equal(psi.feed(packet({ pid: 0x200, payload: [1, 2, 3] }), 0), null, 'PMT PID without section start');
   t.equal(psi.feed(pmt(0x200, 6, 0x301, [[0x02, 0x301]]), 0), 'pmt');
   t.equal(psi.version, 0, 'a PMT of another program on the same PID is ignored');
 
-  t.equal(psi.feed(pmt(0x200, 5, 0x202, [[0x0f, 0x203], [0x24, 0x201], [0x1b, 0x204]]), 0), 'pmt');
+  t.equal(
+    psi.feed(
+      pmt(0x200, 5, 0x202, [
+        [0x0f, 0x203],
+        [0x24, 0x201],
+        [0x1b, 0x204],
+      ]),
+      0,
+    ),
+    'pmt',
+  );
   t.equal(psi.version, 1);
   t.equal(psi.videoCodec, 'hevc');
   t.equal(psi.videoPid, 0x201, 'first video stream wins');
   t.equal(psi.pcrPid, 0x202);
   t.equal(psi.streams.length, 3);
 
-  const same = pmt(0x200, 5, 0x202, [[0x0f, 0x203], [0x24, 0x201], [0x1b, 0x204]]);
+  const same = pmt(0x200, 5, 0x202, [
+    [0x0f, 0x203],
+    [0x24, 0x201],
+    [0x1b, 0x204],
+  ]);
   psi.feed(same, 0);
   t.equal(psi.version, 1, 'repeat does not bump');
 

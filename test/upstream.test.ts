@@ -38,7 +38,12 @@ function decodeInCuts(wire: Buffer, cut: number): string | null {
 t.test('ChunkedDecoder: the same bytes out whatever the cuts, extensions and trailers', async (t) => {
   let cases = 0;
   let firstFailure: string | null = null;
-  for (const [ext, trailer] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+  for (const [ext, trailer] of [
+    [false, false],
+    [true, false],
+    [false, true],
+    [true, true],
+  ] as const) {
     const wire = chunkedWire([10, 1, 200, 111], ext, trailer);
     for (let cut = 1; cut < wire.length && firstFailure === null; cut += 7, cases++) {
       const why = decodeInCuts(wire, cut);
@@ -231,33 +236,57 @@ t.test('pause holds the data back, resume lets it through; close silences it', a
 });
 
 const hasOpenssl = !spawnSync('openssl', ['version']).error;
-t.test('https engines: certificates verified as by any Node TLS client, body read the same way', { skip: hasOpenssl ? false : 'openssl not installed' }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'acemux-tls-'));
-  const key = join(dir, 'key.pem');
-  const cert = join(dir, 'cert.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
-  const srv = tls.createServer({ key: readFileSync(key), cert: readFileSync(cert) }, (sock) => {
-    sock.on('error', () => {});
-    sock.once('data', () => sock.end('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nc\r\nsecure-bytes\r\n0\r\n\r\n'));
-  });
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  t.teardown(() => new Promise<void>((r) => srv.close(() => r())));
-  const url = `https://127.0.0.1:${(srv.address() as net.AddressInfo).port}/content/x`;
+t.test(
+  'https engines: certificates verified as by any Node TLS client, body read the same way',
+  { skip: hasOpenssl ? false : 'openssl not installed' },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'acemux-tls-'));
+    const key = join(dir, 'key.pem');
+    const cert = join(dir, 'cert.pem');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '2',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
+    const srv = tls.createServer({ key: readFileSync(key), cert: readFileSync(cert) }, (sock) => {
+      sock.on('error', () => {});
+      sock.once('data', () => sock.end('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nc\r\nsecure-bytes\r\n0\r\n\r\n'));
+    });
+    srv.listen(0, '127.0.0.1');
+    await once(srv, 'listening');
+    t.teardown(() => new Promise<void>((r) => srv.close(() => r())));
+    const url = `https://127.0.0.1:${(srv.address() as net.AddressInfo).port}/content/x`;
 
-  // Not trusted here: a clear certificate error, as undici gives for the engine API calls.
-  const { h, seen } = recorder();
-  new Upstream(new URL(url), 2000, h);
-  await seen.done;
-  t.equal(seen.errors[0]?.code, 'DEPTH_ZERO_SELF_SIGNED_CERT');
+    // Not trusted here: a clear certificate error, as undici gives for the engine API calls.
+    const { h, seen } = recorder();
+    new Upstream(new URL(url), 2000, h);
+    await seen.done;
+    t.equal(seen.errors[0]?.code, 'DEPTH_ZERO_SELF_SIGNED_CERT');
 
-  // Trusted the way operators trust a private CA: NODE_EXTRA_CA_CERTS.
-  const script = `const { Upstream } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'workers', 'upstream.js'))});
+    // Trusted the way operators trust a private CA: NODE_EXTRA_CA_CERTS.
+    const script = `const { Upstream } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'workers', 'upstream.js'))});
     const out = []; new Upstream(new URL(process.argv[1]), 2000, { onStart: (s) => out.push('status ' + s), onData: (b, from, to) => out.push(b.toString('latin1', from, to)),
       onEnd: () => { out.push('end'); console.log(JSON.stringify(out)); }, onError: (c, m) => console.log(JSON.stringify([c, m])) });`;
-  const child = spawn(process.execPath, ['-e', script, url], { env: { ...process.env, NODE_EXTRA_CA_CERTS: cert } });
-  let stdout = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  await once(child, 'close');
-  t.same(JSON.parse(stdout), ['status 200', 'secure-bytes', 'end']);
-});
+    const child = spawn(process.execPath, ['-e', script, url], { env: { ...process.env, NODE_EXTRA_CA_CERTS: cert } });
+    let stdout = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    await once(child, 'close');
+    t.same(JSON.parse(stdout), ['status 200', 'secure-bytes', 'end']);
+  },
+);

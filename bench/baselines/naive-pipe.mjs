@@ -9,7 +9,11 @@ import http from 'node:http';
 import { parseArgs } from 'node:util';
 
 const { values: opt } = parseArgs({
-  options: { port: { type: 'string', default: '8000' }, 'engine-port': { type: 'string', default: '6878' }, 'engine-host': { type: 'string', default: '127.0.0.1' } },
+  options: {
+    port: { type: 'string', default: '8000' },
+    'engine-port': { type: 'string', default: '6878' },
+    'engine-host': { type: 'string', default: '127.0.0.1' },
+  },
 });
 const engine = `${opt['engine-host']}:${opt['engine-port']}`;
 /** @typedef {{id: string, clients: Set<http.ServerResponse>, closed?: boolean, upstream?: http.ClientRequest, commandUrl?: string}} Channel */
@@ -23,12 +27,21 @@ const rehost = (u) => Object.assign(new URL(u), { host: engine }).toString();
 /** @param {string} url @returns {Promise<any>} */
 const getJson = (url) =>
   new Promise((resolve, reject) => {
-    http.get(url, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d) => (body += d)).on('end', () => {
-        try { resolve(JSON.parse(body)); } catch (err) { reject(err); }
-      });
-    }).on('error', reject);
+    http
+      .get(url, (res) => {
+        let body = '';
+        res
+          .setEncoding('utf8')
+          .on('data', (d) => (body += d))
+          .on('end', () => {
+            try {
+              resolve(JSON.parse(body));
+            } catch (err) {
+              reject(err);
+            }
+          });
+      })
+      .on('error', reject);
   });
 
 /** @param {Channel} ch */
@@ -39,7 +52,9 @@ async function openUpstream(ch) {
   ch.commandUrl = rehost(j.response.command_url);
   if (ch.closed) return closeChannel(ch); // everyone left meanwhile: just stop the session
   ch.upstream = http.get(rehost(j.response.playback_url), { headers: { 'accept-encoding': 'identity' } }, (up) => {
-    up.on('data', (chunk) => { for (const res of ch.clients) res.write(chunk); });
+    up.on('data', (chunk) => {
+      for (const res of ch.clients) res.write(chunk);
+    });
     up.on('end', () => closeChannel(ch));
   });
   ch.upstream.on('error', () => closeChannel(ch));
@@ -55,27 +70,29 @@ function closeChannel(ch) {
   ch.upstream = ch.commandUrl = undefined; // idempotent
 }
 
-http.createServer((req, res) => {
-  const url = new URL(req.url ?? '/', 'http://x');
-  const id = url.searchParams.get('id') ?? '';
-  if (url.pathname !== '/ace/getstream' || !/^[0-9a-f]{40}$/i.test(id)) {
-    res.writeHead(404).end();
-    return;
-  }
-  res.writeHead(200, { 'content-type': 'video/mp2t' });
-  let ch = channels.get(id);
-  if (!ch) {
-    channels.set(id, (ch = { id, clients: new Set() }));
-    const opening = ch;
-    openUpstream(ch).catch((err) => {
-      console.error(`channel ${id}: ${err.message}`);
-      closeChannel(opening);
+http
+  .createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const id = url.searchParams.get('id') ?? '';
+    if (url.pathname !== '/ace/getstream' || !/^[0-9a-f]{40}$/i.test(id)) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'video/mp2t' });
+    let ch = channels.get(id);
+    if (!ch) {
+      channels.set(id, (ch = { id, clients: new Set() }));
+      const opening = ch;
+      openUpstream(ch).catch((err) => {
+        console.error(`channel ${id}: ${err.message}`);
+        closeChannel(opening);
+      });
+    }
+    ch.clients.add(res);
+    const joined = ch;
+    res.on('close', () => {
+      joined.clients.delete(res);
+      if (joined.clients.size === 0) closeChannel(joined);
     });
-  }
-  ch.clients.add(res);
-  const joined = ch;
-  res.on('close', () => {
-    joined.clients.delete(res);
-    if (joined.clients.size === 0) closeChannel(joined);
-  });
-}).listen(Number(opt.port), '127.0.0.1', () => console.log(`naive-pipe listening on 127.0.0.1:${opt.port}, engine ${engine}`));
+  })
+  .listen(Number(opt.port), '127.0.0.1', () => console.log(`naive-pipe listening on 127.0.0.1:${opt.port}, engine ${engine}`));

@@ -1,7 +1,12 @@
 // Incremental HTTP/1.1 response parser for the load client: status line + headers, then the body
 // as ranges of the caller's buffer (no copies), chunked, content-length or close-delimited.
 
-const HEAD = 0, RAW = 1, SIZE = 2, DATA = 3, CRLF = 4, DONE = 5;
+const HEAD = 0,
+  RAW = 1,
+  SIZE = 2,
+  DATA = 3,
+  CRLF = 4,
+  DONE = 5;
 
 export class ResponseParser {
   /**

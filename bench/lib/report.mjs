@@ -15,7 +15,10 @@ export function renderMarkdown(results) {
   const out = [`# acemux bench ${results.meta.startedAt}${results.meta.quick ? ' (quick)' : ''}`, ''];
   for (const run of results.runs) out.push(`- **${run.label}**: \`${run.command}\``);
   const m = results.meta;
-  out.push(`- node ${m.node}, ${m.cpus} CPUs, load average ${m.loadavgStart.join(' ')} → ${m.loadavgEnd.join(' ')}, simulator \`${m.sim}\`, ${m.totalS} s`, '');
+  out.push(
+    `- node ${m.node}, ${m.cpus} CPUs, load average ${m.loadavgStart.join(' ')} → ${m.loadavgEnd.join(' ')}, simulator \`${m.sim}\`, ${m.totalS} s`,
+    '',
+  );
 
   const rows = [];
   for (const name of results.meta.scenarios)
@@ -27,14 +30,44 @@ export function renderMarkdown(results) {
         continue;
       }
       rows.push([
-        name, run.label, s.clients, f(s.expectedMBps, 2), f(s.deliveredMBps, 2), f(s.deliveredPct), f(s.cpuSPerGB, 2), f(s.proxyCpuPct, 0),
-        f(s.peakRssMiB, 0), q(s.firstByteMs), `${s.firstByteMisaligned}/${s.firstByteAligned + s.firstByteMisaligned}`, q(s.latencyMs, true),
-        s.resyncs, `${s.seqJumps} (${s.lostPackets})`, s.errors + s.ended, `${f(s.clientCpuPct, 0)} / ${f(s.simCpuPct, 0)}`,
+        name,
+        run.label,
+        s.clients,
+        f(s.expectedMBps, 2),
+        f(s.deliveredMBps, 2),
+        f(s.deliveredPct),
+        f(s.cpuSPerGB, 2),
+        f(s.proxyCpuPct, 0),
+        f(s.peakRssMiB, 0),
+        q(s.firstByteMs),
+        `${s.firstByteMisaligned}/${s.firstByteAligned + s.firstByteMisaligned}`,
+        q(s.latencyMs, true),
+        s.resyncs,
+        `${s.seqJumps} (${s.lostPackets})`,
+        s.errors + s.ended,
+        `${f(s.clientCpuPct, 0)} / ${f(s.simCpuPct, 0)}`,
       ]);
     }
   out.push(
     table(
-      ['scenario', 'proxy', 'clients', 'expected MB/s', 'delivered MB/s', 'delivered %', 'CPU s/GB', 'proxy CPU %', 'peak RSS MiB', 'first byte p50/p99 ms', 'first byte misaligned', 'latency p50/p99/max ms', 'resyncs', 'seq gaps (lost pkts)', 'errors', 'client / sim CPU %'],
+      [
+        'scenario',
+        'proxy',
+        'clients',
+        'expected MB/s',
+        'delivered MB/s',
+        'delivered %',
+        'CPU s/GB',
+        'proxy CPU %',
+        'peak RSS MiB',
+        'first byte p50/p99 ms',
+        'first byte misaligned',
+        'latency p50/p99/max ms',
+        'resyncs',
+        'seq gaps (lost pkts)',
+        'errors',
+        'client / sim CPU %',
+      ],
       rows,
     ),
     '',
@@ -43,22 +76,55 @@ export function renderMarkdown(results) {
   for (const run of results.runs) {
     const sc = run.scenarios;
     const notes = [];
-    for (const [name, s] of Object.entries(sc)) if (s.proxyDied) notes.push(`**${name}: the proxy exited during the scenario (${s.proxyDied})**`);
+    for (const [name, s] of Object.entries(sc))
+      if (s.proxyDied) notes.push(`**${name}: the proxy exited during the scenario (${s.proxyDied})**`);
     const j = sc.joins?.extra;
-    if (j) notes.push(`joins: ${j.joiners} joiners, ${j.joinersWithData} got data; first byte p50/p99 ${q(sc.joins.firstByteMs)} ms, misaligned ${sc.joins.firstByteMisaligned}/${sc.joins.firstByteAligned + sc.joins.firstByteMisaligned}; joiners' latency p50/p99/max ${q(j.joinerLatencyMs, true)} ms`);
+    if (j)
+      notes.push(
+        `joins: ${j.joiners} joiners, ${j.joinersWithData} got data; first byte p50/p99 ${q(sc.joins.firstByteMs)} ms, misaligned ${sc.joins.firstByteMisaligned}/${sc.joins.firstByteAligned + sc.joins.firstByteMisaligned}; joiners' latency p50/p99/max ${q(j.joinerLatencyMs, true)} ms`,
+      );
     const st = sc['stalled-client']?.extra;
-    if (st) notes.push(`stalled-client: other 9 clients' latency p50/p99/max ${q(st.withStall.latencyMs, true)} ms with the stalled client vs ${q(st.withoutStall.latencyMs, true)} ms without; delivered ${f(st.withStall.deliveredPct)} % vs ${f(st.withoutStall.deliveredPct)} %; proxy RSS grew ${f(st.rssGrowthMiB)} MiB during the window; stalled client still connected at the end: ${st.stalledClientStillConnected}`);
+    if (st)
+      notes.push(
+        `stalled-client: other 9 clients' latency p50/p99/max ${q(st.withStall.latencyMs, true)} ms with the stalled client vs ${q(st.withoutStall.latencyMs, true)} ms without; delivered ${f(st.withStall.deliveredPct)} % vs ${f(st.withoutStall.deliveredPct)} %; proxy RSS grew ${f(st.rssGrowthMiB)} MiB during the window; stalled client still connected at the end: ${st.stalledClientStillConnected}`,
+      );
     const m = sc.memory?.extra;
-    if (m) notes.push(`memory: idle ${f(m.idleMiB)} MiB, 1 stream ${f(m.oneStreamMiB)} MiB, ${m.points.map((/** @type {any} */ p) => `${p.clients} clients ${f(p.rssMiB)}`).join(', ')} MiB → ${f(m.perClientKiB, 0)} KiB per client; 10 streams ${f(m.tenStreamsMiB)} MiB → ${f(m.perStreamKiB, 0)} KiB per extra stream`);
+    if (m)
+      notes.push(
+        `memory: idle ${f(m.idleMiB)} MiB, 1 stream ${f(m.oneStreamMiB)} MiB, ${m.points.map((/** @type {any} */ p) => `${p.clients} clients ${f(p.rssMiB)}`).join(', ')} MiB → ${f(m.perClientKiB, 0)} KiB per client; 10 streams ${f(m.tenStreamsMiB)} MiB → ${f(m.perStreamKiB, 0)} KiB per extra stream`,
+      );
     const r = sc.ramp?.extra;
-    if (r) notes.push(`ramp: max clients passed ${r.maxClientsPassed} (stopped: ${r.stopReason}); steps ${r.steps.map((/** @type {any} */ s) => `${s.clients}${s.pass ? '✓' : '✗'} (p99 ${f(s.latencyMs.p99)} ms, ${f(s.deliveredPct)} %, client CPU ${f(s.clientCpuPct, 0)} %)`).join(', ')}`);
+    if (r)
+      notes.push(
+        `ramp: max clients passed ${r.maxClientsPassed} (stopped: ${r.stopReason}); steps ${r.steps.map((/** @type {any} */ s) => `${s.clients}${s.pass ? '✓' : '✗'} (p99 ${f(s.latencyMs.p99)} ms, ${f(s.deliveredPct)} %, client CPU ${f(s.clientCpuPct, 0)} %)`).join(', ')}`,
+      );
     if (notes.length) out.push(`### ${run.label}`, '', ...notes.map((n) => `- ${n}`), '');
   }
 
   if (results.ratios) {
-    out.push(`### ${results.runs[0].label} ÷ ${results.runs[1].label}`, '', '(below 1 = the first proxy needs less / is faster; for delivered and max clients above 1 is better)', '');
-    const rrows = Object.entries(results.ratios).map(([name, r]) => [name, f(r.deliveredMBps, 2), f(r.cpuSPerGB, 2), f(r.peakRssMiB, 2), f(r.firstByteP99, 2), f(r.latencyP99, 2), f(r.latencyMax, 2), f(r.maxClientsPassed, 2)]);
-    out.push(table(['scenario', 'delivered MB/s', 'CPU s/GB', 'peak RSS', 'first byte p99', 'latency p99', 'latency max', 'ramp max clients'], rrows), '');
+    out.push(
+      `### ${results.runs[0].label} ÷ ${results.runs[1].label}`,
+      '',
+      '(below 1 = the first proxy needs less / is faster; for delivered and max clients above 1 is better)',
+      '',
+    );
+    const rrows = Object.entries(results.ratios).map(([name, r]) => [
+      name,
+      f(r.deliveredMBps, 2),
+      f(r.cpuSPerGB, 2),
+      f(r.peakRssMiB, 2),
+      f(r.firstByteP99, 2),
+      f(r.latencyP99, 2),
+      f(r.latencyMax, 2),
+      f(r.maxClientsPassed, 2),
+    ]);
+    out.push(
+      table(
+        ['scenario', 'delivered MB/s', 'CPU s/GB', 'peak RSS', 'first byte p99', 'latency p99', 'latency max', 'ramp max clients'],
+        rrows,
+      ),
+      '',
+    );
   }
   return out.join('\n');
 }

@@ -53,7 +53,8 @@ export class Rig {
       rig = new Rig(ctx, sim, proxy, ctx.load);
       const result = await fn(rig);
       const { exitCode, signalCode } = proxy.child;
-      if (exitCode !== null || signalCode !== null) Object.assign(result, { proxyDied: `exit ${exitCode ?? signalCode}; see logs/${ctx.label}.${name}.proxy.log` });
+      if (exitCode !== null || signalCode !== null)
+        Object.assign(result, { proxyDied: `exit ${exitCode ?? signalCode}; see logs/${ctx.label}.${name}.proxy.log` });
       return result;
     } finally {
       rig?.sampler.stop();
@@ -72,7 +73,13 @@ export class Rig {
     const specs = [];
     for (let k = 0; k < perChannel; k++)
       for (let c = 0; c < channels; c++)
-        specs.push({ group, port: this.proxy.port, path: `/ace/getstream?id=${channelId((o.first ?? 0) + c)}`, stallAfterMs: o.stallAfterMs, closeAfterMs: o.closeAfterMs });
+        specs.push({
+          group,
+          port: this.proxy.port,
+          path: `/ace/getstream?id=${channelId((o.first ?? 0) + c)}`,
+          stallAfterMs: o.stallAfterMs,
+          closeAfterMs: o.closeAfterMs,
+        });
     this.load.open(specs);
     return specs.length;
   }
@@ -98,14 +105,17 @@ export class Rig {
     return new Promise((resolve) => {
       const req = http.get({ host: '127.0.0.1', port: this.sim.port, path: '/sim/stats', timeout: 2000 }, (res) => {
         let body = '';
-        res.setEncoding('utf8').on('data', (d) => (body += d)).on('end', () => {
-          try {
-            const n = JSON.parse(body).bytesSent;
-            resolve(typeof n === 'number' ? n : null);
-          } catch {
-            resolve(null);
-          }
-        });
+        res
+          .setEncoding('utf8')
+          .on('data', (d) => (body += d))
+          .on('end', () => {
+            try {
+              const n = JSON.parse(body).bytesSent;
+              resolve(typeof n === 'number' ? n : null);
+            } catch {
+              resolve(null);
+            }
+          });
       });
       req.on('timeout', () => req.destroy());
       req.on('error', () => resolve(null));
@@ -128,7 +138,16 @@ export class Rig {
     const windowS = (performance.now() - t0) / 1000;
     const sim1 = await this.simBytesSent();
     const cpu1 = [treeCpuSeconds(this.proxy.pid), treeCpuSeconds(this.sim.pid), this.clientCpu()];
-    return { windowS, groups, proxyCpuS: cpu1[0] - cpu0[0], simCpuS: cpu1[1] - cpu0[1], clientCpuS: cpu1[2] - cpu0[2], rssStart, rssEnd: this.memory().rss, upstreamBytes: sim0 === null || sim1 === null ? null : sim1 - sim0 };
+    return {
+      windowS,
+      groups,
+      proxyCpuS: cpu1[0] - cpu0[0],
+      simCpuS: cpu1[1] - cpu0[1],
+      clientCpuS: cpu1[2] - cpu0[2],
+      rssStart,
+      rssEnd: this.memory().rss,
+      upstreamBytes: sim0 === null || sim1 === null ? null : sim1 - sim0,
+    };
   }
 
   /**

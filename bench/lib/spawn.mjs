@@ -36,7 +36,7 @@ for (const sig of /** @type {const} */ (['SIGINT', 'SIGTERM', 'SIGHUP'])) {
 export function expandTemplate(template, vars) {
   const argv = [];
   const re = /"([^"]*)"|'([^']*)'|(\S+)/g;
-  for (let m; (m = re.exec(template)); ) argv.push(m[1] ?? m[2] ?? m[3]);
+  for (let m; (m = re.exec(template));) argv.push(m[1] ?? m[2] ?? m[3]);
   return argv.map((a) => a.replace(/\{(\w+)\}/g, (all, k) => (k in vars ? String(vars[k]) : all)));
 }
 
@@ -76,7 +76,8 @@ function launch(argv, o) {
 async function waitForPort(port, timeoutMs, child) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited (${child.exitCode ?? child.signalCode}) before listening`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`exited (${child.exitCode ?? child.signalCode}) before listening`);
     const ok = await new Promise((resolve) => {
       const s = net.connect({ host: '127.0.0.1', port }, () => {
         s.destroy();

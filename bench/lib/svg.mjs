@@ -1,6 +1,11 @@
 // Two small hand-written SVG charts (no dependencies): a line chart and a grouped bar chart.
 
-const W = 720, H = 400, L = 70, R = 160, TOP = 40, B = 60;
+const W = 720,
+  H = 400,
+  L = 70,
+  R = 160,
+  TOP = 40,
+  B = 60;
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e'];
 /** @param {string} s */
 const esc = (s) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] ?? c);
@@ -19,7 +24,10 @@ function ticks(max) {
 /** @param {string} title @param {string} xLabel @param {string} yLabel @param {string} body @param {{name:string}[]} series */
 function frame(title, xLabel, yLabel, body, series) {
   const legend = series
-    .map((s, k) => `<rect x="${W - R + 15}" y="${TOP + k * 22}" width="14" height="14" fill="${COLORS[k % COLORS.length]}"/><text x="${W - R + 35}" y="${TOP + 12 + k * 22}">${esc(s.name)}</text>`)
+    .map(
+      (s, k) =>
+        `<rect x="${W - R + 15}" y="${TOP + k * 22}" width="14" height="14" fill="${COLORS[k % COLORS.length]}"/><text x="${W - R + 35}" y="${TOP + 12 + k * 22}">${esc(s.name)}</text>`,
+    )
     .join('');
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">
 <rect width="${W}" height="${H}" fill="white"/>
@@ -32,7 +40,13 @@ ${body}${legend}
 }
 
 /** Horizontal grid + y axis labels. @param {number[]} ys @param {(v:number)=>number} py */
-const yGrid = (ys, py) => ys.map((v) => `<line x1="${L}" x2="${W - R}" y1="${py(v)}" y2="${py(v)}" stroke="#ddd"/><text x="${L - 6}" y="${py(v) + 4}" text-anchor="end">${v}</text>`).join('');
+const yGrid = (ys, py) =>
+  ys
+    .map(
+      (v) =>
+        `<line x1="${L}" x2="${W - R}" y1="${py(v)}" y2="${py(v)}" stroke="#ddd"/><text x="${L - 6}" y="${py(v) + 4}" text-anchor="end">${v}</text>`,
+    )
+    .join('');
 
 /**
  * @param {{title:string, xLabel:string, yLabel:string, series:{name:string, points:[number, number][]}[], hline?:{y:number, label:string}}} o
@@ -46,11 +60,16 @@ export function lineChart(o) {
   let body = yGrid(ys, py);
   body += xs.map((v) => `<text x="${px(v)}" y="${H - B + 16}" text-anchor="middle">${v}</text>`).join('');
   body += `<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="#000"/><line x1="${L}" x2="${L}" y1="${TOP}" y2="${H - B}" stroke="#000"/>`;
-  if (o.hline) body += `<line x1="${L}" x2="${W - R}" y1="${py(o.hline.y)}" y2="${py(o.hline.y)}" stroke="#888" stroke-dasharray="6 4"/><text x="${W - R - 4}" y="${py(o.hline.y) - 4}" text-anchor="end" fill="#666">${esc(o.hline.label)}</text>`;
+  if (o.hline)
+    body += `<line x1="${L}" x2="${W - R}" y1="${py(o.hline.y)}" y2="${py(o.hline.y)}" stroke="#888" stroke-dasharray="6 4"/><text x="${W - R - 4}" y="${py(o.hline.y) - 4}" text-anchor="end" fill="#666">${esc(o.hline.label)}</text>`;
   o.series.forEach((s, k) => {
     const c = COLORS[k % COLORS.length];
     body += `<polyline fill="none" stroke="${c}" stroke-width="2" points="${s.points.map((p) => `${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join(' ')}"/>`;
-    body += s.points.map((p) => `<circle cx="${px(p[0]).toFixed(1)}" cy="${py(p[1]).toFixed(1)}" r="3" fill="${c}"><title>${p[0]}: ${p[1]}</title></circle>`).join('');
+    body += s.points
+      .map(
+        (p) => `<circle cx="${px(p[0]).toFixed(1)}" cy="${py(p[1]).toFixed(1)}" r="3" fill="${c}"><title>${p[0]}: ${p[1]}</title></circle>`,
+      )
+      .join('');
   });
   return frame(o.title, o.xLabel, o.yLabel, body, o.series);
 }
@@ -68,7 +87,10 @@ export function barChart(o) {
   o.categories.forEach((cat, i) => {
     const x0 = L + i * slot + slot * 0.1;
     const cx = L + i * slot + slot / 2;
-    body += `<text y="${H - B + 14}" text-anchor="middle" font-size="10">${cat.split('-').map((part, k) => `<tspan x="${cx}" dy="${k ? 11 : 0}">${esc(part)}</tspan>`).join('')}</text>`;
+    body += `<text y="${H - B + 14}" text-anchor="middle" font-size="10">${cat
+      .split('-')
+      .map((part, k) => `<tspan x="${cx}" dy="${k ? 11 : 0}">${esc(part)}</tspan>`)
+      .join('')}</text>`;
     o.series.forEach((s, k) => {
       const v = s.values[i];
       if (v === null || v === undefined) return;

@@ -43,7 +43,10 @@ export async function main(argv = process.argv.slice(2), opts: ServerOptions = {
       log.error('shutdown took too long; exiting');
       process.exit(1);
     }, cfg.shutdownTimeoutMs).unref();
-    running.close().then(() => process.exit(0), () => process.exit(1));
+    running.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
   };
   // SIGQUIT and SIGINT drain like SIGTERM; a second one while draining changes nothing (the
   // shutdown bound still holds). SIGHUP re-reads the channels file and never ends the process.

@@ -122,58 +122,412 @@ interface Option {
 
 /** The whole surface, also the source of --help. Defaults are strings, parsed like user input. */
 export const OPTIONS: readonly Option[] = [
-  { key: 'listen', flag: '--listen', env: 'ACEMUX_LISTEN', alias: 'ACEXY_LISTEN_ADDR', kind: 'listen', def: ':8080', help: 'address to listen on, [host]:port' },
-  { key: 'engines', flag: '--engine', env: 'ACEMUX_ENGINES', kind: 'engines', def: '', help: 'engine origin(s), comma separated (default from --engine-host/port)' },
-  { key: 'engineScheme', flag: '--engine-scheme', env: 'ACEMUX_ENGINE_SCHEME', alias: 'ACEXY_SCHEME', kind: 'enum', values: ['http', 'https'], def: 'http', help: 'engine scheme' },
-  { key: 'engineHost', flag: '--engine-host', env: 'ACEMUX_ENGINE_HOST', alias: 'ACEXY_HOST', kind: 'string', def: 'localhost', help: 'engine host' },
-  { key: 'enginePort', flag: '--engine-port', env: 'ACEMUX_ENGINE_PORT', alias: 'ACEXY_PORT', kind: 'int', def: '6878', help: 'engine port' },
-  { key: 'engineTimeoutMs', flag: '--engine-timeout', env: 'ACEMUX_ENGINE_TIMEOUT', alias: 'ACEXY_NO_RESPONSE_TIMEOUT', kind: 'duration', def: '30s', help: 'bound on engine API answers (getstream); past it 504' },
-  { key: 'engineMaxAnswerBytes', flag: '--engine-max-answer', env: 'ACEMUX_ENGINE_MAX_ANSWER', kind: 'size', def: '64KiB', help: 'bound on one engine API answer (getstream, stat, version, stop); past it 502' },
-  { key: 'playbackHeadersTimeoutMs', flag: '--playback-timeout', env: 'ACEMUX_PLAYBACK_TIMEOUT', kind: 'duration', def: '45s', help: 'bound on playback response headers (engines prebuffer first)' },
-  { key: 'firstDataTimeoutMs', flag: '--first-data-timeout', env: 'ACEMUX_FIRST_DATA_TIMEOUT', alias: 'ACEXY_EMPTY_TIMEOUT', kind: 'duration', def: '30s', help: 'no data this long after start: the stream failed' },
-  { key: 'stallTimeoutMs', flag: '--stall-timeout', env: 'ACEMUX_STALL_TIMEOUT', kind: 'duration', def: '10s', help: 'no data this long once flowing: the upstream stalled' },
-  { key: 'stopTimeoutMs', flag: '--stop-timeout', env: 'ACEMUX_STOP_TIMEOUT', kind: 'duration', def: '3s', help: 'bound on the engine stop command' },
-  { key: 'graceMs', flag: '--grace', env: 'ACEMUX_GRACE', kind: 'duration', def: '5s', help: 'keep a stream this long after its last client leaves' },
-  { key: 'ringBytes', flag: '--ring-size', env: 'ACEMUX_RING_SIZE', alias: 'ACEXY_BUFFER_SIZE', kind: 'size', def: '3MiB', help: 'per-stream ring size (rounded down to 2^k packets: 3MiB is 2.94 MiB)' },
-  { key: 'ringPoolIdle', flag: '--ring-pool', env: 'ACEMUX_RING_POOL', kind: 'int', def: '16', help: "stopped streams' rings kept for reuse" },
-  { key: 'lagLimitBytes', flag: '--lag-limit', env: 'ACEMUX_LAG_LIMIT', kind: 'size', def: '0', help: 'max client lag before skip/cut (default: half the ring)' },
-  { key: 'lagPolicy', flag: '--lag-policy', env: 'ACEMUX_LAG_POLICY', kind: 'enum', values: ['skip', 'disconnect'], def: 'skip', help: 'what to do with a client past the lag limit' },
-  { key: 'joinDelayMs', flag: '--join-delay', env: 'ACEMUX_JOIN_DELAY', kind: 'duration', def: '0', help: 'start joining clients this far behind the live edge' },
-  { key: 'batchBytes', flag: '--batch-size', env: 'ACEMUX_BATCH_SIZE', kind: 'size', def: '0', help: 'wake the egress at once when this many bytes wait (default: 256KiB, at most 1/8 of the ring)' },
-  { key: 'batchMs', flag: '--batch-time', env: 'ACEMUX_BATCH_TIME', kind: 'duration', def: '30ms', help: 'egress clock: new bytes go out to clients this often' },
-  { key: 'keepaliveMs', flag: '--keepalive', env: 'ACEMUX_KEEPALIVE', kind: 'duration', def: '250ms', help: 'send null packets when upstream is silent this long (0 = off)' },
-  { key: 'maxStreams', flag: '--max-streams', env: 'ACEMUX_MAX_STREAMS', kind: 'int', def: '100', help: 'concurrent streams, to protect the engine (0 = unlimited)' },
-  { key: 'maxClientsPerStream', flag: '--max-clients-per-stream', env: 'ACEMUX_MAX_CLIENTS_PER_STREAM', kind: 'int', def: '1000', help: 'clients of one stream' },
+  {
+    key: 'listen',
+    flag: '--listen',
+    env: 'ACEMUX_LISTEN',
+    alias: 'ACEXY_LISTEN_ADDR',
+    kind: 'listen',
+    def: ':8080',
+    help: 'address to listen on, [host]:port',
+  },
+  {
+    key: 'engines',
+    flag: '--engine',
+    env: 'ACEMUX_ENGINES',
+    kind: 'engines',
+    def: '',
+    help: 'engine origin(s), comma separated (default from --engine-host/port)',
+  },
+  {
+    key: 'engineScheme',
+    flag: '--engine-scheme',
+    env: 'ACEMUX_ENGINE_SCHEME',
+    alias: 'ACEXY_SCHEME',
+    kind: 'enum',
+    values: ['http', 'https'],
+    def: 'http',
+    help: 'engine scheme',
+  },
+  {
+    key: 'engineHost',
+    flag: '--engine-host',
+    env: 'ACEMUX_ENGINE_HOST',
+    alias: 'ACEXY_HOST',
+    kind: 'string',
+    def: 'localhost',
+    help: 'engine host',
+  },
+  {
+    key: 'enginePort',
+    flag: '--engine-port',
+    env: 'ACEMUX_ENGINE_PORT',
+    alias: 'ACEXY_PORT',
+    kind: 'int',
+    def: '6878',
+    help: 'engine port',
+  },
+  {
+    key: 'engineTimeoutMs',
+    flag: '--engine-timeout',
+    env: 'ACEMUX_ENGINE_TIMEOUT',
+    alias: 'ACEXY_NO_RESPONSE_TIMEOUT',
+    kind: 'duration',
+    def: '30s',
+    help: 'bound on engine API answers (getstream); past it 504',
+  },
+  {
+    key: 'engineMaxAnswerBytes',
+    flag: '--engine-max-answer',
+    env: 'ACEMUX_ENGINE_MAX_ANSWER',
+    kind: 'size',
+    def: '64KiB',
+    help: 'bound on one engine API answer (getstream, stat, version, stop); past it 502',
+  },
+  {
+    key: 'playbackHeadersTimeoutMs',
+    flag: '--playback-timeout',
+    env: 'ACEMUX_PLAYBACK_TIMEOUT',
+    kind: 'duration',
+    def: '45s',
+    help: 'bound on playback response headers (engines prebuffer first)',
+  },
+  {
+    key: 'firstDataTimeoutMs',
+    flag: '--first-data-timeout',
+    env: 'ACEMUX_FIRST_DATA_TIMEOUT',
+    alias: 'ACEXY_EMPTY_TIMEOUT',
+    kind: 'duration',
+    def: '30s',
+    help: 'no data this long after start: the stream failed',
+  },
+  {
+    key: 'stallTimeoutMs',
+    flag: '--stall-timeout',
+    env: 'ACEMUX_STALL_TIMEOUT',
+    kind: 'duration',
+    def: '10s',
+    help: 'no data this long once flowing: the upstream stalled',
+  },
+  {
+    key: 'stopTimeoutMs',
+    flag: '--stop-timeout',
+    env: 'ACEMUX_STOP_TIMEOUT',
+    kind: 'duration',
+    def: '3s',
+    help: 'bound on the engine stop command',
+  },
+  {
+    key: 'graceMs',
+    flag: '--grace',
+    env: 'ACEMUX_GRACE',
+    kind: 'duration',
+    def: '5s',
+    help: 'keep a stream this long after its last client leaves',
+  },
+  {
+    key: 'ringBytes',
+    flag: '--ring-size',
+    env: 'ACEMUX_RING_SIZE',
+    alias: 'ACEXY_BUFFER_SIZE',
+    kind: 'size',
+    def: '3MiB',
+    help: 'per-stream ring size (rounded down to 2^k packets: 3MiB is 2.94 MiB)',
+  },
+  {
+    key: 'ringPoolIdle',
+    flag: '--ring-pool',
+    env: 'ACEMUX_RING_POOL',
+    kind: 'int',
+    def: '16',
+    help: "stopped streams' rings kept for reuse",
+  },
+  {
+    key: 'lagLimitBytes',
+    flag: '--lag-limit',
+    env: 'ACEMUX_LAG_LIMIT',
+    kind: 'size',
+    def: '0',
+    help: 'max client lag before skip/cut (default: half the ring)',
+  },
+  {
+    key: 'lagPolicy',
+    flag: '--lag-policy',
+    env: 'ACEMUX_LAG_POLICY',
+    kind: 'enum',
+    values: ['skip', 'disconnect'],
+    def: 'skip',
+    help: 'what to do with a client past the lag limit',
+  },
+  {
+    key: 'joinDelayMs',
+    flag: '--join-delay',
+    env: 'ACEMUX_JOIN_DELAY',
+    kind: 'duration',
+    def: '0',
+    help: 'start joining clients this far behind the live edge',
+  },
+  {
+    key: 'batchBytes',
+    flag: '--batch-size',
+    env: 'ACEMUX_BATCH_SIZE',
+    kind: 'size',
+    def: '0',
+    help: 'wake the egress at once when this many bytes wait (default: 256KiB, at most 1/8 of the ring)',
+  },
+  {
+    key: 'batchMs',
+    flag: '--batch-time',
+    env: 'ACEMUX_BATCH_TIME',
+    kind: 'duration',
+    def: '30ms',
+    help: 'egress clock: new bytes go out to clients this often',
+  },
+  {
+    key: 'keepaliveMs',
+    flag: '--keepalive',
+    env: 'ACEMUX_KEEPALIVE',
+    kind: 'duration',
+    def: '250ms',
+    help: 'send null packets when upstream is silent this long (0 = off)',
+  },
+  {
+    key: 'maxStreams',
+    flag: '--max-streams',
+    env: 'ACEMUX_MAX_STREAMS',
+    kind: 'int',
+    def: '100',
+    help: 'concurrent streams, to protect the engine (0 = unlimited)',
+  },
+  {
+    key: 'maxClientsPerStream',
+    flag: '--max-clients-per-stream',
+    env: 'ACEMUX_MAX_CLIENTS_PER_STREAM',
+    kind: 'int',
+    def: '1000',
+    help: 'clients of one stream',
+  },
   { key: 'maxClients', flag: '--max-clients', env: 'ACEMUX_MAX_CLIENTS', kind: 'int', def: '0', help: 'clients in all (0 = unlimited)' },
-  { key: 'maxClientsPerIp', flag: '--max-clients-per-ip', env: 'ACEMUX_MAX_CLIENTS_PER_IP', kind: 'int', def: '0', help: 'stream clients from one address (0 = unlimited: media servers fetch many channels from one address)' },
-  { key: 'workers', flag: '--workers', env: 'ACEMUX_WORKERS', kind: 'int', def: '0', help: 'actor threads (0 = cores − 1, at least 1, at most 4)' },
-  { key: 'actorsPerWorker', flag: '--actors-per-worker', env: 'ACEMUX_ACTORS_PER_WORKER', kind: 'int', def: '256', help: 'stream actors one thread may host' },
-  { key: 'statIntervalMs', flag: '--stat-interval', env: 'ACEMUX_STAT_INTERVAL', kind: 'duration', def: '5s', help: 'how often to poll the engine stat_url (0 = never)' },
-  { key: 'headersWithinMs', flag: '--headers-within', env: 'ACEMUX_HEADERS_WITHIN', kind: 'duration', def: '0', help: 'send 200 + keepalive if the engine has not accepted by then (0 = wait, bounded by --engine-timeout)' },
-  { key: 'retryBaseMs', flag: '--retry-base', env: 'ACEMUX_RETRY_BASE', kind: 'duration', def: '500ms', help: 'first retry delay (doubles each attempt, with jitter)' },
+  {
+    key: 'maxClientsPerIp',
+    flag: '--max-clients-per-ip',
+    env: 'ACEMUX_MAX_CLIENTS_PER_IP',
+    kind: 'int',
+    def: '0',
+    help: 'stream clients from one address (0 = unlimited: media servers fetch many channels from one address)',
+  },
+  {
+    key: 'workers',
+    flag: '--workers',
+    env: 'ACEMUX_WORKERS',
+    kind: 'int',
+    def: '0',
+    help: 'actor threads (0 = cores − 1, at least 1, at most 4)',
+  },
+  {
+    key: 'actorsPerWorker',
+    flag: '--actors-per-worker',
+    env: 'ACEMUX_ACTORS_PER_WORKER',
+    kind: 'int',
+    def: '256',
+    help: 'stream actors one thread may host',
+  },
+  {
+    key: 'statIntervalMs',
+    flag: '--stat-interval',
+    env: 'ACEMUX_STAT_INTERVAL',
+    kind: 'duration',
+    def: '5s',
+    help: 'how often to poll the engine stat_url (0 = never)',
+  },
+  {
+    key: 'headersWithinMs',
+    flag: '--headers-within',
+    env: 'ACEMUX_HEADERS_WITHIN',
+    kind: 'duration',
+    def: '0',
+    help: 'send 200 + keepalive if the engine has not accepted by then (0 = wait, bounded by --engine-timeout)',
+  },
+  {
+    key: 'retryBaseMs',
+    flag: '--retry-base',
+    env: 'ACEMUX_RETRY_BASE',
+    kind: 'duration',
+    def: '500ms',
+    help: 'first retry delay (doubles each attempt, with jitter)',
+  },
   { key: 'retryCapMs', flag: '--retry-cap', env: 'ACEMUX_RETRY_CAP', kind: 'duration', def: '10s', help: 'longest retry delay' },
-  { key: 'retryAttempts', flag: '--retry-attempts', env: 'ACEMUX_RETRY_ATTEMPTS', kind: 'int', def: '8', help: 'consecutive failed attempts before giving up' },
-  { key: 'stablePeriodMs', flag: '--stable-period', env: 'ACEMUX_STABLE_PERIOD', kind: 'duration', def: '30s', help: 'healthy this long resets retry and failover counters' },
-  { key: 'maxSwitches', flag: '--max-switches', env: 'ACEMUX_MAX_SWITCHES', kind: 'int', def: '6', help: 'session/engine/alternate switches before giving up' },
-  { key: 'engineProbeMs', flag: '--engine-probe', env: 'ACEMUX_ENGINE_PROBE', kind: 'duration', def: '10s', help: 'probe each engine with get_version this often (0 = never)' },
-  { key: 'giveUpAfterMs', flag: '--give-up-after', env: 'ACEMUX_GIVE_UP_AFTER', kind: 'duration', def: '5m', help: 'keep connected players on keepalive this long into an outage before giving up' },
-  { key: 'readyProbeMs', flag: '--ready-probe', env: 'ACEMUX_READY_PROBE', kind: 'duration', def: '250ms', help: 'while a retry waits after the engine went away, ask it get_version this often; retry as soon as it answers (0 = off)' },
-  { key: 'avHoldMs', flag: '--av-hold', env: 'ACEMUX_AV_HOLD', kind: 'duration', def: '0', help: 'hold video up to this long until its audio is whole, so splices keep lip sync (adds that much latency; 0 = off)' },
-  { key: 'clientTimeoutMs', flag: '--client-timeout', env: 'ACEMUX_CLIENT_TIMEOUT', kind: 'duration', def: '20s', help: 'cut a client whose socket accepts nothing this long' },
-  { key: 'channelsFile', flag: '--channels', env: 'ACEMUX_CHANNELS', kind: 'path', def: '', help: 'channels file (M3U or JSON) with alternate ids, for /ace/channel/<name>' },
-  { key: 'stateDir', flag: '--state-dir', env: 'ACEMUX_STATE_DIR', kind: 'path', def: 'acemux-state', help: "event journal directory ('' = no journal)" },
-  { key: 'apiKey', flag: '--api-key', env: 'ACEMUX_API_KEY', kind: 'path', def: '', help: '/api/, /ace/status, /metrics and the dashboard require this key (Authorization: Bearer, X-API-Key)' },
-  { key: 'publicMetrics', flag: '--public-metrics', env: 'ACEMUX_PUBLIC_METRICS', kind: 'bool', def: 'false', help: '/metrics needs no API key (for Prometheus scrapers without auth)' },
-  { key: 'publicStatus', flag: '--public-status', env: 'ACEMUX_PUBLIC_STATUS', kind: 'bool', def: 'false', help: "/ace/status needs no API key (acexy's tools)" },
-  { key: 'streamToken', flag: '--stream-token', env: 'ACEMUX_STREAM_TOKEN', kind: 'path', def: '', help: 'stream URLs require ?token=<this>' },
-  { key: 'playlist', flag: '--playlist', env: 'ACEMUX_PLAYLIST', kind: 'path', def: '', help: 'source M3U (file or URL) served rewritten at /playlist.m3u' },
-  { key: 'publicUrl', flag: '--public-url', env: 'ACEMUX_PUBLIC_URL', kind: 'path', def: '', help: "base URL for playlist links (default: the request's Host)" },
-  { key: 'trustedProxies', flag: '--trusted-proxies', env: 'ACEMUX_TRUSTED_PROXIES', kind: 'proxies', def: '', help: 'IPs/CIDRs (comma separated) whose X-Forwarded-For is trusted, e.g. a load balancer' },
-  { key: 'drainDelayMs', flag: '--drain-delay', env: 'ACEMUX_DRAIN_DELAY', kind: 'duration', def: '0', help: 'on SIGTERM, answer /readyz 503 this long before ending viewers (a balancer notices)' },
-  { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout', env: 'ACEMUX_SHUTDOWN_TIMEOUT', kind: 'duration', def: '8s', help: 'bound on graceful shutdown (keep it below the stop timeout: docker 10s, Kubernetes 30s)' },
-  { key: 'hlsSegmentMs', flag: '--hls-segment', env: 'ACEMUX_HLS_SEGMENT', kind: 'duration', def: '2s', help: 'HLS segment length (cut at the first keyframe past it)' },
+  {
+    key: 'retryAttempts',
+    flag: '--retry-attempts',
+    env: 'ACEMUX_RETRY_ATTEMPTS',
+    kind: 'int',
+    def: '8',
+    help: 'consecutive failed attempts before giving up',
+  },
+  {
+    key: 'stablePeriodMs',
+    flag: '--stable-period',
+    env: 'ACEMUX_STABLE_PERIOD',
+    kind: 'duration',
+    def: '30s',
+    help: 'healthy this long resets retry and failover counters',
+  },
+  {
+    key: 'maxSwitches',
+    flag: '--max-switches',
+    env: 'ACEMUX_MAX_SWITCHES',
+    kind: 'int',
+    def: '6',
+    help: 'session/engine/alternate switches before giving up',
+  },
+  {
+    key: 'engineProbeMs',
+    flag: '--engine-probe',
+    env: 'ACEMUX_ENGINE_PROBE',
+    kind: 'duration',
+    def: '10s',
+    help: 'probe each engine with get_version this often (0 = never)',
+  },
+  {
+    key: 'giveUpAfterMs',
+    flag: '--give-up-after',
+    env: 'ACEMUX_GIVE_UP_AFTER',
+    kind: 'duration',
+    def: '5m',
+    help: 'keep connected players on keepalive this long into an outage before giving up',
+  },
+  {
+    key: 'readyProbeMs',
+    flag: '--ready-probe',
+    env: 'ACEMUX_READY_PROBE',
+    kind: 'duration',
+    def: '250ms',
+    help: 'while a retry waits after the engine went away, ask it get_version this often; retry as soon as it answers (0 = off)',
+  },
+  {
+    key: 'avHoldMs',
+    flag: '--av-hold',
+    env: 'ACEMUX_AV_HOLD',
+    kind: 'duration',
+    def: '0',
+    help: 'hold video up to this long until its audio is whole, so splices keep lip sync (adds that much latency; 0 = off)',
+  },
+  {
+    key: 'clientTimeoutMs',
+    flag: '--client-timeout',
+    env: 'ACEMUX_CLIENT_TIMEOUT',
+    kind: 'duration',
+    def: '20s',
+    help: 'cut a client whose socket accepts nothing this long',
+  },
+  {
+    key: 'channelsFile',
+    flag: '--channels',
+    env: 'ACEMUX_CHANNELS',
+    kind: 'path',
+    def: '',
+    help: 'channels file (M3U or JSON) with alternate ids, for /ace/channel/<name>',
+  },
+  {
+    key: 'stateDir',
+    flag: '--state-dir',
+    env: 'ACEMUX_STATE_DIR',
+    kind: 'path',
+    def: 'acemux-state',
+    help: "event journal directory ('' = no journal)",
+  },
+  {
+    key: 'apiKey',
+    flag: '--api-key',
+    env: 'ACEMUX_API_KEY',
+    kind: 'path',
+    def: '',
+    help: '/api/, /ace/status, /metrics and the dashboard require this key (Authorization: Bearer, X-API-Key)',
+  },
+  {
+    key: 'publicMetrics',
+    flag: '--public-metrics',
+    env: 'ACEMUX_PUBLIC_METRICS',
+    kind: 'bool',
+    def: 'false',
+    help: '/metrics needs no API key (for Prometheus scrapers without auth)',
+  },
+  {
+    key: 'publicStatus',
+    flag: '--public-status',
+    env: 'ACEMUX_PUBLIC_STATUS',
+    kind: 'bool',
+    def: 'false',
+    help: "/ace/status needs no API key (acexy's tools)",
+  },
+  {
+    key: 'streamToken',
+    flag: '--stream-token',
+    env: 'ACEMUX_STREAM_TOKEN',
+    kind: 'path',
+    def: '',
+    help: 'stream URLs require ?token=<this>',
+  },
+  {
+    key: 'playlist',
+    flag: '--playlist',
+    env: 'ACEMUX_PLAYLIST',
+    kind: 'path',
+    def: '',
+    help: 'source M3U (file or URL) served rewritten at /playlist.m3u',
+  },
+  {
+    key: 'publicUrl',
+    flag: '--public-url',
+    env: 'ACEMUX_PUBLIC_URL',
+    kind: 'path',
+    def: '',
+    help: "base URL for playlist links (default: the request's Host)",
+  },
+  {
+    key: 'trustedProxies',
+    flag: '--trusted-proxies',
+    env: 'ACEMUX_TRUSTED_PROXIES',
+    kind: 'proxies',
+    def: '',
+    help: 'IPs/CIDRs (comma separated) whose X-Forwarded-For is trusted, e.g. a load balancer',
+  },
+  {
+    key: 'drainDelayMs',
+    flag: '--drain-delay',
+    env: 'ACEMUX_DRAIN_DELAY',
+    kind: 'duration',
+    def: '0',
+    help: 'on SIGTERM, answer /readyz 503 this long before ending viewers (a balancer notices)',
+  },
+  {
+    key: 'shutdownTimeoutMs',
+    flag: '--shutdown-timeout',
+    env: 'ACEMUX_SHUTDOWN_TIMEOUT',
+    kind: 'duration',
+    def: '8s',
+    help: 'bound on graceful shutdown (keep it below the stop timeout: docker 10s, Kubernetes 30s)',
+  },
+  {
+    key: 'hlsSegmentMs',
+    flag: '--hls-segment',
+    env: 'ACEMUX_HLS_SEGMENT',
+    kind: 'duration',
+    def: '2s',
+    help: 'HLS segment length (cut at the first keyframe past it)',
+  },
   { key: 'hlsWindow', flag: '--hls-window', env: 'ACEMUX_HLS_WINDOW', kind: 'int', def: '6', help: 'segments in a live HLS playlist' },
-  { key: 'logLevel', flag: '--log-level', env: 'ACEMUX_LOG_LEVEL', alias: 'ACEXY_LOG_LEVEL', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], def: 'info', help: 'log level' },
+  {
+    key: 'logLevel',
+    flag: '--log-level',
+    env: 'ACEMUX_LOG_LEVEL',
+    alias: 'ACEXY_LOG_LEVEL',
+    kind: 'enum',
+    values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'],
+    def: 'info',
+    help: 'log level',
+  },
 ];
 
 /**
@@ -182,8 +536,13 @@ export const OPTIONS: readonly Option[] = [
  * Each maps to the acemux flag it means; none collides with an acemux flag name.
  */
 const ACEXY_FLAGS: Readonly<Record<string, string>> = {
-  addr: '--listen', scheme: '--engine-scheme', 'acestream-host': '--engine-host', 'acestream-port': '--engine-port',
-  'no-response-timeout': '--engine-timeout', 'empty-timeout': '--first-data-timeout', 'buffer-size': '--ring-size',
+  addr: '--listen',
+  scheme: '--engine-scheme',
+  'acestream-host': '--engine-host',
+  'acestream-port': '--engine-port',
+  'no-response-timeout': '--engine-timeout',
+  'empty-timeout': '--first-data-timeout',
+  'buffer-size': '--ring-size',
 };
 /** acexy's HLS settings: accepted and validated, with one warning saying what acemux does instead. */
 const ACEXY_HLS_FLAG = 'm3u8';
@@ -197,19 +556,38 @@ function parseGoBool(text: string, name: string): boolean {
   throw new ConfigError(`${name}: "${text}" is not a boolean (true or false)`);
 }
 
-const HLS_WARNING = "acexy's M3U8 (HLS) mode needs no switch in acemux: HLS is always served, made by acemux, at /ace/manifest.m3u8 (and /ace/channel/<name>.m3u8) beside MPEG-TS at /ace/getstream; the flag changes nothing";
-const HLS_TIMEOUT_WARNING = "acexy's M3U8 stream timeout is ignored: an HLS viewer is gone after 3 target durations without a fetch, and a stream ends --grace (5s) after its last viewer or client";
+const HLS_WARNING =
+  "acexy's M3U8 (HLS) mode needs no switch in acemux: HLS is always served, made by acemux, at /ace/manifest.m3u8 (and /ace/channel/<name>.m3u8) beside MPEG-TS at /ace/getstream; the flag changes nothing";
+const HLS_TIMEOUT_WARNING =
+  "acexy's M3U8 stream timeout is ignored: an HLS viewer is gone after 3 target durations without a fetch, and a stream ends --grace (5s) after its last viewer or client";
 
 const UNITS_MS: Record<string, number> = { ms: 1, s: 1e3, m: 60e3, h: 3600e3 };
-const UNITS_B: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, kib: 1024, mib: 1 << 20, gib: 1 << 30 };
+const UNITS_B: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1e3,
+  kb: 1e3,
+  m: 1e6,
+  mb: 1e6,
+  g: 1e9,
+  gb: 1e9,
+  kib: 1024,
+  mib: 1 << 20,
+  gib: 1 << 30,
+};
 
 /** Go-style durations as acexy takes them: "500ms", "5s", "1m30s"; "0" alone means zero. */
 export function parseDuration(text: string): number {
   const s = text.trim();
   if (s === '0') return 0;
   const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
-  let total = 0, end = 0, m: RegExpExecArray | null;
-  while ((m = re.exec(s)) !== null) { total += Number(m[1]) * UNITS_MS[m[2]!]!; end = re.lastIndex; }
+  let total = 0,
+    end = 0,
+    m: RegExpExecArray | null;
+  while ((m = re.exec(s)) !== null) {
+    total += Number(m[1]) * UNITS_MS[m[2]!]!;
+    end = re.lastIndex;
+  }
   if (end === 0 || end !== s.length) throw new ConfigError(`"${text}" is not a duration (e.g. 500ms, 5s, 1m30s)`);
   return Math.round(total);
 }
@@ -237,17 +615,28 @@ export function parseListen(text: string): { host: string; port: number } {
 }
 
 export function parseEngines(text: string): string[] {
-  return text.split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
-    let u: URL;
-    try { u = new URL(s); } catch { throw new ConfigError(`"${s}" is not an engine URL (e.g. http://127.0.0.1:6878)`); }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`"${s}": engine URL must be http or https`);
-    return u.origin;
-  });
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      let u: URL;
+      try {
+        u = new URL(s);
+      } catch {
+        throw new ConfigError(`"${s}" is not an engine URL (e.g. http://127.0.0.1:6878)`);
+      }
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`"${s}": engine URL must be http or https`);
+      return u.origin;
+    });
 }
 
 export function helpText(): string {
   const goFlag = (o: Option) => Object.keys(ACEXY_FLAGS).find((k) => ACEXY_FLAGS[k] === o.flag);
-  const rows = OPTIONS.map((o) => `  ${(o.flag + ' <v>').padEnd(30)} ${o.help}${o.def ? ` [${o.def}]` : ''}\n${' '.repeat(33)}env ${o.env}${o.alias ? `, ${o.alias}` : ''}${goFlag(o) ? `; acexy -${goFlag(o)}` : ''}`);
+  const rows = OPTIONS.map(
+    (o) =>
+      `  ${(o.flag + ' <v>').padEnd(30)} ${o.help}${o.def ? ` [${o.def}]` : ''}\n${' '.repeat(33)}env ${o.env}${o.alias ? `, ${o.alias}` : ''}${goFlag(o) ? `; acexy -${goFlag(o)}` : ''}`,
+  );
   return `Usage: acemux [options]\n\nA multiplexing AceStream proxy: GET /ace/getstream?id=<40 hex>\n\nOptions (flag, environment):\n${rows.join('\n')}\n  --help                         this text\n\nacexy's -${ACEXY_HLS_FLAG} and -${ACEXY_HLS_TIMEOUT_FLAG} (ACEXY_M3U8, ACEXY_M3U8_STREAM_TIMEOUT) are accepted with a warning: HLS needs no switch (/ace/manifest.m3u8).\n`;
 }
 
@@ -256,7 +645,11 @@ export function helpText(): string {
  * not done as asked (acexy's HLS settings, an ACEXY_* alias overridden by a different ACEMUX_*
  * value) goes to `warn`, once each, for the caller to log.
  */
-export function loadConfig(argv: readonly string[], env: Record<string, string | undefined>, warn: (msg: string) => void = () => {}): Config {
+export function loadConfig(
+  argv: readonly string[],
+  env: Record<string, string | undefined>,
+  warn: (msg: string) => void = () => {},
+): Config {
   const flags = new Map<string, string>();
   let hls: { from: string; on: boolean } | null = null;
   let hlsTimeout: string | null = null;
@@ -276,7 +669,11 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     if (value === undefined) throw new ConfigError(`${given} needs a value`);
     if (!opt) {
       hlsTimeout = given;
-      try { parseDuration(value); } catch (e) { throw new ConfigError(`${given}: ${(e as Error).message}`); }
+      try {
+        parseDuration(value);
+      } catch (e) {
+        throw new ConfigError(`${given}: ${(e as Error).message}`);
+      }
       continue;
     }
     // --engine may repeat: the origins add up.
@@ -285,7 +682,11 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
   if (!hls && env.ACEXY_M3U8 !== undefined) hls = { from: 'ACEXY_M3U8', on: parseGoBool(env.ACEXY_M3U8, 'ACEXY_M3U8') };
   if (hlsTimeout === null && env.ACEXY_M3U8_STREAM_TIMEOUT !== undefined) {
     hlsTimeout = 'ACEXY_M3U8_STREAM_TIMEOUT';
-    try { parseDuration(env.ACEXY_M3U8_STREAM_TIMEOUT); } catch (e) { throw new ConfigError(`${hlsTimeout}: ${(e as Error).message}`); }
+    try {
+      parseDuration(env.ACEXY_M3U8_STREAM_TIMEOUT);
+    } catch (e) {
+      throw new ConfigError(`${hlsTimeout}: ${(e as Error).message}`);
+    }
   }
   if (hls?.on) warn(`${hls.from}: ${HLS_WARNING}`);
   if (hlsTimeout) warn(`${hlsTimeout}: ${HLS_TIMEOUT_WARNING}`);
@@ -319,7 +720,9 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
   // Everything downstream (lag limit, checks, status) sees the size really allocated.
   const ringBytes = ringDataBytes(asked);
   const cfg: Config = {
-    listenHost: listen.host, listenPort: listen.port, engines,
+    listenHost: listen.host,
+    listenPort: listen.port,
+    engines,
     engineTimeoutMs: raw.engineTimeoutMs as number,
     engineMaxAnswerBytes: raw.engineMaxAnswerBytes as number,
     playbackHeadersTimeoutMs: raw.playbackHeadersTimeoutMs as number,
@@ -374,14 +777,23 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
 
 function convert(o: Option, text: string): unknown {
   switch (o.kind) {
-    case 'string': if (!text.trim()) throw new ConfigError('must not be empty'); return text.trim();
-    case 'path': return text.trim();
-    case 'int': return parseInt10(text);
-    case 'duration': return parseDuration(text);
-    case 'size': return parseSize(text);
-    case 'listen': return parseListen(text);
-    case 'engines': return parseEngines(text);
-    case 'proxies': return parseTrustedProxies(text);
+    case 'string':
+      if (!text.trim()) throw new ConfigError('must not be empty');
+      return text.trim();
+    case 'path':
+      return text.trim();
+    case 'int':
+      return parseInt10(text);
+    case 'duration':
+      return parseDuration(text);
+    case 'size':
+      return parseSize(text);
+    case 'listen':
+      return parseListen(text);
+    case 'engines':
+      return parseEngines(text);
+    case 'proxies':
+      return parseTrustedProxies(text);
     case 'bool': {
       const v = text.trim().toLowerCase();
       if (['1', 'true', 'yes', 'on'].includes(v)) return true;
@@ -405,9 +817,14 @@ function differs(o: Option, a: string, b: string): boolean {
 
 /** Cross-field rules: what would make the ring unsafe or a timer meaningless. */
 function check(c: Config): void {
-  const need = (ok: boolean, msg: string) => { if (!ok) throw new ConfigError(msg); };
+  const need = (ok: boolean, msg: string) => {
+    if (!ok) throw new ConfigError(msg);
+  };
   need(c.ringPoolIdle >= 0 && c.ringPoolIdle <= 4096, '--ring-pool: must be between 0 and 4096');
-  need(c.lagLimitBytes > 0 && c.lagLimitBytes <= c.ringBytes * 0.75, '--lag-limit: must be at most 3/4 of the ring, so a laggard is handled before it is overwritten');
+  need(
+    c.lagLimitBytes > 0 && c.lagLimitBytes <= c.ringBytes * 0.75,
+    '--lag-limit: must be at most 3/4 of the ring, so a laggard is handled before it is overwritten',
+  );
   need(c.batchBytes >= 188 && c.batchBytes <= c.ringBytes / 8, '--batch-size: must be between 188 bytes and 1/8 of the ring');
   need(c.batchMs >= 1 && c.batchMs <= 1000, '--batch-time: must be between 1ms and 1s');
   need(c.maxClientsPerStream >= 1 && c.maxClientsPerStream <= 65536, '--max-clients-per-stream: must be between 1 and 65536');

@@ -19,7 +19,11 @@ interface Target {
   env: Record<string, string | undefined>;
 }
 
-const nulSplit = (buf: Buffer) => buf.toString('utf8').split('\0').filter((s, i, a) => s !== '' || i < a.length - 1);
+const nulSplit = (buf: Buffer) =>
+  buf
+    .toString('utf8')
+    .split('\0')
+    .filter((s, i, a) => s !== '' || i < a.length - 1);
 
 /** acemux's own arguments and environment, from /proc; null when it is neither PID 1 nor its child. */
 export function acemuxProcess(proc = '/proc'): Target | null {
@@ -41,7 +45,9 @@ export function acemuxProcess(proc = '/proc'): Target | null {
     if (script < 0) return null;
     const environ = read(pid, 'environ');
     // Unreadable environ (another user): the container's environment is the same one.
-    const env = environ ? Object.fromEntries(nulSplit(environ).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) : process.env;
+    const env = environ
+      ? Object.fromEntries(nulSplit(environ).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
+      : process.env;
     return { argv: argv.slice(script + 1), env };
   };
   const first = ofPid('1');

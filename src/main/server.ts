@@ -100,23 +100,57 @@ export async function startServer(cfg: Config, log: Logger, opts: ServerOptions 
   const names = new StreamNames();
   names.addChannels(channels.values());
   if (cfg.playlist) {
-    loadSource(cfg.playlist, cfg.engineTimeoutMs).then((text) => names.addPlaylist(text), (e: Error) => log.warn({ err: e.message }, 'playlist not read for stream names'));
+    loadSource(cfg.playlist, cfg.engineTimeoutMs).then(
+      (text) => names.addPlaylist(text),
+      (e: Error) => log.warn({ err: e.message }, 'playlist not read for stream names'),
+    );
   }
   const guard = new KeyGuard(cfg.apiKey);
   guard.trustedProxies = cfg.trustedProxies;
   const admin = new Admin(supervisor, engines, journal, guard, { names, health });
-  const hls = new Hls(supervisor, { segmentMs: cfg.hlsSegmentMs, window: cfg.hlsWindow, engineTimeoutMs: cfg.engineTimeoutMs, streamToken: cfg.streamToken }, metrics.registry);
+  const hls = new Hls(
+    supervisor,
+    { segmentMs: cfg.hlsSegmentMs, window: cfg.hlsWindow, engineTimeoutMs: cfg.engineTimeoutMs, streamToken: cfg.streamToken },
+    metrics.registry,
+  );
   supervisor.onStreamStop = (s) => hls.onStop(s);
   let draining = false; // from SIGTERM on (close())
-  const routes = new Routes(supervisor, log, { channels, admin, metrics, engines, streamToken: cfg.streamToken, playlist: cfg.playlist, publicUrl: cfg.publicUrl, engineTimeoutMs: cfg.engineTimeoutMs, health, guard, publicMetrics: cfg.publicMetrics, publicStatus: cfg.publicStatus, maxClientsPerIp: cfg.maxClientsPerIp, hls, trustedProxies: cfg.trustedProxies, draining: () => draining });
-  const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => routes.handle(req, res));
+  const routes = new Routes(supervisor, log, {
+    channels,
+    admin,
+    metrics,
+    engines,
+    streamToken: cfg.streamToken,
+    playlist: cfg.playlist,
+    publicUrl: cfg.publicUrl,
+    engineTimeoutMs: cfg.engineTimeoutMs,
+    health,
+    guard,
+    publicMetrics: cfg.publicMetrics,
+    publicStatus: cfg.publicStatus,
+    maxClientsPerIp: cfg.maxClientsPerIp,
+    hls,
+    trustedProxies: cfg.trustedProxies,
+    draining: () => draining,
+  });
+  const server = createServer(
+    { maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 15_000, keepAliveTimeout: 5_000 },
+    (req, res) => routes.handle(req, res),
+  );
   // Malformed or oversize requests never reach the routes: answer them in JSON too.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     // On a viewer's connection the answer would land in the middle of its stream: just end it.
     if (!socket.writable || routes.viewers.has(socket as Socket)) return socket.destroy();
-    const [status, text] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'request headers too large'] : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'request timeout'] : [400, 'malformed request'];
+    const [status, text] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'request headers too large']
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'request timeout']
+          : [400, 'malformed request'];
     const body = JSON.stringify({ error: text, code: codeOfStatus(status) });
-    socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+    socket.end(
+      `HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+    );
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -132,22 +166,23 @@ export async function startServer(cfg: Config, log: Logger, opts: ServerOptions 
   // guessing from refused connections. A viewer's response ends with its unsent bytes and then
   // a FIN; only viewers that have not drained within half the shutdown bound (they stopped
   // reading) are destroyed, and may see a reset.
-  const close = () => (closing ??= (async () => {
-    draining = true;
-    supervisor.draining = true;
-    if (cfg.drainDelayMs > 0) await new Promise((r) => setTimeout(r, cfg.drainDelayMs));
-    const drainUntil = Date.now() + (cfg.shutdownTimeoutMs - cfg.drainDelayMs) / 2;
-    engines.stop();
-    admin.close();
-    await supervisor.close();
-    hls.close();
-    server.close();
-    await drained(routes.viewers, drainUntil);
-    server.closeAllConnections();
-    await pool.destroy();
-    metrics.close();
-    await journal?.close();
-  })());
+  const close = () =>
+    (closing ??= (async () => {
+      draining = true;
+      supervisor.draining = true;
+      if (cfg.drainDelayMs > 0) await new Promise((r) => setTimeout(r, cfg.drainDelayMs));
+      const drainUntil = Date.now() + (cfg.shutdownTimeoutMs - cfg.drainDelayMs) / 2;
+      engines.stop();
+      admin.close();
+      await supervisor.close();
+      hls.close();
+      server.close();
+      await drained(routes.viewers, drainUntil);
+      server.closeAllConnections();
+      await pool.destroy();
+      metrics.close();
+      await journal?.close();
+    })());
   const reload = async () => {
     if (!cfg.channelsFile) return void log.info('SIGHUP: no channels file to reload (the playlist is read on every request)');
     try {

@@ -44,4 +44,3 @@ export const MAX_FOREIGN_TEXT = 512;
 export function foreignText(text: string, max = MAX_FOREIGN_TEXT): string {
   return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters)`;
 }
-

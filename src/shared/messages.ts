@@ -43,9 +43,24 @@ export interface ActorApi {
 
 export interface ActorInspection {
   life: number;
-  upstream: { connected: boolean; playbackUrl: string | null; gotData: boolean; sinceConnectMs: number | null; sinceDataMs: number | null; sincePlayableMs: number | null; sincePatMs: number | null; sincePmtMs: number | null };
+  upstream: {
+    connected: boolean;
+    playbackUrl: string | null;
+    gotData: boolean;
+    sinceConnectMs: number | null;
+    sinceDataMs: number | null;
+    sincePlayableMs: number | null;
+    sincePatMs: number | null;
+    sincePmtMs: number | null;
+  };
   entry: 'wait-pat' | 'hold-to-keyframe' | 'flowing';
-  psi: { pmtPid: number; pcrPid: number; videoPid: number; videoCodec: VideoCodec | null; streams: Array<{ pid: number; streamType: number }> };
+  psi: {
+    pmtPid: number;
+    pcrPid: number;
+    videoPid: number;
+    videoCodec: VideoCodec | null;
+    streams: Array<{ pid: number; streamType: number }>;
+  };
   framer: { packets: number; junkBytes: number; resyncs: number };
   ring: { position: number; heldPackets: number; blocked: boolean; touchedBytes: number; capacityBytes: number };
   stats: ActorStats;

@@ -51,7 +51,16 @@ async function main(): Promise<void> {
   const once = process.argv.includes('--once');
   const port = Number(process.env.PORT ?? 8080);
   const sim = await startEngineSim({ port: 0 });
-  const acemux = await startProxy(['--listen', `127.0.0.1:${once ? 0 : port}`, '--engine', sim.origin, '--state-dir', '', '--log-level', process.env.ACEMUX_LOG_LEVEL ?? 'info']);
+  const acemux = await startProxy([
+    '--listen',
+    `127.0.0.1:${once ? 0 : port}`,
+    '--engine',
+    sim.origin,
+    '--state-dir',
+    '',
+    '--log-level',
+    process.env.ACEMUX_LOG_LEVEL ?? 'info',
+  ]);
   const base = `http://127.0.0.1:${acemux.port}`;
   const urls = CHANNELS.map((id) => `${base}/ace/getstream?id=${id}`);
   console.log(`engine simulator: ${sim.origin}  (plays a looped H.264 + AAC sample)`);
@@ -60,13 +69,17 @@ async function main(): Promise<void> {
   const body = await grab(urls[0]!, 2500);
   const aligned = body.length >= 188 && body[0] === 0x47 && body[188] === 0x47;
   console.log(`fetched ${(body.length / 1024).toFixed(0)} KiB in 2.5 s, starts at a packet boundary: ${aligned}`);
-  const probe = spawnSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name,width,height', '-of', 'json', '-i', 'pipe:0'], { input: body });
+  const probe = spawnSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name,width,height', '-of', 'json', '-i', 'pipe:0'], {
+    input: body,
+  });
   if (probe.error) console.log('ffprobe is not installed: skipping the decode check');
   else if (probe.status === 0) {
-    const streams = (JSON.parse(probe.stdout.toString()) as { streams: Array<{ codec_name: string; width?: number; height?: number }> }).streams;
-    console.log(`ffprobe: playable — ${streams.map((s) => (s.width ? `${s.codec_name} ${s.width}x${s.height}` : s.codec_name)).join(' + ')}`);
-  }
-  else console.log(`ffprobe could not decode it: ${probe.stderr}`);
+    const streams = (JSON.parse(probe.stdout.toString()) as { streams: Array<{ codec_name: string; width?: number; height?: number }> })
+      .streams;
+    console.log(
+      `ffprobe: playable — ${streams.map((s) => (s.width ? `${s.codec_name} ${s.width}x${s.height}` : s.codec_name)).join(' + ')}`,
+    );
+  } else console.log(`ffprobe could not decode it: ${probe.stderr}`);
 
   console.log('\nOpen a channel in a player (several at once share one engine session):');
   for (const u of urls) console.log(`  ffplay "${u}"\n  vlc "${u}"\n  mpv "${u}"`);

@@ -140,8 +140,17 @@ class Sim implements EngineSim {
   private faults: FaultSet = {};
   private rngState: number;
   readonly counters: Counters = {
-    getstreamRequests: 0, sessionsStarted: 0, sessionsStopped: 0, sessionsEvicted: 0, sessionsExpired: 0,
-    playbackOpened: 0, secondReaders: 0, stopCommands: 0, statRequests: 0, restarts: 0, bytesSent: 0,
+    getstreamRequests: 0,
+    sessionsStarted: 0,
+    sessionsStopped: 0,
+    sessionsEvicted: 0,
+    sessionsExpired: 0,
+    playbackOpened: 0,
+    secondReaders: 0,
+    stopCommands: 0,
+    statRequests: 0,
+    restarts: 0,
+    bytesSent: 0,
   };
   playbackActive = 0;
 
@@ -325,7 +334,15 @@ class Sim implements EngineSim {
       if (fault.getstreamPadBytes !== undefined) {
         // A valid envelope a client could use if it read it all; no session stands behind it.
         const fake = `${sel.infohash}/${'0'.repeat(32)}`;
-        const head = JSON.stringify({ response: { playback_url: `${base}/ace/r/${fake}`, stat_url: `${base}/ace/stat/${fake}`, command_url: `${base}/ace/cmd/${fake}`, infohash: sel.infohash }, error: null });
+        const head = JSON.stringify({
+          response: {
+            playback_url: `${base}/ace/r/${fake}`,
+            stat_url: `${base}/ace/stat/${fake}`,
+            command_url: `${base}/ace/cmd/${fake}`,
+            infohash: sel.infohash,
+          },
+          error: null,
+        });
         const pad = Math.max(0, fault.getstreamPadBytes - head.length - 10);
         return sendJson(res, 200, { ...JSON.parse(head), pad: 'x'.repeat(pad) });
       }
@@ -346,11 +363,15 @@ class Sim implements EngineSim {
       if (fault.commandUrl !== undefined) response.command_url = fault.commandUrl;
       if (q.get('use_api_events') === '1') response.event_url = `${base}/ace/event/${tail}`;
       Object.assign(response, {
-        infohash: s.infohash, playback_session_id: s.psid, is_live: 1, is_encrypted: 0, client_session_id: -1,
+        infohash: s.infohash,
+        playback_session_id: s.psid,
+        is_live: 1,
+        is_encrypted: 0,
+        client_session_id: -1,
       });
       sendJson(res, 200, { response, error: null });
     };
-    const delay = (fault.getstreamDelayMs ?? 0) + (fault.getstreamError !== undefined ? fault.errorDelayMs ?? 0 : 0);
+    const delay = (fault.getstreamDelayMs ?? 0) + (fault.getstreamError !== undefined ? (fault.errorDelayMs ?? 0) : 0);
     if (delay > 0) {
       this.hold(res);
       this.later(delay, answer);
@@ -368,7 +389,9 @@ class Sim implements EngineSim {
     const s: Session = {
       token: randomBytes(16).toString('hex'),
       psid: randomBytes(20).toString('hex'),
-      content, infohash, pid,
+      content,
+      infohash,
+      pid,
       createdAt: now,
       readyAt: now + this.cfg.prebufferMs,
       source: this.track ? new SampleSource(this.track, this.cfg.loopMode) : new SyntheticSource(this.cfg.nominalRate),
@@ -435,7 +458,7 @@ class Sim implements EngineSim {
     const dl = !s.dead && now >= s.readyAt;
     const flowingUntil = s.stalledAt ?? now;
     const rate = this.cfg.nominalRate;
-    const downloaded = dl ? Math.floor(Math.max(0, flowingUntil - s.readyAt) * rate / 8000 / 16384) * 16384 : 0;
+    const downloaded = dl ? Math.floor((Math.max(0, flowingUntil - s.readyAt) * rate) / 8000 / 16384) * 16384 : 0;
     const unix = Math.floor(Date.now() / 1000);
     const peers = dl ? 6 + (parseInt(s.token.slice(0, 2), 16) % 10) : 0;
     sendJson(res, 200, {
@@ -515,7 +538,7 @@ class Sim implements EngineSim {
       readers: s.reader ? 1 : 0,
       bytesSent: s.bytesSent,
       state: !s.dead && now >= s.readyAt ? 'dl' : 'prebuf',
-      playback: s.reader ? s.reader.state === 'closed' ? 'none' : s.reader.state : 'none',
+      playback: s.reader ? (s.reader.state === 'closed' ? 'none' : s.reader.state) : 'none',
     }));
     return { ...this.counters, sessionsActive: this.sessions.size, playbackActive: this.playbackActive, sessions };
   }
@@ -586,7 +609,12 @@ class Playback {
   /** End offsets of writes not yet called back, oldest first. */
   private readonly releasing: number[] = [];
 
-  constructor(private readonly sim: Sim, private readonly session: Session, private readonly res: ServerResponse, fault: Fault) {
+  constructor(
+    private readonly sim: Sim,
+    private readonly session: Session,
+    private readonly res: ServerResponse,
+    fault: Fault,
+  ) {
     const cfg = sim.cfg;
     // Outstanding writes stay under the socket's high-water mark plus one chunk; 4 chunks is ample.
     const want = Math.max(1 << 18, 4 * cfg.chunkMax + (1 << 16));
@@ -662,7 +690,8 @@ class Playback {
         if (this.junk) randomFillSync(this.ring, at, TS_PACKET);
         else if (this.generated >= this.nullsAfter) fillNullPackets(this.ring, at, 1);
         else if (this.generated >= this.dropPmtAfter && startsPmt(this.ring, at)) fillNullPackets(this.ring, at, 1);
-        else if (this.generated >= this.dropPatAfter && this.ring[at + 2] === 0 && (this.ring[at + 1]! & 0x1f) === 0) fillNullPackets(this.ring, at, 1);
+        else if (this.generated >= this.dropPatAfter && this.ring[at + 2] === 0 && (this.ring[at + 1]! & 0x1f) === 0)
+          fillNullPackets(this.ring, at, 1);
         this.generated += TS_PACKET;
       }
       if (stamping) this.stamp(this.sent, end);

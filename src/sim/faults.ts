@@ -66,10 +66,30 @@ export interface FaultSet {
 }
 
 const numberFields = [
-  'errorDelayMs', 'getstreamDelayMs', 'playbackStatus', 'slowStartMs', 'stallAfterBytes', 'stallForMs', 'dropAfterBytes',
-  'getstreamPadBytes', 'errorBytes', 'dripBps', 'dropPatAfterBytes', 'nullsAfterBytes', 'dropPmtAfterBytes',
+  'errorDelayMs',
+  'getstreamDelayMs',
+  'playbackStatus',
+  'slowStartMs',
+  'stallAfterBytes',
+  'stallForMs',
+  'dropAfterBytes',
+  'getstreamPadBytes',
+  'errorBytes',
+  'dripBps',
+  'dropPatAfterBytes',
+  'nullsAfterBytes',
+  'dropPmtAfterBytes',
 ] as const;
-const boolFields = ['getstreamHang', 'hangBeforeHeaders', 'cmdHang', 'getstreamEndless', 'statEndless', 'versionEndless', 'cmdEndless', 'junk'] as const;
+const boolFields = [
+  'getstreamHang',
+  'hangBeforeHeaders',
+  'cmdHang',
+  'getstreamEndless',
+  'statEndless',
+  'versionEndless',
+  'cmdEndless',
+  'junk',
+] as const;
 const stringFields = ['getstreamError', 'statError', 'playbackUrl', 'statUrl', 'commandUrl'] as const;
 
 /** Validates one fault object from untrusted JSON; unknown or mistyped fields throw. */

@@ -62,7 +62,11 @@ export class SampleTrack {
     this.dts = new Float64Array(n);
 
     const slotOfPid = new Map<number, number>();
-    let pcrPid = -1, firstPcr = -1, firstPcrPos = 0, lastPcr = -1, lastPcrPos = 0;
+    let pcrPid = -1,
+      firstPcr = -1,
+      firstPcrPos = 0,
+      lastPcr = -1,
+      lastPcrPos = 0;
     const b = this.data;
     for (let i = 0; i < n; i++) {
       const o = i * TS_PACKET;
@@ -77,22 +81,37 @@ export class SampleTrack {
           const base = readPcrBase(b, o + 6);
           this.pcrBase[i] = base;
           const pcr27 = readPcr(b, o);
-          if (pcrPid < 0) { pcrPid = pid; firstPcr = pcr27; firstPcrPos = o; }
-          if (pid === pcrPid) { lastPcr = pcr27; lastPcrPos = o; }
+          if (pcrPid < 0) {
+            pcrPid = pid;
+            firstPcr = pcr27;
+            firstPcrPos = o;
+          }
+          if (pid === pcrPid) {
+            lastPcr = pcr27;
+            lastPcrPos = o;
+          }
         }
         p = o + 5 + afLen;
       }
       let slot = slotOfPid.get(pid);
-      if (slot === undefined) { slot = slotOfPid.size; slotOfPid.set(pid, slot); }
+      if (slot === undefined) {
+        slot = slotOfPid.size;
+        slotOfPid.set(pid, slot);
+      }
       if (slot > 255) throw new Error(`${path}: too many PIDs`);
       this.ccSlot[i] = slot;
       if (afc & 1) {
         // PES header at the start of a unit: 00 00 01, an audio/video/private stream id, flags.
-        if (b[o + 1] & 0x40 && p + 19 <= o + TS_PACKET && b[p] === 0 && b[p + 1] === 0 && b[p + 2] === 1 &&
-            hasPesHeader(b[p + 3])) {
+        if (b[o + 1] & 0x40 && p + 19 <= o + TS_PACKET && b[p] === 0 && b[p + 1] === 0 && b[p + 2] === 1 && hasPesHeader(b[p + 3])) {
           const flags = b[p + 7] >> 6;
-          if (flags & 2) { this.ptsOff[i] = p + 9 - o; this.pts[i] = readTs(b, p + 9); }
-          if (flags === 3) { this.dtsOff[i] = p + 14 - o; this.dts[i] = readTs(b, p + 14); }
+          if (flags & 2) {
+            this.ptsOff[i] = p + 9 - o;
+            this.pts[i] = readTs(b, p + 9);
+          }
+          if (flags === 3) {
+            this.dtsOff[i] = p + 14 - o;
+            this.dts[i] = readTs(b, p + 14);
+          }
         }
       }
     }
@@ -114,7 +133,10 @@ export class SampleSource implements TsSource {
   private discPending = false;
   private readonly cc: Uint8Array;
 
-  constructor(private readonly track: SampleTrack, private readonly mode: LoopMode) {
+  constructor(
+    private readonly track: SampleTrack,
+    private readonly mode: LoopMode,
+  ) {
     this.cc = new Uint8Array(track.slots);
   }
 
@@ -195,19 +217,43 @@ export class SyntheticSource implements TsSource {
   }
 
   stamp(dst: Buffer, off: number, timeUs: number): void {
-    if (dst[off + 1] === (SYN_DATA_PID >> 8) && dst[off + 2] === (SYN_DATA_PID & 0xff)) dst.writeDoubleBE(timeUs, off + 8);
+    if (dst[off + 1] === SYN_DATA_PID >> 8 && dst[off + 2] === (SYN_DATA_PID & 0xff)) dst.writeDoubleBE(timeUs, off + 8);
   }
 }
 
 function buildTemplates(): { pat: Buffer; pmt: Buffer; data: Buffer } {
   const pat = psiPacket(0x0000, [
-    0x00, 0xb0, 13, 0x00, 0x01, 0xc1, 0x00, 0x00, // table 0, length 13, tsid 1, v0 current
-    0x00, 0x01, 0xe0 | (SYN_PMT_PID >> 8), SYN_PMT_PID & 0xff, // program 1 → PMT PID
+    0x00,
+    0xb0,
+    13,
+    0x00,
+    0x01,
+    0xc1,
+    0x00,
+    0x00, // table 0, length 13, tsid 1, v0 current
+    0x00,
+    0x01,
+    0xe0 | (SYN_PMT_PID >> 8),
+    SYN_PMT_PID & 0xff, // program 1 → PMT PID
   ]);
   const pmt = psiPacket(SYN_PMT_PID, [
-    0x02, 0xb0, 18, 0x00, 0x01, 0xc1, 0x00, 0x00, // table 2, length 18, program 1
-    0xe0 | (SYN_DATA_PID >> 8), SYN_DATA_PID & 0xff, 0xf0, 0x00, // PCR_PID, no program info
-    0x06, 0xe0 | (SYN_DATA_PID >> 8), SYN_DATA_PID & 0xff, 0xf0, 0x00, // private data ES
+    0x02,
+    0xb0,
+    18,
+    0x00,
+    0x01,
+    0xc1,
+    0x00,
+    0x00, // table 2, length 18, program 1
+    0xe0 | (SYN_DATA_PID >> 8),
+    SYN_DATA_PID & 0xff,
+    0xf0,
+    0x00, // PCR_PID, no program info
+    0x06,
+    0xe0 | (SYN_DATA_PID >> 8),
+    SYN_DATA_PID & 0xff,
+    0xf0,
+    0x00, // private data ES
   ]);
   const data = Buffer.alloc(TS_PACKET, 0xff);
   data.set([0x47, SYN_DATA_PID >> 8, SYN_DATA_PID & 0xff, 0x10]);

@@ -56,9 +56,27 @@ import { foreignText } from '../shared/engine-api';
 import { Upstream } from './upstream';
 import { RingWriter, TS, copyBytes, ahead } from '../shared/ring';
 import { TsFramer } from '../shared/mpegts/ts-framer';
-import { PsiTracker, pidOf, isKeyframeStart, readPcr, setDiscontinuity, fillNullPackets, PAT_PID, NULL_PID } from '../shared/mpegts/ts-packet';
+import {
+  PsiTracker,
+  pidOf,
+  isKeyframeStart,
+  readPcr,
+  setDiscontinuity,
+  fillNullPackets,
+  PAT_PID,
+  NULL_PID,
+} from '../shared/mpegts/ts-packet';
 import { parseEnvelope, parseStat } from '../shared/engine-api';
-import { WAKE, type ActorTask, type Command, type ConnectCommand, type Report, type UpstreamFault, type ActorStats, type ActorInspection } from '../shared/messages';
+import {
+  WAKE,
+  type ActorTask,
+  type Command,
+  type ConnectCommand,
+  type Report,
+  type UpstreamFault,
+  type ActorStats,
+  type ActorInspection,
+} from '../shared/messages';
 
 const KEEPALIVE_PACKETS = 7; // 1316 bytes: one small write a tick keeps players' read timeouts at bay
 const RETRY_BLOCKED_MS = 10;
@@ -161,7 +179,17 @@ export class StreamActor {
   private finish!: () => void;
   readonly done: Promise<void>;
 
-  private readonly stats: ActorStats = { bytesIn: 0, packets: 0, junkBytes: 0, resyncs: 0, nullPacketsSent: 0, bitrate: 0, videoCodec: null, joinPoints: 0, blockedMs: 0 };
+  private readonly stats: ActorStats = {
+    bytesIn: 0,
+    packets: 0,
+    junkBytes: 0,
+    resyncs: 0,
+    nullPacketsSent: 0,
+    bitrate: 0,
+    videoCodec: null,
+    joinPoints: 0,
+    blockedMs: 0,
+  };
   private pcrFirst = -1;
   private pcrBytes = 0;
   // A9's pace check: the newest PCR and when it came, and the start of the current window.
@@ -170,7 +198,10 @@ export class StreamActor {
   private paceRefPcr = -1;
   private paceRefAt = 0;
 
-  constructor(private readonly task: ActorTask, private readonly agent: Dispatcher) {
+  constructor(
+    private readonly task: ActorTask,
+    private readonly agent: Dispatcher,
+  ) {
     this.ring = new RingWriter(task.ring);
     this.touched = this.ring.touched();
     this.port = task.port;
@@ -323,7 +354,7 @@ export class StreamActor {
       if (this.tsOff !== 0 && pid !== this.psi.videoPid && this.endPts[pid]! >= 0) {
         // A7: not a unit that would mostly replay audio already delivered.
         const pts = pesTs(src, p, 9);
-        if (pts >= 0 && (pts + this.tsOff) % TWO33 + this.ptsStep[pid]! / 2 < this.endPts[pid]!) return false;
+        if (pts >= 0 && ((pts + this.tsOff) % TWO33) + this.ptsStep[pid]! / 2 < this.endPts[pid]!) return false;
       }
       this.synced[pid] = 1;
       if (this.known[pid] === 0) {
@@ -566,7 +597,8 @@ export class StreamActor {
       if (ahead(this.unitPos[pid]!, to) < 0) to = this.unitPos[pid]!;
     }
     const cut = this.videoPastAudio();
-    if (cut >= 0 && this.lastDataAt - this.vUnits[cut + 2]! <= this.task.avHoldMs && ahead(this.vUnits[cut]!, to) < 0) to = this.vUnits[cut]!;
+    if (cut >= 0 && this.lastDataAt - this.vUnits[cut + 2]! <= this.task.avHoldMs && ahead(this.vUnits[cut]!, to) < 0)
+      to = this.vUnits[cut]!;
     return to;
   }
 
@@ -624,7 +656,8 @@ export class StreamActor {
     for (let q = 0; q < total; q++) {
       const pid = pidOf(buf, q * TS);
       const pos = (from + q) | 0;
-      const gone = (dropOpen && pid !== NULL_PID && this.open[pid] === 1 && ahead(pos, this.unitPos[pid]!) >= 0) ||
+      const gone =
+        (dropOpen && pid !== NULL_PID && this.open[pid] === 1 && ahead(pos, this.unitPos[pid]!) >= 0) ||
         (vCut >= 0 && pid === vPid && ahead(pos, vCut) >= 0); // A8
       if (!gone) continue;
       if (q > run) this.commit(buf, run * TS, q - run);
@@ -716,7 +749,10 @@ export class StreamActor {
       this.fault('stalled', `no data for ${this.task.stallTimeoutMs} ms`);
     } else if (this.gotData && now - Math.max(this.firstByteAt, this.playableAt) > this.task.stallTimeoutMs) {
       this.fault('unplayable', `nothing playable for ${this.task.stallTimeoutMs} ms: ${this.unplayableWhy()}`);
-    } else if (this.entry === Entry.Flowing && this.playableAt - Math.min(this.patAt, this.pmtAt || this.firstByteAt) > this.task.stallTimeoutMs) {
+    } else if (
+      this.entry === Entry.Flowing &&
+      this.playableAt - Math.min(this.patAt, this.pmtAt || this.firstByteAt) > this.task.stallTimeoutMs
+    ) {
       // Data still plays but has carried no PAT or no PMT for that long (a stream turned all
       // null is 'unplayable' above, whichever of its last PSI and last packet came first).
       const lost = this.playableAt - this.patAt > this.task.stallTimeoutMs ? 'PAT' : 'PMT';
@@ -748,7 +784,10 @@ export class StreamActor {
     this.paceRefPcr = this.pcrLast;
     this.paceRefAt = this.pcrLastAt;
     if (valid && media < wall * MIN_PACE) {
-      this.fault('unplayable', `the media advanced ${Math.round(media)} ms in ${wall} ms (${Math.round((100 * media) / wall)} % of real time): too slow to play`);
+      this.fault(
+        'unplayable',
+        `the media advanced ${Math.round(media)} ms in ${wall} ms (${Math.round((100 * media) / wall)} % of real time): too slow to play`,
+      );
     }
   }
 
@@ -771,10 +810,16 @@ export class StreamActor {
     if (!url || this.statBusy) return; // a slow engine gets one poll at a time, not a pile of them
     this.statBusy = true;
     try {
-      const body = await engineJson(url, { timeoutMs: this.task.engineTimeoutMs, maxBytes: this.task.engineMaxAnswerBytes ?? DEFAULT_MAX_ANSWER, dispatcher: this.agent });
+      const body = await engineJson(url, {
+        timeoutMs: this.task.engineTimeoutMs,
+        maxBytes: this.task.engineMaxAnswerBytes ?? DEFAULT_MAX_ANSWER,
+        dispatcher: this.agent,
+      });
       const env = parseEnvelope(body);
       if (url !== this.statUrl) return;
-      this.report(env.error !== null ? { type: 'stat', stat: null, error: foreignText(env.error) } : { type: 'stat', stat: parseStat(env.response) });
+      this.report(
+        env.error !== null ? { type: 'stat', stat: null, error: foreignText(env.error) } : { type: 'stat', stat: parseStat(env.response) },
+      );
     } catch (e) {
       this.report({ type: 'stat', stat: null, error: foreignText((e as Error).message) });
     } finally {
@@ -808,9 +853,21 @@ export class StreamActor {
         sincePmtMs: this.pmtAt ? now - this.pmtAt : null,
       },
       entry,
-      psi: { pmtPid: this.psi.pmtPid, pcrPid: this.psi.pcrPid, videoPid: this.psi.videoPid, videoCodec: this.psi.videoCodec, streams: this.psi.streams.map((e) => ({ pid: e.pid, streamType: e.streamType })) },
+      psi: {
+        pmtPid: this.psi.pmtPid,
+        pcrPid: this.psi.pcrPid,
+        videoPid: this.psi.videoPid,
+        videoCodec: this.psi.videoCodec,
+        streams: this.psi.streams.map((e) => ({ pid: e.pid, streamType: e.streamType })),
+      },
       framer: { packets: this.framer.packets, junkBytes: this.framer.junkBytes, resyncs: this.framer.resyncs },
-      ring: { position: this.ring.position, heldPackets: this.heldPackets, blocked: this.ring.blocked(), touchedBytes: this.touched, capacityBytes: this.ring.data.length },
+      ring: {
+        position: this.ring.position,
+        heldPackets: this.heldPackets,
+        blocked: this.ring.blocked(),
+        touchedBytes: this.touched,
+        capacityBytes: this.ring.data.length,
+      },
       stats: { ...this.stats },
     };
   }

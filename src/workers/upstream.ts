@@ -51,18 +51,25 @@ export class Upstream {
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
 
-  constructor(url: URL, headersTimeoutMs: number, private readonly handler: UpstreamHandler) {
+  constructor(
+    url: URL,
+    headersTimeoutMs: number,
+    private readonly handler: UpstreamHandler,
+  ) {
     const https = url.protocol === 'https:';
     const port = Number(url.port) || (https ? 443 : 80);
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
     const onread = { buffer: READ_BUF, callback: (n: number) => this.onRead(READ_BUF, n) };
     this.socket = https ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host }) : net.connect({ host, port, onread });
     if (https) this.socket.on('data', (d: Buffer) => this.onRead(d, d.length));
-    this.socket.write(`GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n`);
+    this.socket.write(
+      `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n`,
+    );
     this.socket.on('end', () => this.onEof());
     this.socket.on('close', () => this.onEof());
     this.socket.on('error', (err: NodeJS.ErrnoException) => this.fail(err.code ?? 'ESOCKET', err.message));
-    if (headersTimeoutMs > 0) this.timer = setTimeout(() => this.fail('HEADERS_TIMEOUT', `no response headers within ${headersTimeoutMs} ms`), headersTimeoutMs);
+    if (headersTimeoutMs > 0)
+      this.timer = setTimeout(() => this.fail('HEADERS_TIMEOUT', `no response headers within ${headersTimeoutMs} ms`), headersTimeoutMs);
   }
 
   pause(): void {

@@ -40,9 +40,14 @@ interface Ran {
 }
 function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeout?: number } = {}): Promise<Ran> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, timeout: opts.timeout ?? 120_000, maxBuffer: 64 << 20 }, (e, out, err) => {
-      resolve({ code: e ? (typeof e.code === 'number' ? e.code : -1) : 0, out: String(out), err: String(err) });
-    });
+    execFile(
+      cmd,
+      args,
+      { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, timeout: opts.timeout ?? 120_000, maxBuffer: 64 << 20 },
+      (e, out, err) => {
+        resolve({ code: e ? (typeof e.code === 'number' ? e.code : -1) : 0, out: String(out), err: String(err) });
+      },
+    );
   });
 }
 const podman = (...args: string[]) => sh('podman', args);
@@ -73,7 +78,18 @@ async function until(url: string, status = 200, ms = 30_000): Promise<unknown> {
 
 /** `podman run -d` of the acemux image on the host's network; returns the container's name. */
 async function runAcemux(name: string, args: string[], env: Record<string, string>, extra: string[] = []): Promise<string> {
-  await must('podman', ['run', '-d', '--name', `${TAG}-${name}`, '--network', 'host', ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]), ...extra, IMAGE, ...args]);
+  await must('podman', [
+    'run',
+    '-d',
+    '--name',
+    `${TAG}-${name}`,
+    '--network',
+    'host',
+    ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
+    ...extra,
+    IMAGE,
+    ...args,
+  ]);
   return `${TAG}-${name}`;
 }
 
@@ -123,13 +139,16 @@ t.test('the container', { skip, timeout: 600_000 }, async (t) => {
       mounts.push('-v', `${ca}:/run/host-ca.crt:ro`, '-v', `${npmrc}:/usr/local/etc/npmrc:ro`);
     }
     t0 = Date.now();
-    await must('nice', ['-n', '10', 'podman', 'build', '--format', 'docker', ...mounts, '-t', IMAGE, '-f', 'Dockerfile', '.'], { timeout: 900_000 });
+    await must('nice', ['-n', '10', 'podman', 'build', '--format', 'docker', ...mounts, '-t', IMAGE, '-f', 'Dockerfile', '.'], {
+      timeout: 900_000,
+    });
     t.comment(`acemux image built in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
     // The stand-in engine: the simulator and its sample, nothing of acemux's proxy.
     const ctx = mkdtempSync(join(tmpdir(), 'acemux-ctest-engine-'));
     cpSync(join(__dirname, 'engine-standin', 'Containerfile'), join(ctx, 'Containerfile'));
-    for (const d of ['dist/sim', 'dist/shared']) cpSync(join(ROOT, d), join(ctx, d), { recursive: true, filter: (f) => !f.endsWith('.map') });
+    for (const d of ['dist/sim', 'dist/shared'])
+      cpSync(join(ROOT, d), join(ctx, d), { recursive: true, filter: (f) => !f.endsWith('.map') });
     cpSync(join(ROOT, 'assets'), join(ctx, 'assets'), { recursive: true });
     t0 = Date.now();
     await must('nice', ['-n', '10', 'podman', 'build', '--format', 'docker', '-t', ENGINE_IMAGE, ctx], { timeout: 600_000 });
@@ -147,9 +166,19 @@ t.test('the container', { skip, timeout: 600_000 }, async (t) => {
     t.same(cfg.Entrypoint, ['node', 'dist/main/cli.js'], 'arguments after the image name go to acemux');
     t.notOk(cfg.Cmd?.length, 'no default arguments');
     t.equal(cfg.User, 'node');
-    t.notOk((cfg.Env as string[]).some((e) => e.startsWith('ACEMUX_LISTEN=')), 'no ACEMUX_LISTEN: it would hide ACEXY_LISTEN_ADDR');
-    const ls = await must('podman', ['run', '--rm', '--entrypoint', 'sh', IMAGE, '-c',
-      'ls /app/dist; echo --; find /app -name "*.map" -not -path "*/node_modules/*"; echo --; ls /app/assets 2>&1; ls /app/node_modules/typescript 2>&1; echo --; stat -c %u /var/lib/acemux']);
+    t.notOk(
+      (cfg.Env as string[]).some((e) => e.startsWith('ACEMUX_LISTEN=')),
+      'no ACEMUX_LISTEN: it would hide ACEXY_LISTEN_ADDR',
+    );
+    const ls = await must('podman', [
+      'run',
+      '--rm',
+      '--entrypoint',
+      'sh',
+      IMAGE,
+      '-c',
+      'ls /app/dist; echo --; find /app -name "*.map" -not -path "*/node_modules/*"; echo --; ls /app/assets 2>&1; ls /app/node_modules/typescript 2>&1; echo --; stat -c %u /var/lib/acemux',
+    ]);
     const [dist, maps, absent, owner] = ls.split('--\n');
     t.same(dist.split('\n').filter(Boolean), ['main', 'shared', 'workers'], 'dist holds no simulator');
     t.equal(maps.trim(), '', 'no source maps');
@@ -173,7 +202,14 @@ t.test('the container', { skip, timeout: 600_000 }, async (t) => {
   // An engine whose stop command never answers: with the engine stop bound above the shutdown
   // bound, shutdown takes the whole of the latter.
   hangingSim = await startSim(['--faults', JSON.stringify({ global: { cmdHang: true } })]);
-  const [pEnv, pArg, pAcexy, pRo, pSlow, pInit] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const [pEnv, pArg, pAcexy, pRo, pSlow, pInit] = await Promise.all([
+    freePort(),
+    freePort(),
+    freePort(),
+    freePort(),
+    freePort(),
+    freePort(),
+  ]);
   const volume = `${TAG}-state`;
   volumes.push(volume);
   const roDir = mkdtempSync(join(tmpdir(), 'acemux-ctest-ro-')); // root's, mode 0700: not uid 1000's
@@ -200,20 +236,36 @@ t.test('the container', { skip, timeout: 600_000 }, async (t) => {
   })();
 
   await t.test('listens where told, by ACEMUX_LISTEN, by --listen, by ACEXY_LISTEN_ADDR; the health check follows', async (t) => {
-    for (const [name, port, how] of [[cEnv, pEnv, 'ACEMUX_LISTEN'], [cArg, pArg, '--listen (docker run image --engine … --listen …)'], [cAcexy, pAcexy, 'ACEXY_LISTEN_ADDR']] as const) {
+    for (const [name, port, how] of [
+      [cEnv, pEnv, 'ACEMUX_LISTEN'],
+      [cArg, pArg, '--listen (docker run image --engine … --listen …)'],
+      [cAcexy, pAcexy, 'ACEXY_LISTEN_ADDR'],
+    ] as const) {
       await until(`http://127.0.0.1:${port}/livez`);
       t.equal((await podman('healthcheck', 'run', name)).code, 0, `${how}: healthy`);
       // What the engine's health check runs, with its output: it asked the right port.
-      t.match(await must('podman', ['exec', name, 'node', 'dist/main/healthcheck.js']), `http://127.0.0.1:${port}/livez: 200`, `${how}: the check asks port ${port}`);
+      t.match(
+        await must('podman', ['exec', name, 'node', 'dist/main/healthcheck.js']),
+        `http://127.0.0.1:${port}/livez: 200`,
+        `${how}: the check asks port ${port}`,
+      );
       t.equal(await pid1Uid(name), 1000, `${how}: acemux runs as uid 1000`);
     }
     // Under an init (docker run --init), acemux is PID 1's child, and the check finds it there.
     await until(`http://127.0.0.1:${pInit}/livez`);
-    t.match(await must('podman', ['exec', cInit, 'node', 'dist/main/healthcheck.js']), `http://127.0.0.1:${pInit}/livez: 200`, '--init: the check finds acemux below the init');
+    t.match(
+      await must('podman', ['exec', cInit, 'node', 'dist/main/healthcheck.js']),
+      `http://127.0.0.1:${pInit}/livez: 200`,
+      '--init: the check finds acemux below the init',
+    );
     t.equal((await podman('healthcheck', 'run', cInit)).code, 0, '--init: healthy');
 
     const ready = (await until(`http://127.0.0.1:${pAcexy}/readyz`)) as { engines: Array<{ url: string }> };
-    t.same(ready.engines.map((e) => e.url), [sim!.origin], 'ACEXY_HOST/ACEXY_PORT name the engine');
+    t.same(
+      ready.engines.map((e) => e.url),
+      [sim!.origin],
+      'ACEXY_HOST/ACEXY_PORT name the engine',
+    );
 
     // A hung acemux is unhealthy: the check's fetch is bounded (4 s, inside HEALTHCHECK's 5 s).
     await must('podman', ['kill', '--signal', 'STOP', cArg]);
@@ -234,7 +286,11 @@ t.test('the container', { skip, timeout: 600_000 }, async (t) => {
     t.match(ready.degraded[0]?.reason, /EACCES/);
     const status = (await (await fetch(`http://127.0.0.1:${pRo}/ace/status`)).json()) as { degraded: Array<{ part: string }> };
     t.equal(status.degraded[0]?.part, 'journal', '/ace/status says so too');
-    t.same(((await until(`http://127.0.0.1:${pEnv}/readyz`)) as { degraded: unknown[] }).degraded, [], 'a writable volume: nothing degraded');
+    t.same(
+      ((await until(`http://127.0.0.1:${pEnv}/readyz`)) as { degraded: unknown[] }).degraded,
+      [],
+      'a writable volume: nothing degraded',
+    );
   });
 
   type EventPage = { events: Array<{ seq: number; kind: string }> };
@@ -257,20 +313,29 @@ t.test('the container', { skip, timeout: 600_000 }, async (t) => {
     t.ok(slow.took >= SHUTDOWN_BOUND_MS - 500 && slow.took < 10_000, `at the bound, before docker stop's 10 s (${slow.took} ms)`);
     t.not((await slowClient).ended, 'closed-by-us', 'its client was ended too');
 
-    const again = await runAcemux('env2', [], { ACEMUX_LISTEN: `127.0.0.1:${pEnv}`, ACEMUX_ENGINES: sim!.origin }, ['-v', `${volume}:/var/lib/acemux`]);
+    const again = await runAcemux('env2', [], { ACEMUX_LISTEN: `127.0.0.1:${pEnv}`, ACEMUX_ENGINES: sim!.origin }, [
+      '-v',
+      `${volume}:/var/lib/acemux`,
+    ]);
     containers.push(again);
     await until(`${origin}/livez`);
     const after = (await (await fetch(`${origin}/api/events?limit=500`)).json()) as EventPage;
     const seqs = new Set(after.events.map((e: { seq: number }) => e.seq));
     const kept = before.events.filter((e: { seq: number }) => seqs.has(e.seq));
     t.equal(kept.length, before.events.length, 'every event from before the restart is still there');
-    t.ok(after.events.some((e: { kind: string }) => e.kind === 'client-session'), 'with the session the shutdown ended');
+    t.ok(
+      after.events.some((e: { kind: string }) => e.kind === 'client-session'),
+      'with the session the shutdown ended',
+    );
     // J4: the new process numbers its events after the journal's last one.
     const last = Math.max(...after.events.map((e: { seq: number }) => e.seq));
     await fetchStream(`${origin}/ace/getstream?id=${contentId(0xc4)}`, { bytes: 188 * 100 });
     const next = (await (await fetch(`${origin}/api/events?limit=500`)).json()) as EventPage;
     const fresh = next.events.filter((e: { seq: number }) => e.seq > last);
-    t.ok(fresh.some((e: { kind: string }) => e.kind === 'stream-start'), `the new stream's events continue the sequence after ${last}`);
+    t.ok(
+      fresh.some((e: { kind: string }) => e.kind === 'stream-start'),
+      `the new stream's events continue the sequence after ${last}`,
+    );
   });
 
   await t.test('compose.yaml comes up and serves a stream', async (t) => {
@@ -282,8 +347,16 @@ t.test('the container', { skip, timeout: 600_000 }, async (t) => {
     const ready = (await until(`${origin}/readyz`)) as { engines: Array<{ url: string; healthy: boolean }> };
     t.same(ready.engines, [{ url: 'http://acestream:6878', healthy: true }], 'acemux reaches the engine service by its name');
     await play(t, origin, contentId(0xc3));
-    t.equal((await podman('healthcheck', 'run', `${project}_acemux_1`)).code, 0, 'the image’s health check passes under compose (default :8080)');
-    t.equal((await podman('healthcheck', 'run', `${project}_acestream_1`)).code, 0, 'the engine’s health check (curl get_version on 6878) passes');
+    t.equal(
+      (await podman('healthcheck', 'run', `${project}_acemux_1`)).code,
+      0,
+      'the image’s health check passes under compose (default :8080)',
+    );
+    t.equal(
+      (await podman('healthcheck', 'run', `${project}_acestream_1`)).code,
+      0,
+      'the engine’s health check (curl get_version on 6878) passes',
+    );
     const vols = await must('podman', ['volume', 'ls', '--format', '{{.Name}}']);
     t.match(vols, `${project}_acemux-data`, 'the journal is on a named volume');
     // docker-compose 1.29 (Compose v1) reads the file too, when it is installed.

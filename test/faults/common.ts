@@ -18,7 +18,26 @@ import { ccErrors, describeErrors, truncatedPes } from '../helpers/ts-check';
 
 export const TS = 188;
 export const NULL_PID = 0x1fff;
-export const FAST = ['--stall-timeout', '1500ms', '--first-data-timeout', '4s', '--playback-timeout', '1500ms', '--retry-base', '150ms', '--retry-cap', '800ms', '--grace', '400ms', '--keepalive', '200ms', '--stat-interval', '500ms', '--engine-timeout', '3s'];
+export const FAST = [
+  '--stall-timeout',
+  '1500ms',
+  '--first-data-timeout',
+  '4s',
+  '--playback-timeout',
+  '1500ms',
+  '--retry-base',
+  '150ms',
+  '--retry-cap',
+  '800ms',
+  '--grace',
+  '400ms',
+  '--keepalive',
+  '200ms',
+  '--stat-interval',
+  '500ms',
+  '--engine-timeout',
+  '3s',
+];
 export const hasFfmpeg = !spawnSync('ffmpeg', ['-version']).error;
 
 export interface Watched extends Received {
@@ -92,8 +111,18 @@ export function decodes(t: Test, body: Buffer, what: string, seconds: number): v
   const demux = spawnSync('ffprobe', ['-v', 'error', '-show_packets', file]);
   t.equal(demux.status, 0, `${what}: ffprobe demuxes it`);
   t.equal(demux.stderr.toString().trim(), '', `${what}: without demux errors`);
-  const frames = spawnSync('ffprobe', ['-v', 'quiet', '-count_frames', '-select_streams', 'v', '-show_entries', 'stream=nb_read_frames', '-of', 'csv=p=0', file]);
+  const frames = spawnSync('ffprobe', [
+    '-v',
+    'quiet',
+    '-count_frames',
+    '-select_streams',
+    'v',
+    '-show_entries',
+    'stream=nb_read_frames',
+    '-of',
+    'csv=p=0',
+    file,
+  ]);
   const n = Number(frames.stdout.toString().trim().split(/\s+/)[0]);
   t.ok(n >= seconds * 25 * 0.6, `${what}: ${n} pictures decoded from ~${seconds} s`);
 }
-

@@ -12,7 +12,11 @@ t.test('one of two engines dies: its stream fails over to the other', async (t) 
   const a = await startSim();
   const b = await startSim();
   const ace = await startAcemux([a.origin, b.origin], [...FAST, '--engine-probe', '300ms']);
-  t.teardown(async () => { await ace.stop(); await a.stop(); await b.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await a.stop();
+    await b.stop();
+  });
   const x = contentId(0xb1);
   const y = contentId(0xb2);
   const px = watch(`${ace.origin}/ace/getstream?id=${x}`, 7000);
@@ -29,8 +33,14 @@ t.test('one of two engines dies: its stream fails over to the other', async (t) 
   assertPlayed(t, rx, 'the stream on the dead engine');
   assertPlayed(t, ry, 'the stream on the live engine');
   const ev = await events(ace);
-  t.ok(ev.some((e) => e.kind === 'failover'), 'a failover was decided');
-  t.ok(ev.some((e) => e.kind === 'engine-health' && e.healthy === false), 'the dead engine was marked unhealthy');
+  t.ok(
+    ev.some((e) => e.kind === 'failover'),
+    'a failover was decided',
+  );
+  t.ok(
+    ev.some((e) => e.kind === 'engine-health' && e.healthy === false),
+    'the dead engine was marked unhealthy',
+  );
   const ready = await getJson(`${ace.origin}/ace/status`);
   t.equal(ready.status, 200);
   await assertNoLeak(t, ace, survivor);
@@ -43,7 +53,10 @@ t.test('a channel whose first two ids are dead plays from the third', async (t) 
   const file = join(dir, 'channels.json');
   writeFileSync(file, JSON.stringify({ channels: [{ name: 'Test One', ids: [d1, d2, good] }] }));
   const ace = await startAcemux(sim.origin, [...FAST, '--channels', file]);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   await sim.setFaults({ ids: { [d1]: { getstreamError: 'failed to load content' }, [d2]: { playbackStatus: 500 } } });
   const r = await watch(`${ace.origin}/ace/channel/test-one`, 5000);
   assertPlayed(t, r, 'channel with alternates');
@@ -53,7 +66,11 @@ t.test('a channel whose first two ids are dead plays from the third', async (t) 
   const ev = await events(ace);
   t.ok(ev.filter((e) => e.kind === 'failover').length >= 2, 'two failovers');
   t.equal((await getJson(`${ace.origin}/ace/channel/nope`)).status, 404);
-  for (const [q, why] of [[`id=${good}`, /remove "id"/], ['pid=7', /"pid" is set by acemux/], ['a=1&a=2', /"a" given more than once/]] as const) {
+  for (const [q, why] of [
+    [`id=${good}`, /remove "id"/],
+    ['pid=7', /"pid" is set by acemux/],
+    ['a=1&a=2', /"a" given more than once/],
+  ] as const) {
     const bad = await getJson(`${ace.origin}/ace/channel/test-one?${q}`);
     t.equal(bad.status, 400, q);
     t.match(bad.body.error, why, q);
@@ -65,12 +82,20 @@ t.test('a channel whose first two ids are dead plays from the third', async (t) 
 t.test('rapid channel switching leaves nothing behind', async (t) => {
   const sim = await startSim(['--bitrate', '2000000']);
   const ace = await startAcemux(sim.origin, [...FAST, '--grace', '300ms']);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const ids = [contentId(0xf1), contentId(0xf2), contentId(0xf3)];
   let ok = 0;
   for (let round = 0; round < 60; round++) {
     // Five quick zaps at once across the channels, each gone after a few ms.
-    const zaps = Array.from({ length: 5 }, (_, i) => fetchStream(`${ace.origin}/ace/getstream?id=${ids[(round + i) % 3]}`, { ms: 5 + ((round * 7 + i * 13) % 60) }).then((r) => r.status === 200 && ok++, () => {}));
+    const zaps = Array.from({ length: 5 }, (_, i) =>
+      fetchStream(`${ace.origin}/ace/getstream?id=${ids[(round + i) % 3]}`, { ms: 5 + ((round * 7 + i * 13) % 60) }).then(
+        (r) => r.status === 200 && ok++,
+        () => {},
+      ),
+    );
     await Promise.all(zaps);
   }
   t.ok(ok >= 250, `${ok} of 300 zaps answered 200`);

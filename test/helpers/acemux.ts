@@ -32,7 +32,12 @@ export async function freePort(): Promise<number> {
  * finding a free port and binding it); resolves once it logs that it listens, and where. `cli` is
  * the script node runs: dist/main/cli.js, or a test's stand-in that calls its `main`.
  */
-export async function startAcemux(engine: string | string[], flags: string[] = [], env: Record<string, string> = {}, cli = CLI): Promise<Acemux> {
+export async function startAcemux(
+  engine: string | string[],
+  flags: string[] = [],
+  env: Record<string, string> = {},
+  cli = CLI,
+): Promise<Acemux> {
   const engines = Array.isArray(engine) ? engine : [engine];
   // Each run gets its own journal directory unless the test names one.
   const state = flags.includes('--state-dir') ? [] : ['--state-dir', mkdtempSync(join(tmpdir(), 'acemux-state-'))];

@@ -35,14 +35,21 @@ export function fetchStream(url: string, o: ReadOptions = {}): Promise<Received>
         if (timer) clearTimeout(timer);
         resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks), firstByteMs, ended });
       };
-      if (o.ms !== undefined) timer = setTimeout(() => { req.destroy(); finish('closed-by-us'); }, o.ms);
+      if (o.ms !== undefined)
+        timer = setTimeout(() => {
+          req.destroy();
+          finish('closed-by-us');
+        }, o.ms);
       res.on('data', (d: Buffer) => {
         if (firstByteMs < 0) firstByteMs = Date.now() - t0;
         chunks.push(d);
         size += d.length;
         o.onData?.(d, Date.now());
         if (o.stallAfterBytes !== undefined && size >= o.stallAfterBytes) res.pause();
-        if (o.bytes !== undefined && size >= o.bytes) { req.destroy(); finish('closed-by-us'); }
+        if (o.bytes !== undefined && size >= o.bytes) {
+          req.destroy();
+          finish('closed-by-us');
+        }
       });
       res.on('end', () => finish('ended-by-server'));
       res.on('error', () => finish('error'));

@@ -39,7 +39,14 @@ export function parsePlaylist(text: string): ParsedPlaylist {
   let d = ds;
   const segments = m.segments.map((s, i) => {
     if (s.discontinuity) d++;
-    return { seq: ms + i, dseq: d, uri: s.uri, duration: s.duration, discontinuity: !!s.discontinuity, pdt: typeof s.programDateTime === 'number' ? s.programDateTime : null };
+    return {
+      seq: ms + i,
+      dseq: d,
+      uri: s.uri,
+      duration: s.duration,
+      discontinuity: !!s.discontinuity,
+      pdt: typeof s.programDateTime === 'number' ? s.programDateTime : null,
+    };
   });
   return { targetDuration: m.targetDuration, mediaSequence: ms, discontinuitySequence: ds, segments };
 }
@@ -100,7 +107,11 @@ export function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<{ 
 }
 
 /** GET with a user agent (an HLS viewer is an address and a user agent); body as a Buffer. */
-export async function get(url: string, ua = 'acemux-test', method = 'GET'): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
+export async function get(
+  url: string,
+  ua = 'acemux-test',
+  method = 'GET',
+): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
   const res = await fetch(url, { method, headers: { 'user-agent': ua } });
   const body = Buffer.from(await res.arrayBuffer());
   return { status: res.status, headers: Object.fromEntries(res.headers), body };

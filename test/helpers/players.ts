@@ -61,7 +61,14 @@ function lines(stream: NodeJS.ReadableStream, each: (line: string, at: number) =
 function base(name: Player['name'], proc: ChildProcess): Player {
   live.add(proc);
   const p: Player = {
-    name, video: [], audio: [], avsync: [], cache: [], problems: [], exitedAt: 0, exitCode: null,
+    name,
+    video: [],
+    audio: [],
+    avsync: [],
+    cache: [],
+    problems: [],
+    exitedAt: 0,
+    exitCode: null,
     stop: async () => {
       if (p.exitedAt) return;
       proc.kill('SIGTERM');
@@ -70,19 +77,44 @@ function base(name: Player['name'], proc: ChildProcess): Player {
       clearTimeout(t);
     },
   };
-  const exited = new Promise<void>((ok) => proc.once('exit', (code) => {
-    p.exitedAt = Date.now();
-    p.exitCode = code;
-    live.delete(proc);
-    ok();
-  }));
+  const exited = new Promise<void>((ok) =>
+    proc.once('exit', (code) => {
+      p.exitedAt = Date.now();
+      p.exitCode = code;
+      live.delete(proc);
+      ok();
+    }),
+  );
   return p;
 }
 
 /** ffmpeg decoding audio and video to nothing, printing each frame's pts. */
 export function startFfmpeg(url: string): Player {
-  const proc = spawn('ffmpeg', ['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'level+info', '-copyts', '-i', url,
-    '-map', '0:v:0', '-map', '0:a:0', '-vf', 'showinfo', '-af', 'ashowinfo', '-f', 'null', '-'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(
+    'ffmpeg',
+    [
+      '-hide_banner',
+      '-nostdin',
+      '-nostats',
+      '-loglevel',
+      'level+info',
+      '-copyts',
+      '-i',
+      url,
+      '-map',
+      '0:v:0',
+      '-map',
+      '0:a:0',
+      '-vf',
+      'showinfo',
+      '-af',
+      'ashowinfo',
+      '-f',
+      'null',
+      '-',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   const p = base('ffmpeg', proc);
   lines(proc.stderr!, (line, at) => {
     const m = /Parsed_(a?)showinfo.* pts_time:\s*(-?[\d.]+)/.exec(line);
@@ -103,10 +135,27 @@ export async function startMpv(url: string): Promise<Player> {
   const sock = join(dir, 'ipc');
   const logFile = join(dir, 'mpv.log');
   // --no-terminal silences stdout/stderr: the log file is where mpv's warnings and errors go.
-  const proc = spawn('mpv', ['--no-config', '--vo=null', '--ao=null', '--no-terminal', `--log-file=${logFile}`, `--input-ipc-server=${sock}`,
-    '--idle=no', '--keep-open=no', ...(process.env.MPV_EXTRA ? process.env.MPV_EXTRA.split(' ') : []), url], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(
+    'mpv',
+    [
+      '--no-config',
+      '--vo=null',
+      '--ao=null',
+      '--no-terminal',
+      `--log-file=${logFile}`,
+      `--input-ipc-server=${sock}`,
+      '--idle=no',
+      '--keep-open=no',
+      ...(process.env.MPV_EXTRA ? process.env.MPV_EXTRA.split(' ') : []),
+      url,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   const p = base('mpv', proc);
-  for (const s of [proc.stdout!, proc.stderr!]) lines(s, (line) => { if (line.trim()) p.problems.push(line); });
+  for (const s of [proc.stdout!, proc.stderr!])
+    lines(s, (line) => {
+      if (line.trim()) p.problems.push(line);
+    });
   const stop = p.stop;
   p.stop = async () => {
     await stop();
@@ -125,7 +174,11 @@ export async function startMpv(url: string): Promise<Player> {
   ipc.write(props.map((name, i) => JSON.stringify({ command: ['observe_property', i + 1, name] }) + '\n').join(''));
   lines(ipc, (line, at) => {
     let m: { event?: string; name?: string; data?: unknown };
-    try { m = JSON.parse(line); } catch { return; }
+    try {
+      m = JSON.parse(line);
+    } catch {
+      return;
+    }
     if (m.event !== 'property-change') return;
     if (m.name === 'time-pos' && typeof m.data === 'number') p.video.push({ at, v: m.data });
     else if (m.name === 'avsync' && typeof m.data === 'number') p.avsync.push({ at, v: m.data });
@@ -139,7 +192,10 @@ export function longestGap(s: Sample[], from: number, to: number): number {
   let gap = 0;
   let prev = -1;
   for (const x of s) {
-    if (x.at < from) { prev = x.at; continue; }
+    if (x.at < from) {
+      prev = x.at;
+      continue;
+    }
     if (x.at > to) break;
     if (prev >= 0) gap = Math.max(gap, x.at - prev);
     prev = x.at;

@@ -19,8 +19,13 @@ export function metricsText(origin: string): Promise<string> {
   return new Promise((resolve, reject) => {
     request(`${origin}/metrics`, (res) => {
       let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve(body));
-    }).on('error', reject).end();
+      res
+        .setEncoding('utf8')
+        .on('data', (d: string) => (body += d))
+        .on('end', () => resolve(body));
+    })
+      .on('error', reject)
+      .end();
   });
 }
 
@@ -28,5 +33,10 @@ export function metricsText(origin: string): Promise<string> {
 export async function ringCounts(origin: string): Promise<{ inUse: number; idle: number; fresh: number; pooled: number }> {
   const m = await metricsText(origin);
   const v = (name: string, labels: string) => metricValue(m, name, labels) || 0;
-  return { inUse: v('acemux_rings', 'state="in_use"'), idle: v('acemux_rings', 'state="idle"'), fresh: v('acemux_ring_takes_total', 'ring="new"'), pooled: v('acemux_ring_takes_total', 'ring="pooled"') };
+  return {
+    inUse: v('acemux_rings', 'state="in_use"'),
+    idle: v('acemux_rings', 'state="idle"'),
+    fresh: v('acemux_ring_takes_total', 'ring="new"'),
+    pooled: v('acemux_ring_takes_total', 'ring="pooled"'),
+  };
 }

@@ -58,7 +58,10 @@ export interface Answer {
 }
 
 /** One request with headers; resolves with the whole (short) answer, JSON parsed when it is JSON. */
-export function call(url: string, o: { method?: string; headers?: Record<string, string>; localAddress?: string; body?: string } = {}): Promise<Answer> {
+export function call(
+  url: string,
+  o: { method?: string; headers?: Record<string, string>; localAddress?: string; body?: string } = {},
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: o.method ?? 'GET', headers: o.headers, agent: false, localAddress: o.localAddress }, (res) => {
       let text = '';

@@ -55,7 +55,10 @@ const FLAGS = ['--stall-timeout', '2s', '--grace', '1s', '--av-hold', '600ms'];
 /** The sample at its own rate (1.4 Mb/s): ~175 KB a second. */
 const BYTES_PER_S = 175_000;
 
-export async function runFault(kind: FaultKind, o: { downMs?: number; stallMs?: number; settleMs?: number; flags?: string[] } = {}): Promise<Outcome> {
+export async function runFault(
+  kind: FaultKind,
+  o: { downMs?: number; stallMs?: number; settleMs?: number; flags?: string[] } = {},
+): Promise<Outcome> {
   const port = await freePort();
   let sim: SimHandle = await startSim(['--port', String(port)]);
   const ace: Acemux = await startAcemux(sim.origin, [...FLAGS, ...(o.flags ?? [])]);
@@ -69,10 +72,16 @@ export async function runFault(kind: FaultKind, o: { downMs?: number; stallMs?: 
     const url = `${ace.origin}/ace/getstream?id=${id}`;
     const arrivals: number[] = [];
     const chunks: Buffer[] = [];
-    const raw = get(url, { agent: false }, (res) => res.on('data', (d: Buffer) => {
-      chunks.push(d);
-      for (let off = 0; off + TS <= d.length; off += TS) if (pidOf(d, off) !== NULL_PID) { arrivals.push(Date.now()); break; }
-    }));
+    const raw = get(url, { agent: false }, (res) =>
+      res.on('data', (d: Buffer) => {
+        chunks.push(d);
+        for (let off = 0; off + TS <= d.length; off += TS)
+          if (pidOf(d, off) !== NULL_PID) {
+            arrivals.push(Date.now());
+            break;
+          }
+      }),
+    );
     raw.on('error', () => {});
     players.push(startFfmpeg(url), await startMpv(url));
     if (!(await until(() => players.every((p) => p.video.length > 50), 20_000))) throw new Error('players did not start');
@@ -105,8 +114,16 @@ export async function runFault(kind: FaultKind, o: { downMs?: number; stallMs?: 
     raw.destroy();
     const body = Buffer.concat(chunks);
     const out: Outcome = {
-      kind, faultAt, serveAt, dataResumeMs: dataAt ? dataAt - serveAt : -1, players: [],
-      ccErrors: describeErrors(ccErrors(body)), truncated: describeErrors(truncatedPes(body)), bytes: body.length, raw: players, body,
+      kind,
+      faultAt,
+      serveAt,
+      dataResumeMs: dataAt ? dataAt - serveAt : -1,
+      players: [],
+      ccErrors: describeErrors(ccErrors(body)),
+      truncated: describeErrors(truncatedPes(body)),
+      bytes: body.length,
+      raw: players,
+      body,
     };
     for (const p of players) {
       const after = p.video.find((x) => x.at > faultAt + 200);
@@ -149,7 +166,10 @@ function biggestStep(s: Array<{ at: number; v: number }>, from: number): number 
 
 /** One line per player for the test log and for bench/RESULTS.md. */
 export function summary(o: Outcome): string {
-  const ps = o.players.map((p) => `${p.name}: freeze ${p.freezeMs} ms, frames back ${p.frameResumeMs} ms after serve, A/V ${p.name === 'mpv' ? `max |avsync| ${p.avAfterMs} ms` : `start ${p.avStartMs} ms, skip diff ${p.avSkipMs} ms`}, ${p.problems.length} log problems${p.stayed ? '' : ', EXITED'}`);
+  const ps = o.players.map(
+    (p) =>
+      `${p.name}: freeze ${p.freezeMs} ms, frames back ${p.frameResumeMs} ms after serve, A/V ${p.name === 'mpv' ? `max |avsync| ${p.avAfterMs} ms` : `start ${p.avStartMs} ms, skip diff ${p.avSkipMs} ms`}, ${p.problems.length} log problems${p.stayed ? '' : ', EXITED'}`,
+  );
   return `${o.kind}: data back ${o.dataResumeMs} ms after serve; CC errors ${o.ccErrors}; truncated PES ${o.truncated}; ${ps.join('; ')}`;
 }
 
@@ -161,19 +181,32 @@ export interface Todo {
   stay?: string;
 }
 
-
 export function assertClean(t: Test, o: Outcome, todo: Todo = {}): void {
   t.comment(summary(o));
   // A reconnect into a live session (drop, stall) resumes on the next keyframe (A1): up to one
   // GOP (1 s in the sample) on top; after an outage or restart the new session starts on one.
   const gop = o.kind === 'drop' || o.kind === 'stall' ? 1000 : 0;
-  t.ok(o.dataResumeMs >= 0 && o.dataResumeMs <= 1000 + gop, `${o.kind}: data resumes ≤ ${(1000 + gop) / 1000} s after the simulator serves again (${o.dataResumeMs} ms)`, { todo: todo.resume });
+  t.ok(
+    o.dataResumeMs >= 0 && o.dataResumeMs <= 1000 + gop,
+    `${o.kind}: data resumes ≤ ${(1000 + gop) / 1000} s after the simulator serves again (${o.dataResumeMs} ms)`,
+    { todo: todo.resume },
+  );
   t.equal(o.ccErrors, 'none', `${o.kind}: no continuity error on any PID through acemux`);
   t.equal(o.truncated, 'none', `${o.kind}: no truncated PES through acemux`);
   for (const p of o.players) {
-    t.same(p.problems, [], `${o.kind}/${p.name}: no decode, continuity or PSI complaint in the log`, { todo: p.name === 'mpv' ? todo.mpvAv : undefined });
+    t.same(p.problems, [], `${o.kind}/${p.name}: no decode, continuity or PSI complaint in the log`, {
+      todo: p.name === 'mpv' ? todo.mpvAv : undefined,
+    });
     t.ok(p.stayed, `${o.kind}/${p.name}: stayed connected`, { todo: todo.stay });
-    if (p.name === 'mpv') t.ok(p.avAfterMs >= 0 && p.avAfterMs <= 100, `${o.kind}/mpv: |avsync| ≤ 100 ms from 1 s after the splice (max ${p.avAfterMs} ms)`, { todo: todo.mpvAv });
-    else t.ok(Math.abs(p.avSkipMs) <= 100, `${o.kind}/ffmpeg: audio and video skip the same content at the splice (audio − video ${p.avSkipMs} ms)`, { todo: todo.mpvAv });
+    if (p.name === 'mpv')
+      t.ok(p.avAfterMs >= 0 && p.avAfterMs <= 100, `${o.kind}/mpv: |avsync| ≤ 100 ms from 1 s after the splice (max ${p.avAfterMs} ms)`, {
+        todo: todo.mpvAv,
+      });
+    else
+      t.ok(
+        Math.abs(p.avSkipMs) <= 100,
+        `${o.kind}/ffmpeg: audio and video skip the same content at the splice (audio − video ${p.avSkipMs} ms)`,
+        { todo: todo.mpvAv },
+      );
   }
 }

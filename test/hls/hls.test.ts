@@ -19,7 +19,20 @@ let sim: SimHandle;
 let ace: Acemux;
 t.before(async () => {
   sim = await startSim();
-  ace = await startAcemux(sim.origin, ['--hls-segment', '2s', '--grace', '1s', '--max-streams', '4', '--engine-timeout', '3s', '--hls-window', '3', '--playlist', source]);
+  ace = await startAcemux(sim.origin, [
+    '--hls-segment',
+    '2s',
+    '--grace',
+    '1s',
+    '--max-streams',
+    '4',
+    '--engine-timeout',
+    '3s',
+    '--hls-window',
+    '3',
+    '--playlist',
+    source,
+  ]);
 });
 t.teardown(async () => {
   await ace?.stop();
@@ -54,7 +67,19 @@ async function probeSegment(t: Test, body: Buffer, name: string): Promise<void> 
   const info = JSON.parse(probe.stdout.toString());
   t.equal(info.format.format_name, 'mpegts', `${name}: ffprobe sees MPEG-TS`);
   t.same(info.streams.map((s: { codec_type: string }) => s.codec_type).sort(), ['audio', 'video'], `${name}: video and audio`);
-  const frames = await run('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-read_intervals', '%+#1', '-show_entries', 'frame=key_frame,pict_type', '-of', 'csv=p=0', file]);
+  const frames = await run('ffprobe', [
+    '-v',
+    'error',
+    '-select_streams',
+    'v:0',
+    '-read_intervals',
+    '%+#1',
+    '-show_entries',
+    'frame=key_frame,pict_type',
+    '-of',
+    'csv=p=0',
+    file,
+  ]);
   t.match(frames.stdout.toString().split('\n')[0], /^1,I/, `${name}: the first video frame decoded is a keyframe`);
 }
 
@@ -71,13 +96,20 @@ t.test('ffmpeg decodes 20 s of HLS; every playlist keeps the RFC rules; segments
 
   const splice = spliceRun();
   let done = false;
-  const ff = run('ffmpeg', ['-nostdin', '-v', 'error', '-i', manifest(id), '-t', '20', '-map', '0:v:0', '-map', '0:a:0', '-f', 'framecrc', '-'], 50_000).finally(() => (done = true));
+  const ff = run(
+    'ffmpeg',
+    ['-nostdin', '-v', 'error', '-i', manifest(id), '-t', '20', '-map', '0:v:0', '-map', '0:a:0', '-f', 'framecrc', '-'],
+    50_000,
+  ).finally(() => (done = true));
   const watching = watch(manifest(id), checker, () => done);
   const r = await ff;
   await watching;
   t.equal(r.code, 0, 'ffmpeg exits 0');
   t.equal(r.stderr, '', 'ffmpeg reports no error while decoding');
-  const lines = r.stdout.toString().split('\n').filter((l) => /^\d+,/.test(l));
+  const lines = r.stdout
+    .toString()
+    .split('\n')
+    .filter((l) => /^\d+,/.test(l));
   const video = lines.filter((l) => l.startsWith('0,')).length;
   const audio = lines.filter((l) => l.startsWith('1,')).length;
   t.ok(video >= 20 * 25 * 0.95, `video decoded: ${video} frames (25 fps × 20 s)`);
@@ -94,7 +126,10 @@ t.test('ffmpeg decodes 20 s of HLS; every playlist keeps the RFC rules; segments
   t.match(metrics, /^acemux_hls_segments_served_total [1-9]/m, 'metrics: segments served');
   t.match(metrics, /^acemux_hls_bytes_out_total [1-9]/m, 'metrics: HLS bytes');
   const admin = JSON.parse((await get(`${ace.origin}/api/streams`)).body.toString());
-  t.ok(admin.streams.some((s: { hls: { viewers: number } | null }) => s.hls && s.hls.viewers >= 1), 'the admin API shows HLS viewers');
+  t.ok(
+    admin.streams.some((s: { hls: { viewers: number } | null }) => s.hls && s.hls.viewers >= 1),
+    'the admin API shows HLS viewers',
+  );
 
   const last = checker.check((await get(manifest(id))).body.toString());
   const seg = last.segments[last.segments.length - 1]!;
@@ -140,15 +175,21 @@ async function spliceRun(): Promise<{ checker: PlaylistChecker; body: Buffer | n
   const checker = new PlaylistChecker();
   const t0 = Date.now();
   let body: Buffer | null = null;
-  await watch(manifest(id), checker, () => {
-    const spliced = [...checker.seen.values()].find((x) => x.discontinuity);
-    if (spliced && body === null) {
-      void sim.resetFaults();
-      body = Buffer.alloc(0);
-      void get(`${ace.origin}/ace/${spliced.uri}`, 'splice-checker').then((r) => (body = r.status === 200 ? r.body : null));
-    }
-    return (checker.discontinuities >= 1 && checker.playlists >= 10) || Date.now() - t0 > 18_000;
-  }, 1000, 'splice-checker');
+  await watch(
+    manifest(id),
+    checker,
+    () => {
+      const spliced = [...checker.seen.values()].find((x) => x.discontinuity);
+      if (spliced && body === null) {
+        void sim.resetFaults();
+        body = Buffer.alloc(0);
+        void get(`${ace.origin}/ace/${spliced.uri}`, 'splice-checker').then((r) => (body = r.status === 200 ? r.body : null));
+      }
+      return (checker.discontinuities >= 1 && checker.playlists >= 10) || Date.now() - t0 > 18_000;
+    },
+    1000,
+    'splice-checker',
+  );
   return { checker, body };
 }
 
@@ -186,7 +227,20 @@ t.test('token, limits and the channel playlist apply to HLS; viewers come and go
   const sim3 = await startSim();
   const channels = join(dir, 'channels.json');
   writeFileSync(channels, JSON.stringify({ channels: [{ name: 'Sport One', ids: [contentId(7)] }] }));
-  const ace3 = await startAcemux(sim3.origin, ['--stream-token', 's3cret', '--max-streams', '1', '--hls-segment', '1s', '--hls-window', '3', '--grace', '500ms', '--channels', channels]);
+  const ace3 = await startAcemux(sim3.origin, [
+    '--stream-token',
+    's3cret',
+    '--max-streams',
+    '1',
+    '--hls-segment',
+    '1s',
+    '--hls-window',
+    '3',
+    '--grace',
+    '500ms',
+    '--channels',
+    channels,
+  ]);
   t.teardown(async () => {
     await ace3.stop();
     await sim3.stop();

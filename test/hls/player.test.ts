@@ -11,7 +11,17 @@ import { contentId, sleep } from '../helpers/client';
 import { get } from '../helpers/hls';
 
 const CHROMIUM = '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--autoplay-policy=no-user-gesture-required',
+];
 let hlsInstalled = true;
 try {
   require.resolve('hls.js/dist/hls.min.js');
@@ -20,7 +30,11 @@ try {
 }
 // The page's CSP forbids eval, so checks run as functions (sent over CDP), not strings. The project
 // compiles without the DOM lib: the page is reached through globalThis.
-type PageGlobals = { playerState?: string; playerErrors?: string[]; document: { querySelector(s: string): { currentTime: number; textContent: string } } };
+type PageGlobals = {
+  playerState?: string;
+  playerErrors?: string[];
+  document: { querySelector(s: string): { currentTime: number; textContent: string } };
+};
 const noChromium = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed`;
 
 let sim: SimHandle;
@@ -80,7 +94,9 @@ t.test('Chromium plays a channel over HLS with hls.js, across a splice', { skip:
   await page.waitForFunction(() => (globalThis as unknown as PageGlobals).playerState === 'playing', undefined, { timeout: 20_000 });
   const now = () => page.evaluate(() => (globalThis as unknown as PageGlobals).document.querySelector('video').currentTime);
   const t0 = await now();
-  await page.waitForFunction((t) => (globalThis as unknown as PageGlobals).document.querySelector('video').currentTime >= t, t0 + 5, { timeout: 15_000 });
+  await page.waitForFunction((t) => (globalThis as unknown as PageGlobals).document.querySelector('video').currentTime >= t, t0 + 5, {
+    timeout: 15_000,
+  });
   t.pass('video.currentTime advanced 5 s');
   // Wait for the splice to be listed, then for playback to go on past it.
   let spliced = false;
@@ -91,10 +107,14 @@ t.test('Chromium plays a channel over HLS with hls.js, across a splice', { skip:
   t.ok(spliced, 'the playlist shows the splice');
   await sim.resetFaults();
   const t1 = await now();
-  await page.waitForFunction((t) => (globalThis as unknown as PageGlobals).document.querySelector('video').currentTime >= t, t1 + 5, { timeout: 20_000 }).catch(async (e: Error) => {
-    // Say what the player saw, not only that it timed out.
-    throw new Error(`${e.message}; currentTime ${await now()}; player log:\n${await page.textContent('#log')}`);
-  });
+  await page
+    .waitForFunction((t) => (globalThis as unknown as PageGlobals).document.querySelector('video').currentTime >= t, t1 + 5, {
+      timeout: 20_000,
+    })
+    .catch(async (e: Error) => {
+      // Say what the player saw, not only that it timed out.
+      throw new Error(`${e.message}; currentTime ${await now()}; player log:\n${await page.textContent('#log')}`);
+    });
   t.pass(`and it kept advancing across the splice (${t0.toFixed(1)} → ${(await now()).toFixed(1)} s)`);
   t.same(await page.evaluate(() => (globalThis as unknown as PageGlobals).playerErrors), [], 'no error event');
   t.same(pageErrors, [], 'no page error');

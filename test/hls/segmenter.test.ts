@@ -50,7 +50,11 @@ function feed(opts: { laps: number; splice?: boolean; poll?: boolean; ringBytes?
     // A splice: the actor starts the new upstream at a join point and marks the first PCR after it.
     const from = lap > 0 && opts.splice ? JOINS[2]! : 0;
     if (lap > 0 && opts.splice) {
-      for (let i = from; i < PACKETS; i++) if (readPcr(src, i * TS) >= 0) { setDiscontinuity(src, i * TS); break; }
+      for (let i = from; i < PACKETS; i++)
+        if (readPcr(src, i * TS) >= 0) {
+          setDiscontinuity(src, i * TS);
+          break;
+        }
     }
     const base = w.position - from;
     const joins = new Set(JOINS.filter((j) => j >= from));
@@ -89,7 +93,10 @@ t.test('segments start at join points, are whole packets, and last about the tar
   t.ok(segs[0]!.durationS < 1.5, `the first segment is one GOP (${segs[0]!.durationS.toFixed(3)} s), so a cold start waits less`);
   const middle = segs.slice(1, -1);
   t.ok(middle.filter((s) => s.durationS > 1.9).length >= middle.length / 2, 'most later segments reach the 2 s target');
-  t.notOk(segs.some((s) => s.discontinuity), 'a continuous stream has no discontinuity');
+  t.notOk(
+    segs.some((s) => s.discontinuity),
+    'a continuous stream has no discontinuity',
+  );
   const looped = feed({ laps: 2 }).segs;
   t.equal(looped.filter((s) => s.discontinuity).length, 1, 'a clock that jumps back without the splice mark is a discontinuity too');
   for (let i = 1; i < segs.length; i++) t.ok(segs[i]!.pdtMs >= segs[i - 1]!.pdtMs, `date-time ${i} never goes back`);
@@ -104,7 +111,8 @@ t.test('a splice starts a segment flagged discontinuous; numbering stays consist
   const text = writePlaylist({ segments: store.listed(), targetDuration: store.targetDuration, uri: (n) => `${n}.ts` });
   const p = parsePlaylist(text);
   t.equal(p.targetDuration, 2, 'the target duration stayed 2');
-  for (const s of p.segments) t.equal(s.dseq, store.get(s.seq)!.dseq, `segment ${s.seq}: the playlist's discontinuity numbering is the store's`);
+  for (const s of p.segments)
+    t.equal(s.dseq, store.get(s.seq)!.dseq, `segment ${s.seq}: the playlist's discontinuity numbering is the store's`);
   t.match(text, /#EXT-X-DISCONTINUITY\n/, 'the playlist shows it');
 });
 
@@ -127,7 +135,11 @@ t.test('the store keeps a window, a tail of one more window, and waits for the f
   t.equal(await waited, true, 'a waiter wakes at the first segment');
   t.equal(store.get(0)!.discontinuity, false, 'the first segment of a store is never a discontinuity');
   for (let i = 0; i < 8; i++) store.add(mk(2, i === 4));
-  t.same(store.listed().map((s) => s.seq), [6, 7, 8], 'the window');
+  t.same(
+    store.listed().map((s) => s.seq),
+    [6, 7, 8],
+    'the window',
+  );
   t.ok(store.get(3), 'a segment one window out is still servable');
   t.equal(store.get(2), undefined, 'older ones are gone');
   t.equal(store.get(99), undefined, 'future ones do not exist');
@@ -153,7 +165,7 @@ t.test('a stream with no PCR and no video is cut by arrival time at its PAT join
   }
   t.ok(segs.length >= 2, `${segs.length} segments`);
   for (const s of segs.slice(0, -1)) t.ok(s.durationS >= 1.9 && s.durationS <= 2.1, `about the target (${s.durationS} s)`);
-  t.equal(segs[0]!.pdtMs, 1000, 'the date-time is the first join point\'s arrival');
+  t.equal(segs[0]!.pdtMs, 1000, "the date-time is the first join point's arrival");
   seg.close();
 });
 

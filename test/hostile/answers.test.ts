@@ -24,13 +24,21 @@ t.test('hostile engine answers', async (t) => {
     t.equal(r.status, 200, `${what}: the client is answered`);
     t.ok(r.patMs >= 0, `${what}: and plays after the failover (PAT after ${r.patMs} ms)`);
     const ev = (await events(ace, 'failover')).filter(ofId(id));
-    t.ok(ev.some((e) => why.test(String(e.detail)) && e.action === 'next-engine'), `${what}: failover event says why: ${ev.map((e) => e.detail).join(' | ')}`);
+    t.ok(
+      ev.some((e) => why.test(String(e.detail)) && e.action === 'next-engine'),
+      `${what}: failover event says why: ${ev.map((e) => e.detail).join(' | ')}`,
+    );
     await afterCase(t, b, what);
   };
 
   await failsOver(0xa1, { getstreamEndless: true }, over, 'endless getstream answer');
   await failsOver(0xa2, { getstreamPadBytes: 50_000_000 }, over, '50 MB getstream answer');
-  await failsOver(0xa3, { playbackUrl: 'file:///etc/passwd' }, /playback_url with the scheme "file:"; only http and https are followed/, 'file: playback URL');
+  await failsOver(
+    0xa3,
+    { playbackUrl: 'file:///etc/passwd' },
+    /playback_url with the scheme "file:"; only http and https are followed/,
+    'file: playback URL',
+  );
   await failsOver(0xa4, { playbackUrl: 'data:video/mp2t;base64,R0AAEA==' }, /playback_url with the scheme "data:"/, 'data: playback URL');
   await failsOver(0xa5, { statUrl: 'file:///etc/shadow' }, /stat_url with the scheme "file:"/, 'file: stat URL');
   await failsOver(0xa6, { playbackUrl: 'gopher://127.0.0.1:70/x' }, /scheme "gopher:"/, 'gopher: playback URL');
@@ -49,10 +57,16 @@ t.test('hostile engine answers', async (t) => {
     t.ok(said, `${what}: the capped stat answer shows in /ace/status, and the stream stays on its engine`);
     t.ok(await until(() => v.bytes > 200_000, 5000), `${what}: the stream plays meanwhile (${v.bytes} bytes)`);
     const polled = (await bad.stats()).statRequests;
-    t.ok(await until(async () => (await bad.stats()).statRequests >= polled + 2, 5000), `${what}: stat is polled again after capped answers`);
+    t.ok(
+      await until(async () => (await bad.stats()).statRequests >= polled + 2, 5000),
+      `${what}: stat is polled again after capped answers`,
+    );
     v.close();
     // The stop's endless answer is capped too; the engine had already ended the session.
-    const stopped = await until(async () => (await events(ace, 'stream-stop')).some((e) => ofId(id)(e) && over.test(String(e.engine_said))), 8000);
+    const stopped = await until(
+      async () => (await events(ace, 'stream-stop')).some((e) => ofId(id)(e) && over.test(String(e.engine_said))),
+      8000,
+    );
     t.ok(stopped, `${what}: stream-stop records the capped stop answer`);
     await afterCase(t, b, what);
   }
@@ -69,7 +83,10 @@ t.test('hostile engine answers', async (t) => {
     const status = await getJson(`${ace.origin}/ace/status`);
     t.ok(JSON.stringify(status.body).length < 64 * 1024, `${what}: /ace/status stays small`);
     const ev = (await events(ace)).filter(ofId(id));
-    t.ok(ev.length > 0 && ev.every((e) => JSON.stringify(e).length < 2048), `${what}: its events are small (${ev.map((e) => JSON.stringify(e).length).join(', ')} bytes)`);
+    t.ok(
+      ev.length > 0 && ev.every((e) => JSON.stringify(e).length < 2048),
+      `${what}: its events are small (${ev.map((e) => JSON.stringify(e).length).join(', ')} bytes)`,
+    );
     await afterCase(t, b, what);
   }
 
@@ -95,9 +112,15 @@ t.test('hostile engine answers', async (t) => {
       return e && !e.healthy && over.test(String(e.lastError));
     }, 8000);
     t.ok(sick, `${what}: the probe marks the engine unhealthy, saying why`);
-    t.ok((await events(ace, 'engine-health')).some((e) => e.engine === bad.origin && over.test(String(e.reason))), `${what}: an engine-health event says why`);
+    t.ok(
+      (await events(ace, 'engine-health')).some((e) => e.engine === bad.origin && over.test(String(e.reason))),
+      `${what}: an engine-health event says why`,
+    );
     await bad.resetFaults();
-    const well = await until(async () => (await getJson(`${ace.origin}/api/engines`)).body.engines.every((x: { healthy: boolean }) => x.healthy), 8000);
+    const well = await until(
+      async () => (await getJson(`${ace.origin}/api/engines`)).body.engines.every((x: { healthy: boolean }) => x.healthy),
+      8000,
+    );
     t.ok(well, `${what}: healthy again once it answers properly`);
     await afterCase(t, b, what);
   }

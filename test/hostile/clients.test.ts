@@ -20,14 +20,21 @@ const clientsOf = async (origin: string, id: string) => {
 t.test('pipelined stream requests on one connection make one viewer', async (t) => {
   const sim = await startSim(['--bitrate', '2000000']);
   const ace = await startAcemux(sim.origin, ['--grace', '200ms']);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const id = contentId(0x901);
   const reading = raw(ace.port, get(id).repeat(6), { bytes: 1_000_000, timeoutMs: 15_000 });
   let status: Json = null;
-  await until(async () => {
-    status = (await getJson(`${ace.origin}/ace/status?id=${id}`)).body;
-    return status?.client_list?.[0]?.bytes > 200_000;
-  }, 10_000, 'a viewer with 200 kB');
+  await until(
+    async () => {
+      status = (await getJson(`${ace.origin}/ace/status?id=${id}`)).body;
+      return status?.client_list?.[0]?.bytes > 200_000;
+    },
+    10_000,
+    'a viewer with 200 kB',
+  );
   t.equal(status.clients, 1, 'six pipelined requests, one viewer');
   const r = await reading;
   t.equal(r.end, 'enough', 'the one viewer plays');
@@ -51,7 +58,10 @@ t.test('pipelined stream requests on one connection make one viewer', async (t) 
 t.test('garbage after a stream request ends that connection and never lands in a stream', async (t) => {
   const sim = await startSim(['--bitrate', '2000000']);
   const ace = await startAcemux(sim.origin, ['--grace', '200ms']);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const id = contentId(0x904);
   const r = await raw(ace.port, `${get(id)}NOT HTTP AT ALL\r\n\r\n`, { timeoutMs: 8000 });
   t.not(r.end, 'timeout', 'the connection ends');
@@ -64,7 +74,10 @@ t.test('garbage after a stream request ends that connection and never lands in a
 t.test('a stream request pipelined behind another request waits its turn', async (t) => {
   const sim = await startSim(['--bitrate', '2000000']);
   const ace = await startAcemux(sim.origin, ['--grace', '200ms']);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const id = contentId(0x902);
   const r = await raw(ace.port, `GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n${get(id)}${get(id)}`, { bytes: 200_000, timeoutMs: 15_000 });
   const text = r.data.toString('latin1');
@@ -77,7 +90,10 @@ t.test('per-address limit: a flood from one address never locks out others', asy
   const sim = await startSim(['--bitrate', '1000000']);
   // Without the per-address limit, 12 flooding clients would take all 10 slots of the stream.
   const ace = await startAcemux(sim.origin, ['--grace', '200ms', '--max-clients-per-ip', '3', '--max-clients-per-stream', '10']);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const id = contentId(0x903);
   const url = `${ace.origin}/ace/getstream?id=${id}`;
   const flood = await Promise.all(Array.from({ length: 12 }, () => play(url, 3000, '127.0.0.2')));
@@ -88,7 +104,11 @@ t.test('per-address limit: a flood from one address never locks out others', asy
   t.equal(refused.length, 9, 'and 429 for the rest');
   t.equal(refused[0]!.body.code, 'ACEMUX_ERR_TOO_MANY');
   t.match(refused[0]!.body.error, /address/);
-  t.same(others.map((r) => r.status), [200, 200, 200, 200], 'every other address plays');
+  t.same(
+    others.map((r) => r.status),
+    [200, 200, 200, 200],
+    'every other address plays',
+  );
   t.ok(others.every((r) => r.bytes > 0));
   await until(async () => (await clientsOf(ace.origin, id)) === 0, 8000, 'the flood to end');
   t.equal((await play(url, 800, '127.0.0.2')).status, 200, 'slots come back when viewers leave');
@@ -112,22 +132,34 @@ t.test('stream identity: only engine parameters count, parsed once, canonically'
   await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
   const engine = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
   const ace = await startAcemux(engine, ['--grace', '300ms']);
-  t.teardown(async () => { await ace.stop(); front.closeAllConnections(); front.close(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    front.closeAllConnections();
+    front.close();
+    await sim.stop();
+  });
   const x = contentId(0x911);
   const players = Array.from({ length: 40 }, (_, i) => play(`${ace.origin}/ace/getstream?id=${x}&x=${i}&_=${i * 7}`, 2000));
   await until(async () => (await clientsOf(ace.origin, x)) === 40, 10_000, '40 viewers');
   t.equal((await getJson(`${ace.origin}/ace/status`)).body.streams, 1, '40 spellings with extra parameters: one stream');
   t.equal(asked.length, 1, 'one engine session');
-  t.equal(asked[0]!.get('x'), null, 'parameters that are not the engine\'s are not sent to it');
+  t.equal(asked[0]!.get('x'), null, "parameters that are not the engine's are not sent to it");
   t.equal(asked[0]!.get('_'), null);
   await Promise.all(players);
 
   const y = contentId(0x912);
   const a = play(`${ace.origin}/ace/getstream?id=${y}&transcode_audio=1&preferred_audio_language=ENG`, 2500);
   await until(async () => (await clientsOf(ace.origin, y)) === 1, 10_000, 'first spelling');
-  const b = play(`${ace.origin}/ace/getstream?preferred_audio_language=eng&transcode_mp3=0&content_id=${y.toUpperCase()}&transcode_audio=%31&cb=9`, 1500);
+  const b = play(
+    `${ace.origin}/ace/getstream?preferred_audio_language=eng&transcode_mp3=0&content_id=${y.toUpperCase()}&transcode_audio=%31&cb=9`,
+    1500,
+  );
   await until(async () => (await clientsOf(ace.origin, y)) === 2, 10_000, 'second spelling on the same stream');
-  t.equal(asked.filter((q) => (q.get('id') ?? '').toLowerCase() === y).length, 1, 'two spellings of one request share a stream and its engine session');
+  t.equal(
+    asked.filter((q) => (q.get('id') ?? '').toLowerCase() === y).length,
+    1,
+    'two spellings of one request share a stream and its engine session',
+  );
   const sent = asked.at(-1)!;
   t.equal(sent.get('transcode_audio'), '1', 'engine parameters are passed on');
   t.equal(sent.get('preferred_audio_language'), 'eng', 'canonically');
@@ -148,7 +180,10 @@ t.test('stream identity: only engine parameters count, parsed once, canonically'
 t.test('stream limit: past it 503 with Retry-After, coded', async (t) => {
   const sim = await startSim(['--bitrate', '1000000']);
   const ace = await startAcemux(sim.origin, ['--grace', '200ms', '--max-streams', '2']);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const ids = [contentId(0x921), contentId(0x922)];
   const players = ids.map((id) => play(`${ace.origin}/ace/getstream?id=${id}`, 2500));
   await until(async () => (await getJson(`${ace.origin}/ace/status`)).body.streams === 2, 10_000, 'two streams');

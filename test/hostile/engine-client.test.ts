@@ -127,15 +127,30 @@ t.test('a non-200 answer is refused without reading its body', async (t) => {
 t.test('only http and https URLs are followed, always to the engine', async (t) => {
   const engine = 'http://10.0.0.5:6878';
   t.equal(rewriteOrigin('http://172.17.0.2:6878/ace/r/a/b?x=1', engine), 'http://10.0.0.5:6878/ace/r/a/b?x=1', 'host rewritten');
-  t.equal(rewriteOrigin('https://user:pw@evil.example/ace/r/a', engine), 'http://10.0.0.5:6878/ace/r/a', 'scheme, host and credentials replaced');
-  for (const bad of ['file:///etc/passwd', 'data:video/mp2t;base64,R0c=', 'javascript:alert(1)', 'gopher://h/x', 'ftp://h/x', 'ws://h/x', 'blob:http://h/x']) {
+  t.equal(
+    rewriteOrigin('https://user:pw@evil.example/ace/r/a', engine),
+    'http://10.0.0.5:6878/ace/r/a',
+    'scheme, host and credentials replaced',
+  );
+  for (const bad of [
+    'file:///etc/passwd',
+    'data:video/mp2t;base64,R0c=',
+    'javascript:alert(1)',
+    'gopher://h/x',
+    'ftp://h/x',
+    'ws://h/x',
+    'blob:http://h/x',
+  ]) {
     let e: unknown;
     try {
       rewriteOrigin(bad, engine, 'playback_url');
     } catch (err) {
       e = err;
     }
-    t.ok(e instanceof EngineError && e.kind === 'bad-answer' && /only http and https are followed/.test(e.message), `${bad.split(':')[0]}: refused`);
+    t.ok(
+      e instanceof EngineError && e.kind === 'bad-answer' && /only http and https are followed/.test(e.message),
+      `${bad.split(':')[0]}: refused`,
+    );
   }
   let e: unknown;
   try {
@@ -154,7 +169,12 @@ t.test('a refused getstream answer stops the session it opened', async (t) => {
       return res.end(JSON.stringify({ response: 'ok', error: null }));
     }
     const host = `http://${req.headers.host}`;
-    res.end(JSON.stringify({ response: { playback_url: 'file:///etc/passwd', stat_url: `${host}/ace/stat/a/b`, command_url: `${host}/ace/cmd/a/b` }, error: null }));
+    res.end(
+      JSON.stringify({
+        response: { playback_url: 'file:///etc/passwd', stat_url: `${host}/ace/stat/a/b`, command_url: `${host}/ace/cmd/a/b` },
+        error: null,
+      }),
+    );
   });
   const e = await refusal(startSession(srv.origin, { name: 'id', value: 'a'.repeat(40) }, [], 'p1', 5000));
   t.match(e.message, /playback_url with the scheme "file:"/);

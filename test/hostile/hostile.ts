@@ -15,7 +15,30 @@ export const TS = 188;
 export const NULL_PID = 0x1fff;
 /** RSS ceiling after any case: acemux idles near 100 MB; the old failures reached 1–6 GB. */
 export const RSS_LIMIT_MB = 400;
-export const FAST = ['--stall-timeout', '1500ms', '--first-data-timeout', '4s', '--playback-timeout', '3s', '--retry-base', '150ms', '--retry-cap', '800ms', '--retry-attempts', '3', '--grace', '400ms', '--keepalive', '200ms', '--stat-interval', '500ms', '--engine-timeout', '3s', '--engine-probe', '500ms'];
+export const FAST = [
+  '--stall-timeout',
+  '1500ms',
+  '--first-data-timeout',
+  '4s',
+  '--playback-timeout',
+  '3s',
+  '--retry-base',
+  '150ms',
+  '--retry-cap',
+  '800ms',
+  '--retry-attempts',
+  '3',
+  '--grace',
+  '400ms',
+  '--keepalive',
+  '200ms',
+  '--stat-interval',
+  '500ms',
+  '--engine-timeout',
+  '3s',
+  '--engine-probe',
+  '500ms',
+];
 
 export function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -158,7 +181,8 @@ export async function events(ace: Acemux, kind?: string): Promise<Array<Record<s
 }
 
 /** Events of the stream playing `id`, whatever the exact form of acemux's stream key. */
-export const ofId = (id: string) => (e: Record<string, unknown>) => typeof e.stream === 'string' && e.stream.toLowerCase().includes(id.toLowerCase());
+export const ofId = (id: string) => (e: Record<string, unknown>) =>
+  typeof e.stream === 'string' && e.stream.toLowerCase().includes(id.toLowerCase());
 
 /**
  * After every case: the process is alive, RSS bounded, the good viewer kept playing without a
@@ -180,7 +204,10 @@ export async function afterCase(t: Test, b: Bench, what: string): Promise<void> 
     return g.sessionsActive === 1 && x.sessionsActive === 0 && x.playbackActive === 0 && s.body.streams === 1;
   }, 6000);
   t.ok(clean, `${what}: no engine session left behind, only the good stream runs`);
-  t.ok(ace.logs.every((l) => l.length < 8192), `${what}: no log line over 8 KiB`);
+  t.ok(
+    ace.logs.every((l) => l.length < 8192),
+    `${what}: no log line over 8 KiB`,
+  );
 }
 
 /** Stall timeout 1.5 s + backoff (≤ 0.8 s) + a new session and first data, with room for a loaded machine. */
@@ -191,7 +218,16 @@ const FAILOVER_WITHIN_MS = 7000;
  * actor reports must be `kind` (saying `why`), then a reconnect (when it was flowing at first)
  * or straight a failover to the good engine, within a bound; the client plays on.
  */
-export async function recovers(t: Test, b: Bench, n: number, fault: Record<string, unknown>, kind: string, why: RegExp, what: string, reconnectFirst = false): Promise<void> {
+export async function recovers(
+  t: Test,
+  b: Bench,
+  n: number,
+  fault: Record<string, unknown>,
+  kind: string,
+  why: RegExp,
+  what: string,
+  reconnectFirst = false,
+): Promise<void> {
   const { ace, bad, good } = b;
   const id = contentId(n);
   await bad.setFaults({ ids: { [id]: fault } });
@@ -213,19 +249,34 @@ export async function recovers(t: Test, b: Bench, n: number, fault: Record<strin
   }
   const ev = (await events(ace)).filter(ofId(id)).reverse();
   const faults = ev.filter((e) => e.fault === kind);
-  t.ok(faults.length > 0 && faults.every((e) => why.test(String(e.detail))), `${what}: '${kind}' faults say why: ${faults.map((e) => e.detail).join(' | ')}`);
+  t.ok(
+    faults.length > 0 && faults.every((e) => why.test(String(e.detail))),
+    `${what}: '${kind}' faults say why: ${faults.map((e) => e.detail).join(' | ')}`,
+  );
   // The hostile fault comes first. The failover that follows is normally for the same fault;
   // on a loaded machine the reconnected upstream may stall outright first, which is the same
   // policy at work, so any fault may carry it.
-  const seq = ev.map((e) => `${e.kind}${e.fault ? `/${e.fault}` : ''}${e.action ? `/${e.action}` : ''}${e.engine === bad.origin ? '@bad' : e.engine === good.origin ? '@good' : ''}`).join(' ');
+  const seq = ev
+    .map(
+      (e) =>
+        `${e.kind}${e.fault ? `/${e.fault}` : ''}${e.action ? `/${e.action}` : ''}${e.engine === bad.origin ? '@bad' : e.engine === good.origin ? '@good' : ''}`,
+    )
+    .join(' ');
   const first = ev.find((e) => e.fault !== undefined);
   t.equal(first?.fault, kind, `${what}: the first fault is '${kind}' (${seq})`);
-  t.equal(first?.kind, reconnectFirst ? 'reconnect' : 'failover', `${what}: ${reconnectFirst ? 'it was flowing, so a reconnect first' : 'never playable, so straight to a failover'}`);
+  t.equal(
+    first?.kind,
+    reconnectFirst ? 'reconnect' : 'failover',
+    `${what}: ${reconnectFirst ? 'it was flowing, so a reconnect first' : 'never playable, so straight to a failover'}`,
+  );
   const fo = ev.find((e) => e.kind === 'failover' && e.action === 'next-engine');
   t.ok(fo, `${what}: the supervisor failed over to the other engine`);
   if (fo) t.ok(fo.time - t0 < FAILOVER_WITHIN_MS + (reconnectFirst ? 4000 : 0), `${what}: within the bound (${fo.time - t0} ms)`);
   const live = ev.filter((e) => e.kind === 'stream-live');
-  t.ok(live.length > 0 && live.every((e) => reconnectFirst || e.engine === good.origin), `${what}: 'live' only where the data was playable (${live.map((e) => e.engine).join(', ')})`);
+  t.ok(
+    live.length > 0 && live.every((e) => reconnectFirst || e.engine === good.origin),
+    `${what}: 'live' only where the data was playable (${live.map((e) => e.engine).join(', ')})`,
+  );
   const lastFault = [...ev].reverse().find((e) => e.fault !== undefined);
   const st = await getJson(`${ace.origin}/ace/status?id=${id}`);
   if (st.status === 200) t.equal(st.body.last_fault?.fault, lastFault?.fault, `${what}: /ace/status shows the last fault`);

@@ -25,15 +25,88 @@ const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc
 
 // ---- generators ----
 
-const nasty = fc.constantFrom('%', '%zz', '%E0%A4%A', '%00', '%2F', '%26b%3D2', '&', '=', '+', '..', '%C0%AF', '\u00e9', '\u{1F600}', ';', '"', "'", '<script>', '\\', ' ', '%20', '');
-const text = fc.oneof(fc.string({ maxLength: 12 }), nasty, fc.tuple(fc.string({ maxLength: 4 }), nasty).map(([a, b]) => a + b), fc.constant('x'.repeat(3000)));
+const nasty = fc.constantFrom(
+  '%',
+  '%zz',
+  '%E0%A4%A',
+  '%00',
+  '%2F',
+  '%26b%3D2',
+  '&',
+  '=',
+  '+',
+  '..',
+  '%C0%AF',
+  '\u00e9',
+  '\u{1F600}',
+  ';',
+  '"',
+  "'",
+  '<script>',
+  '\\',
+  ' ',
+  '%20',
+  '',
+);
+const text = fc.oneof(
+  fc.string({ maxLength: 12 }),
+  nasty,
+  fc.tuple(fc.string({ maxLength: 4 }), nasty).map(([a, b]) => a + b),
+  fc.constant('x'.repeat(3000)),
+);
 const idValue = fc.oneof(fc.constantFrom(...IDS), fc.constantFrom(IDS[0]!.toUpperCase()), fc.stringMatching(/^[0-9a-f]{0,41}$/), text);
-const paramName = fc.constantFrom('id', 'infohash', 'content_id', 'transcode_audio', 'transcode_mp3', 'transcode_ac3', 'preferred_audio_language', 'pid', 'sid', 'token', 'format', 'key', 'x', 'limit', 'before', 'kind', 'stream', 'hlc', '');
+const paramName = fc.constantFrom(
+  'id',
+  'infohash',
+  'content_id',
+  'transcode_audio',
+  'transcode_mp3',
+  'transcode_ac3',
+  'preferred_audio_language',
+  'pid',
+  'sid',
+  'token',
+  'format',
+  'key',
+  'x',
+  'limit',
+  'before',
+  'kind',
+  'stream',
+  'hlc',
+  '',
+);
 const param = fc.tuple(paramName, fc.oneof(idValue, text, fc.constantFrom('0', '1', 'eng', '-1', '1e3', KEY))).map(([k, v]) => `${k}=${v}`);
-const query = fc.option(fc.array(param, { maxLength: 5 }).map((ps) => `?${ps.join('&')}`), { nil: '' });
+const query = fc.option(
+  fc.array(param, { maxLength: 5 }).map((ps) => `?${ps.join('&')}`),
+  { nil: '' },
+);
 const segment = fc.oneof(fc.constantFrom(...IDS), fc.constantFrom('one', 'ONE', 'no-such', '1', '0', '-1', '99999'), text);
 const path = fc.oneof(
-  fc.constantFrom('/', '/dashboard', '/livez', '/readyz', '/metrics', '/playlist.m3u', '/playlist.m3u8', '/ace/getstream', '/ace/getstream/', '/ace/status', '/ace/status/', '/api/streams', '/api/engines', '/api/events', '/api/live', '/api/', '/api/nope', '/nope', '*', '//', '/ace/', '/ace/channel/'),
+  fc.constantFrom(
+    '/',
+    '/dashboard',
+    '/livez',
+    '/readyz',
+    '/metrics',
+    '/playlist.m3u',
+    '/playlist.m3u8',
+    '/ace/getstream',
+    '/ace/getstream/',
+    '/ace/status',
+    '/ace/status/',
+    '/api/streams',
+    '/api/engines',
+    '/api/events',
+    '/api/live',
+    '/api/',
+    '/api/nope',
+    '/nope',
+    '*',
+    '//',
+    '/ace/',
+    '/ace/channel/',
+  ),
   segment.map((s) => `/ace/channel/${s}`),
   segment.map((s) => `/api/streams/${s}`),
   fc.tuple(segment, fc.constantFrom('stop', 'next', 'actor', 'clients', 'x')).map(([s, a]) => `/api/streams/${s}/${a}`),
@@ -41,9 +114,38 @@ const path = fc.oneof(
   fc.webPath(),
   text.map((s) => `/${s}`),
 );
-const method = fc.oneof(fc.constantFrom('GET', 'GET', 'GET', 'HEAD', 'POST', 'DELETE', 'PUT', 'OPTIONS', 'PATCH', 'TRACE'), fc.constantFrom('get', 'GeT', 'FOO', 'G ET', ''));
+const method = fc.oneof(
+  fc.constantFrom('GET', 'GET', 'GET', 'HEAD', 'POST', 'DELETE', 'PUT', 'OPTIONS', 'PATCH', 'TRACE'),
+  fc.constantFrom('get', 'GeT', 'FOO', 'G ET', ''),
+);
 const header = fc.oneof(
-  fc.constantFrom(`Authorization: Bearer ${KEY}`, 'Authorization: Bearer nope', `X-API-Key: ${KEY}`, 'X-API-Key: ', 'Cookie: acemux_session=forged', 'Cookie: ;;=;', 'Origin: http://evil.example', 'Origin: null', 'Sec-Fetch-Site: cross-site', 'Sec-Fetch-Site: same-origin', 'Connection: close', 'Connection: keep-alive', 'Connection: upgrade', 'Upgrade: websocket', 'Accept: */*', 'Range: bytes=0-', 'Expect: 100-continue', 'Expect: nonsense', 'Content-Length: 0', 'Content-Length: 5', 'Content-Length: -1', 'Content-Length: 1, 2', 'Transfer-Encoding: chunked', 'Transfer-Encoding: gzip, chunked', 'X-Forwarded-For: 10.0.0.1'),
+  fc.constantFrom(
+    `Authorization: Bearer ${KEY}`,
+    'Authorization: Bearer nope',
+    `X-API-Key: ${KEY}`,
+    'X-API-Key: ',
+    'Cookie: acemux_session=forged',
+    'Cookie: ;;=;',
+    'Origin: http://evil.example',
+    'Origin: null',
+    'Sec-Fetch-Site: cross-site',
+    'Sec-Fetch-Site: same-origin',
+    'Connection: close',
+    'Connection: keep-alive',
+    'Connection: upgrade',
+    'Upgrade: websocket',
+    'Accept: */*',
+    'Range: bytes=0-',
+    'Expect: 100-continue',
+    'Expect: nonsense',
+    'Content-Length: 0',
+    'Content-Length: 5',
+    'Content-Length: -1',
+    'Content-Length: 1, 2',
+    'Transfer-Encoding: chunked',
+    'Transfer-Encoding: gzip, chunked',
+    'X-Forwarded-For: 10.0.0.1',
+  ),
   fc.tuple(fc.stringMatching(/^[A-Za-z-]{1,20}$/), text).map(([n, v]) => `${n}: ${v}`),
   text, // not a header at all
 );
@@ -58,18 +160,64 @@ interface Case {
   incomplete: boolean;
 }
 
-const wellFormedRequest = fc.tuple(fc.constantFrom('GET', 'HEAD', 'POST', 'DELETE'), path, query, fc.array(fc.constantFrom(`Authorization: Bearer ${KEY}`, 'Authorization: Bearer nope', 'Origin: http://evil.example', 'Sec-Fetch-Site: cross-site', 'Accept: */*'), { maxLength: 2 }))
+const wellFormedRequest = fc
+  .tuple(
+    fc.constantFrom('GET', 'HEAD', 'POST', 'DELETE'),
+    path,
+    query,
+    fc.array(
+      fc.constantFrom(
+        `Authorization: Bearer ${KEY}`,
+        'Authorization: Bearer nope',
+        'Origin: http://evil.example',
+        'Sec-Fetch-Site: cross-site',
+        'Accept: */*',
+      ),
+      { maxLength: 2 },
+    ),
+  )
   .filter(([, p, q]) => /^[\x21-\x7e]*$/.test(p + q))
-  .map(([m, p, q, hs]) => `${m} ${p}${q} HTTP/1.1\r\nHost: acemux\r\n${hs.map((h) => `${h}\r\n`).join('')}${m === 'POST' ? 'Content-Length: 0\r\n' : ''}\r\n`);
+  .map(
+    ([m, p, q, hs]) =>
+      `${m} ${p}${q} HTTP/1.1\r\nHost: acemux\r\n${hs.map((h) => `${h}\r\n`).join('')}${m === 'POST' ? 'Content-Length: 0\r\n' : ''}\r\n`,
+  );
 const anyRequest = fc
-  .tuple(method, path, query, fc.constantFrom('HTTP/1.1', 'HTTP/1.1', 'HTTP/1.0', 'HTTP/2.0', 'HTTP/1.1x', ''), fc.option(fc.constant('Host: acemux'), { nil: undefined }), fc.array(header, { maxLength: 4 }), fc.constantFrom('', '', 'hello', '0\r\n\r\n'))
-  .map(([m, p, q, v, host, hs, body]) => `${m} ${p}${q} ${v}\r\n${host ? `${host}\r\n` : ''}${hs.map((h) => `${h}\r\n`).join('')}\r\n${body}`);
+  .tuple(
+    method,
+    path,
+    query,
+    fc.constantFrom('HTTP/1.1', 'HTTP/1.1', 'HTTP/1.0', 'HTTP/2.0', 'HTTP/1.1x', ''),
+    fc.option(fc.constant('Host: acemux'), { nil: undefined }),
+    fc.array(header, { maxLength: 4 }),
+    fc.constantFrom('', '', 'hello', '0\r\n\r\n'),
+  )
+  .map(
+    ([m, p, q, v, host, hs, body]) => `${m} ${p}${q} ${v}\r\n${host ? `${host}\r\n` : ''}${hs.map((h) => `${h}\r\n`).join('')}\r\n${body}`,
+  );
 
 const caseArb: fc.Arbitrary<Case> = fc.oneof(
-  { weight: 6, arbitrary: fc.array(wellFormedRequest, { minLength: 1, maxLength: 3 }).map((rs) => ({ wire: rs.join(''), requests: rs.length, wellFormed: true, incomplete: false })) },
-  { weight: 5, arbitrary: fc.array(anyRequest, { minLength: 1, maxLength: 3 }).map((rs) => ({ wire: rs.join(''), requests: 0, wellFormed: false, incomplete: false })) },
-  { weight: 1, arbitrary: anyRequest.chain((r) => fc.nat({ max: r.length }).map((n) => ({ wire: r.slice(0, n), requests: 0, wellFormed: false, incomplete: true }))) },
-  { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 200 }).map((s) => ({ wire: s, requests: 0, wellFormed: false, incomplete: true })) },
+  {
+    weight: 6,
+    arbitrary: fc
+      .array(wellFormedRequest, { minLength: 1, maxLength: 3 })
+      .map((rs) => ({ wire: rs.join(''), requests: rs.length, wellFormed: true, incomplete: false })),
+  },
+  {
+    weight: 5,
+    arbitrary: fc
+      .array(anyRequest, { minLength: 1, maxLength: 3 })
+      .map((rs) => ({ wire: rs.join(''), requests: 0, wellFormed: false, incomplete: false })),
+  },
+  {
+    weight: 1,
+    arbitrary: anyRequest.chain((r) =>
+      fc.nat({ max: r.length }).map((n) => ({ wire: r.slice(0, n), requests: 0, wellFormed: false, incomplete: true })),
+    ),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.string({ unit: 'binary', maxLength: 200 }).map((s) => ({ wire: s, requests: 0, wellFormed: false, incomplete: true })),
+  },
 );
 
 // ---- reading answers ----
@@ -135,7 +283,8 @@ function parseAnswers(data: Buffer): Parsed {
     if (type.startsWith('application/json') && status >= 400) {
       try {
         const j = JSON.parse(body) as { error?: unknown; code?: unknown };
-        if (typeof j.error !== 'string' || typeof j.code !== 'string' || !j.code.startsWith('ACEMUX_ERR_')) problems.push(`${status} without error/code: ${body.slice(0, 80)}`);
+        if (typeof j.error !== 'string' || typeof j.code !== 'string' || !j.code.startsWith('ACEMUX_ERR_'))
+          problems.push(`${status} without error/code: ${body.slice(0, 80)}`);
       } catch {
         if (body.length === Number(len ?? body.length)) problems.push(`${status} with a body that is not JSON: ${body.slice(0, 80)}`);
       }
@@ -156,29 +305,53 @@ async function fuzz(t: Test, ace: Acemux, runs: number, from: string[]): Promise
         const p = parseAnswers(d);
         return p.streaming || p.statuses.filter((s) => s !== 100).length >= c.requests;
       };
-      const r = await raw(ace.port, Buffer.from(c.wire, 'latin1'), { halfClose: !c.wellFormed, timeoutMs: 3000, localAddress: from[n++ % from.length], done: c.wellFormed ? done : undefined });
+      const r = await raw(ace.port, Buffer.from(c.wire, 'latin1'), {
+        halfClose: !c.wellFormed,
+        timeoutMs: 3000,
+        localAddress: from[n++ % from.length],
+        done: c.wellFormed ? done : undefined,
+      });
       const p = parseAnswers(r.data);
       for (const s of p.statuses) statuses.set(s, (statuses.get(s) ?? 0) + 1);
       if (p.statuses.length) answered++;
       const bad = p.statuses.filter((s) => !ALLOWED.has(s));
       const what = JSON.stringify(c.wire.length > 400 ? `${c.wire.slice(0, 200)}…${c.wire.slice(-200)}` : c.wire);
       if (bad.length || p.problems.length) throw new Error(`statuses ${p.statuses.join(',')} ${p.problems.join('; ')} for ${what}`);
-      if (c.wellFormed && r.end !== 'enough' && !(r.end === 'fin' && p.closes && p.statuses.length > 0)) throw new Error(`answers ${p.statuses.join(',')} (${r.end}) to ${c.requests} requests ${what}`);
+      if (c.wellFormed && r.end !== 'enough' && !(r.end === 'fin' && p.closes && p.statuses.length > 0))
+        throw new Error(`answers ${p.statuses.join(',')} (${r.end}) to ${c.requests} requests ${what}`);
       if (ace.proc.exitCode !== null) throw new Error(`acemux exited (${ace.proc.exitCode}) after ${JSON.stringify(c.wire.slice(0, 300))}`);
     }),
     { seed: SEED, numRuns: runs, endOnFailure: true },
   );
-  t.pass(`${runs} cases, ${answered} answered; statuses ${[...statuses].sort((a, b) => a[0] - b[0]).map(([s, k]) => `${s}×${k}`).join(' ')}`);
+  t.pass(
+    `${runs} cases, ${answered} answered; statuses ${[...statuses]
+      .sort((a, b) => a[0] - b[0])
+      .map(([s, k]) => `${s}×${k}`)
+      .join(' ')}`,
+  );
   return { answered, statuses };
 }
 
-async function afterPass(t: Test, ace: Acemux, sim: Awaited<ReturnType<typeof startSim>>, rssBefore: number, headers: Record<string, string>): Promise<void> {
+async function afterPass(
+  t: Test,
+  ace: Acemux,
+  sim: Awaited<ReturnType<typeof startSim>>,
+  rssBefore: number,
+  headers: Record<string, string>,
+): Promise<void> {
   t.equal(ace.proc.exitCode, null, 'acemux is alive');
-  t.notOk(ace.logs.some((l) => l.includes('request handler failed')), 'no request reached the 500 path');
+  t.notOk(
+    ace.logs.some((l) => l.includes('request handler failed')),
+    'no request reached the 500 path',
+  );
   const rss = rssMiB(ace.proc.pid!);
   t.ok(rss < rssBefore + 200, `RSS bounded: ${rssBefore.toFixed(0)} → ${rss.toFixed(0)} MiB`);
   const status = async () => (await getJsonWith(`${ace.origin}/ace/status`, headers)).streams as number;
-  await until(async () => (await status()) === 0 && (await sim.stats()).sessionsActive === 0, 15_000, 'every stream and engine session to end');
+  await until(
+    async () => (await status()) === 0 && (await sim.stats()).sessionsActive === 0,
+    15_000,
+    'every stream and engine session to end',
+  );
   t.pass('no stream and no engine session left');
   const v = await play(`${ace.origin}/ace/getstream?id=${contentId(0xfeed)}`, 1500);
   t.equal(v.status, 200, 'a normal viewer still plays');
@@ -202,7 +375,10 @@ function channelsFile(): string {
 t.test('fuzz without an API key: every route, thousands of cases', { timeout: 55_000 }, async (t) => {
   const sim = await startSim(['--bitrate', '500000']);
   const ace = await startAcemux(sim.origin, [...FLAGS, '--channels', channelsFile()]);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const before = rssMiB(ace.proc.pid!);
   const { answered } = await fuzz(t, ace, 3000, ['127.0.0.1']);
   t.ok(answered > 2500, 'most cases got an answer');
@@ -212,7 +388,10 @@ t.test('fuzz without an API key: every route, thousands of cases', { timeout: 55
 t.test('fuzz with an API key, from many addresses', { timeout: 40_000 }, async (t) => {
   const sim = await startSim(['--bitrate', '500000']);
   const ace = await startAcemux(sim.origin, [...FLAGS, '--channels', channelsFile(), '--max-clients-per-ip', '4'], { ACEMUX_API_KEY: KEY });
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const before = rssMiB(ace.proc.pid!);
   const from = Array.from({ length: 40 }, (_, i) => `127.0.1.${i + 1}`);
   await fuzz(t, ace, 1500, from);

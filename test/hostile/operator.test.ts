@@ -20,7 +20,10 @@ const FAST = ['--grace', '300ms', '--engine-probe', '300ms'];
 t.test('with an API key: status, metrics, dashboard and API need it; streams and probes do not', async (t) => {
   const sim = await startSim(['--bitrate', '1000000']);
   const ace = await startAcemux(sim.origin, FAST, { ACEMUX_API_KEY: 'k3y' });
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   for (const path of ['/', '/dashboard']) {
     const page = await call(ace.origin + path);
     t.equal(page.status, 200, `${path} without the key: the page shell, which asks for the key`);
@@ -37,7 +40,11 @@ t.test('with an API key: status, metrics, dashboard and API need it; streams and
     t.equal((await call(ace.origin + path, { headers: { authorization: 'Bearer k3y' } })).status, 200, `${path} with the key`);
   }
   t.equal((await call(`${ace.origin}/livez`)).status, 200, 'probes stay open');
-  t.equal((await play(`${ace.origin}/ace/getstream?id=${contentId(2)}`, 600)).status, 200, 'streams need the stream token, not the API key');
+  t.equal(
+    (await play(`${ace.origin}/ace/getstream?id=${contentId(2)}`, 600)).status,
+    200,
+    'streams need the stream token, not the API key',
+  );
 
   // The dashboard trades ?key= for an HttpOnly, SameSite=Strict cookie, once.
   const first = await call(`${ace.origin}/?key=k3y`);
@@ -52,7 +59,11 @@ t.test('with an API key: status, metrics, dashboard and API need it; streams and
   t.equal(page.status, 200);
   t.match(page.text, /<html/i);
   t.equal((await call(`${ace.origin}/api/streams`, { headers: { cookie: jar } })).status, 200, 'the cookie opens the API the page calls');
-  t.equal((await call(`${ace.origin}/api/streams`, { headers: { cookie: 'acemux_session=forged' } })).status, 401, 'a forged cookie does not');
+  t.equal(
+    (await call(`${ace.origin}/api/streams`, { headers: { cookie: 'acemux_session=forged' } })).status,
+    401,
+    'a forged cookie does not',
+  );
   const live = await new Promise<IncomingMessage>((resolve) => {
     const s = connect(ace.port, '127.0.0.1', () => s.write(`GET /api/live HTTP/1.1\r\nHost: x\r\nCookie: ${jar}\r\n\r\n`));
     s.once('data', (d) => {
@@ -67,7 +78,10 @@ t.test('with an API key: status, metrics, dashboard and API need it; streams and
 t.test('opt-outs: --public-metrics and --public-status open only those', async (t) => {
   const sim = await startSim();
   const ace = await startAcemux(sim.origin, [...FAST, '--public-metrics', 'true', '--public-status', '1'], { ACEMUX_API_KEY: 'k3y' });
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   t.equal((await call(`${ace.origin}/metrics`)).status, 200);
   t.equal((await call(`${ace.origin}/ace/status`)).status, 200);
   t.equal((await call(`${ace.origin}/api/live`)).status, 401, "the dashboard's feed still needs the key");
@@ -77,14 +91,20 @@ t.test('opt-outs: --public-metrics and --public-status open only those', async (
 t.test('cross-origin admin calls are refused, with or without a key', async (t) => {
   const sim = await startSim(['--bitrate', '1000000']);
   const ace = await startAcemux(sim.origin, FAST);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const id = contentId(0x31);
   const player = play(`${ace.origin}/ace/getstream?id=${id}`, 4000);
   await until(async () => (await call(`${ace.origin}/ace/status?id=${id}`)).status === 200, 10_000, 'the stream');
   const stop = `${ace.origin}/api/streams/${id}/stop`;
   const host = `127.0.0.1:${ace.port}`;
   const forms: Array<[string, Record<string, string>]> = [
-    ['a form on another site', { origin: 'http://evil.example', 'sec-fetch-site': 'cross-site', 'content-type': 'application/x-www-form-urlencoded' }],
+    [
+      'a form on another site',
+      { origin: 'http://evil.example', 'sec-fetch-site': 'cross-site', 'content-type': 'application/x-www-form-urlencoded' },
+    ],
     ['Origin only', { origin: 'http://evil.example' }],
     ['Sec-Fetch-Site only', { 'sec-fetch-site': 'same-site' }],
     ['a sandboxed page', { origin: 'null' }],
@@ -95,7 +115,11 @@ t.test('cross-origin admin calls are refused, with or without a key', async (t) 
     t.equal(r.status, 403, `${what}: 403`);
     t.equal(r.body.code, 'ACEMUX_ERR_FORBIDDEN');
   }
-  t.equal((await call(`${ace.origin}/api/streams/${id}`, { method: 'DELETE', headers: { origin: 'http://evil.example' } })).status, 403, 'DELETE too');
+  t.equal(
+    (await call(`${ace.origin}/api/streams/${id}`, { method: 'DELETE', headers: { origin: 'http://evil.example' } })).status,
+    403,
+    'DELETE too',
+  );
   t.equal((await call(`${ace.origin}/ace/status?id=${id}`)).status, 200, 'the stream still runs');
   const same = await call(stop, { method: 'POST', headers: { origin: `http://${host}`, 'sec-fetch-site': 'same-origin' } });
   t.equal(same.status, 200, 'the same origin may');
@@ -106,14 +130,20 @@ t.test('cross-origin admin calls are refused, with or without a key', async (t) 
 t.test('wrong keys are throttled per address; malformed escapes answer 400', async (t) => {
   const sim = await startSim();
   const ace = await startAcemux(sim.origin, FAST, { ACEMUX_API_KEY: 'k3y' });
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const url = `${ace.origin}/api/streams`;
   const guess = (key: string, localAddress: string) => call(url, { headers: { 'x-api-key': key }, localAddress });
   for (let i = 0; i < FAILS_PER_WINDOW; i++) t.equal((await guess(`guess${i}`, '127.0.0.8')).status, 401);
   const throttled = await guess('guess-more', '127.0.0.8');
   t.equal(throttled.status, 429, 'then 429');
   t.equal(throttled.body.code, 'ACEMUX_ERR_TOO_MANY');
-  t.ok(Number(throttled.headers['retry-after']) > 0 && Number(throttled.headers['retry-after']) <= FAIL_WINDOW_MS / 1000, 'with Retry-After');
+  t.ok(
+    Number(throttled.headers['retry-after']) > 0 && Number(throttled.headers['retry-after']) <= FAIL_WINDOW_MS / 1000,
+    'with Retry-After',
+  );
   t.equal((await guess('k3y', '127.0.0.8')).status, 429, 'even the right key, while throttled: guessing gains nothing');
   t.equal((await guess('k3y', '127.0.0.9')).status, 200, 'other addresses are not affected');
   t.equal((await call(`${ace.origin}/metrics`, { localAddress: '127.0.0.8' })).status, 429, 'every keyed surface shares the throttle');
@@ -131,7 +161,8 @@ const withStatus = (status: number) => ({ status }) as unknown as Error;
 t.test('key throttle window ends; the failing-address table is bounded', async (t) => {
   let now = 1_000_000;
   const g = new KeyGuard('k', () => now);
-  const req = (addr: string, key: string) => ({ socket: { remoteAddress: addr }, headers: { 'x-api-key': key } }) as unknown as IncomingMessage;
+  const req = (addr: string, key: string) =>
+    ({ socket: { remoteAddress: addr }, headers: { 'x-api-key': key } }) as unknown as IncomingMessage;
   const u = new URL('http://x/api/streams');
   for (let i = 0; i < FAILS_PER_WINDOW; i++) t.throws(() => g.check(req('10.0.0.1', 'no'), u), withStatus(401));
   t.throws(() => g.check(req('10.0.0.1', 'k'), u), withStatus(429));
@@ -154,7 +185,11 @@ t.test('/api/live viewers that stop reading are cut; readers are not', async (t)
   // The real Admin on a real socket, fed by a stand-in supervisor whose snapshots are large and
   // pushed every 5 ms, so the kernel's buffers fill in well under a second.
   const big = Array.from({ length: 20 }, (_, i) => ({ seq: i, kind: 'x', text: 'e'.repeat(2000) }));
-  const sup = { streams: new Map(), events: { last: () => big, subscribe: () => () => {} }, engineLoads: () => new Map() } as unknown as Supervisor;
+  const sup = {
+    streams: new Map(),
+    events: { last: () => big, subscribe: () => () => {} },
+    engineLoads: () => new Map(),
+  } as unknown as Supervisor;
   const admin = new Admin(sup, { engines: [] } as unknown as EnginePool, null, new KeyGuard(''), { liveMs: 5 });
   let cut!: () => void;
   const stalledCut = new Promise<void>((r) => (cut = r));
@@ -163,7 +198,11 @@ t.test('/api/live viewers that stop reading are cut; readers are not', async (t)
     void admin.handle(req, res, new URL(req.url!, 'http://x'));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => { admin.close(); server.closeAllConnections(); server.close(); });
+  t.teardown(() => {
+    admin.close();
+    server.closeAllConnections();
+    server.close();
+  });
   const port = (server.address() as AddressInfo).port;
   const open = (who: 'reader' | 'stalled') => {
     const s = connect(port, '127.0.0.1', () => s.write(`GET /api/live HTTP/1.1\r\nHost: x\r\nX-Who: ${who}\r\n\r\n`));
@@ -173,7 +212,12 @@ t.test('/api/live viewers that stop reading are cut; readers are not', async (t)
       bytes += d.length;
       if (who === 'stalled') s.pause();
     });
-    return { s, get bytes() { return bytes; } };
+    return {
+      s,
+      get bytes() {
+        return bytes;
+      },
+    };
   };
   const reader = open('reader');
   const stalled = open('stalled');

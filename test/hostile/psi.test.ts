@@ -13,5 +13,14 @@ t.test('hostile engine playback that goes bad', async (t) => {
   await recovers(t, b, 0xb7, { dropPmtAfterBytes: 400_000 }, 'psi-lost', /no PMT for 1500 ms/, 'PMT lost mid-stream', true);
   await recovers(t, b, 0xb5, { nullsAfterBytes: 400_000 }, 'unplayable', /TS packets, all null/, 'only null packets after a while', true);
   // 20 KB/s of real TS from a 1.4 Mb/s sample: ~11 % of real time, with a PAT every ~1 s.
-  await recovers(t, b, 0xb6, { dripBps: 20_000 }, 'unplayable', /of real time\): too slow to play/, 'real TS at a tenth of real time', true);
+  await recovers(
+    t,
+    b,
+    0xb6,
+    { dripBps: 20_000 },
+    'unplayable',
+    /of real time\): too slow to play/,
+    'real TS at a tenth of real time',
+    true,
+  );
 });

@@ -47,13 +47,26 @@ function viewer(port: number, id: string, stall: boolean): Viewer {
   return v;
 }
 
-const exited = (p: import('node:child_process').ChildProcess) => new Promise<number | null>((r) => (p.exitCode !== null ? r(p.exitCode) : p.once('exit', (code) => r(code))));
+const exited = (p: import('node:child_process').ChildProcess) =>
+  new Promise<number | null>((r) => (p.exitCode !== null ? r(p.exitCode) : p.once('exit', (code) => r(code))));
 
 t.test('SIGTERM ends every reading viewer cleanly while others have stalled', async (t) => {
   const sim = await startSim(['--bitrate', '4000000']);
   // A large lag limit keeps stalled viewers attached (not cut by the egress) until the signal.
-  const ace = await startAcemux(sim.origin, ['--grace', '300ms', '--shutdown-timeout', '6s', '--ring-size', '32MiB', '--lag-limit', '16MiB']);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  const ace = await startAcemux(sim.origin, [
+    '--grace',
+    '300ms',
+    '--shutdown-timeout',
+    '6s',
+    '--ring-size',
+    '32MiB',
+    '--lag-limit',
+    '16MiB',
+  ]);
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   const ids = [contentId(0xa1), contentId(0xa2), contentId(0xa3)];
   const reading: Viewer[] = [];
   const stalled: Viewer[] = [];
@@ -70,7 +83,10 @@ t.test('SIGTERM ends every reading viewer cleanly while others have stalled', as
     return n;
   };
   await until(async () => (await blocked()) >= 10, 40_000, 'stalled viewers with full socket buffers');
-  t.ok(reading.every((v) => v.bytes > 1_000_000), 'the readers are well into the stream');
+  t.ok(
+    reading.every((v) => v.bytes > 1_000_000),
+    'the readers are well into the stream',
+  );
   ace.proc.kill('SIGTERM');
   const ends = await Promise.all(reading.map((v) => v.end));
   const resets = ends.filter((e) => e === 'reset').length;
@@ -87,7 +103,10 @@ for (const signal of ['SIGQUIT', 'SIGINT'] as const) {
   t.test(`${signal} drains like SIGTERM`, async (t) => {
     const sim = await startSim(['--bitrate', '1000000']);
     const ace = await startAcemux(sim.origin, ['--grace', '300ms']);
-    t.teardown(async () => { await ace.stop(); await sim.stop(); });
+    t.teardown(async () => {
+      await ace.stop();
+      await sim.stop();
+    });
     const ids = [contentId(0xb1), contentId(0xb2), contentId(0xb3)];
     const viewers = ids.map((id) => viewer(ace.port, id, false));
     await until(() => viewers.every((v) => v.bytes > 50_000), 15_000, 'three streams playing');
@@ -95,7 +114,10 @@ for (const signal of ['SIGQUIT', 'SIGINT'] as const) {
     ace.proc.kill(signal);
     t.same(await Promise.all(viewers.map((v) => v.end)), ['fin', 'fin', 'fin'], 'viewers see a clean end');
     t.equal(await exited(ace.proc), 0, 'exit 0, not killed by the signal');
-    t.ok(ace.logs.some((l) => l.includes('shutting down') && l.includes(signal)), 'logged');
+    t.ok(
+      ace.logs.some((l) => l.includes('shutting down') && l.includes(signal)),
+      'logged',
+    );
     const st = await sim.stats();
     t.equal(st.sessionsActive, 0, 'every engine session stopped');
     t.ok(st.stopCommands >= 3, 'with the stop command');
@@ -107,7 +129,10 @@ t.test('SIGHUP reloads the channels file and never ends the process', async (t) 
   const file = join(mkdtempSync(join(tmpdir(), 'acemux-hup-')), 'channels.json');
   writeFileSync(file, JSON.stringify({ One: [contentId(0xc1)] }));
   const ace = await startAcemux(sim.origin, ['--grace', '300ms', '--channels', file]);
-  t.teardown(async () => { await ace.stop(); await sim.stop(); });
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
   t.equal((await getJson(`${ace.origin}/ace/channel/two`)).status, 404);
   writeFileSync(file, JSON.stringify({ One: [contentId(0xc1)], Two: [contentId(0xc2)] }));
   ace.proc.kill('SIGHUP');

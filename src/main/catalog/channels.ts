@@ -44,7 +44,13 @@ export interface ChannelsResult {
  * percent-encoded.
  */
 export function slugOf(name: string): string {
-  return name.normalize('NFKD').replace(/(\p{Script=Latin})\p{M}+/gu, '$1').normalize('NFC').toLowerCase().replace(/[^\p{L}\p{N}]+/gu, '-').replace(/^-+|-+$/g, '');
+  return name
+    .normalize('NFKD')
+    .replace(/(\p{Script=Latin})\p{M}+/gu, '$1')
+    .normalize('NFC')
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}]+/gu, '-')
+    .replace(/^-+|-+$/g, '');
 }
 
 /** .m3u/.m3u8 and .json by name; otherwise JSON if it opens with { or [, else M3U. */
@@ -70,7 +76,9 @@ export function parseChannels(text: string, format: ChannelsFormat): ChannelsRes
   if (format === 'm3u') fromM3u(text, out);
   else fromJson(text, out);
   if (out.channels.size === 0) {
-    throw new ChannelsError(`channels file has no channels${out.warnings.length ? ` (${out.warnings.length} entries skipped: ${out.warnings[0]}${out.warnings.length > 1 ? ', …' : ''})` : ''}`);
+    throw new ChannelsError(
+      `channels file has no channels${out.warnings.length ? ` (${out.warnings.length} entries skipped: ${out.warnings[0]}${out.warnings.length > 1 ? ', …' : ''})` : ''}`,
+    );
   }
   return out;
 }
@@ -78,7 +86,10 @@ export function parseChannels(text: string, format: ChannelsFormat): ChannelsRes
 /** Adds a channel under its slug, merging with one already there. */
 function add(map: ChannelMap, c: Omit<Channel, 'slug'>, slug: string): void {
   let ch = map.get(slug);
-  if (!ch) { ch = { name: c.name, slug, ids: [] }; map.set(slug, ch); }
+  if (!ch) {
+    ch = { name: c.name, slug, ids: [] };
+    map.set(slug, ch);
+  }
   for (const id of c.ids) {
     if (!ch.ids.some((x) => x.name === id.name && x.value === id.value)) ch.ids.push(id);
   }
@@ -93,13 +104,22 @@ function fromM3u(text: string, out: ChannelsResult): void {
   const groups = new Map<string, Omit<Channel, 'slug'>>();
   for (const e of parseM3u(text)) {
     const id = contentIdOf(e.url);
-    if (!id) { out.warnings.push(`channels file line ${e.line}: not an AceStream link, skipped`); continue; }
+    if (!id) {
+      out.warnings.push(`channels file line ${e.line}: not an AceStream link, skipped`);
+      continue;
+    }
     const tvgId = e.attrs['tvg-id']?.trim() ?? '';
     const name = e.name || e.attrs['tvg-name']?.trim() || tvgId;
-    if (!slugOf(name)) { out.warnings.push(`channels file line ${e.line}: no channel name, skipped`); continue; }
+    if (!slugOf(name)) {
+      out.warnings.push(`channels file line ${e.line}: no channel name, skipped`);
+      continue;
+    }
     const key = tvgId ? `tvg:${tvgId}` : `name:${name}`;
     const g = groups.get(key);
-    if (g) { g.ids.push(id); continue; }
+    if (g) {
+      g.ids.push(id);
+      continue;
+    }
     groups.set(key, { name, ids: [id], tvgId, logo: e.attrs['tvg-logo']?.trim(), group: e.attrs['group-title']?.trim() });
   }
   for (const g of groups.values()) add(out.channels, g, slugOf(g.name));
@@ -111,21 +131,36 @@ function fromM3u(text: string, out: ChannelsResult): void {
  */
 function jsonErrorLine(s: string): number {
   let i = 0;
-  const fail = (): never => { throw i; };
-  const ws = () => { while (i < s.length && ' \t\r\n'.includes(s[i]!)) i++; };
+  const fail = (): never => {
+    throw i;
+  };
+  const ws = () => {
+    while (i < s.length && ' \t\r\n'.includes(s[i]!)) i++;
+  };
   const str = () => {
     for (i++; ; i++) {
       if (i >= s.length || s[i]! < ' ') fail();
       if (s[i] === '\\') i++;
-      else if (s[i] === '"') { i++; return; }
+      else if (s[i] === '"') {
+        i++;
+        return;
+      }
     }
   };
   const list = (close: string, item: () => void) => {
-    i++; ws();
-    if (s[i] === close) { i++; return; }
+    i++;
+    ws();
+    if (s[i] === close) {
+      i++;
+      return;
+    }
     for (;;) {
-      item(); ws();
-      if (s[i] === close) { i++; return; }
+      item();
+      ws();
+      if (s[i] === close) {
+        i++;
+        return;
+      }
       if (s[i] !== ',') fail();
       i++;
     }
@@ -133,7 +168,16 @@ function jsonErrorLine(s: string): number {
   const ATOM = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null/y;
   const value = (): void => {
     ws();
-    if (s[i] === '{') return list('}', () => { ws(); if (s[i] !== '"') fail(); str(); ws(); if (s[i] !== ':') fail(); i++; value(); });
+    if (s[i] === '{')
+      return list('}', () => {
+        ws();
+        if (s[i] !== '"') fail();
+        str();
+        ws();
+        if (s[i] !== ':') fail();
+        i++;
+        value();
+      });
     if (s[i] === '[') return list(']', value);
     if (s[i] === '"') return str();
     ATOM.lastIndex = i;
@@ -141,7 +185,13 @@ function jsonErrorLine(s: string): number {
     i = ATOM.lastIndex;
   };
   // A throw (ours, or a stack overflow on absurd nesting) leaves i where the scan stopped.
-  try { value(); ws(); if (i < s.length) fail(); } catch { /* i is the answer */ }
+  try {
+    value();
+    ws();
+    if (i < s.length) fail();
+  } catch {
+    /* i is the answer */
+  }
   return s.slice(0, Math.min(i, s.length)).split('\n').length;
 }
 

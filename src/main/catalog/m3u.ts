@@ -100,11 +100,21 @@ export function parsePlaylist(text: string): Playlist {
     if (line === '') continue;
     if (/^#EXTM3U\b/i.test(line)) {
       // A second header (concatenated lists) is ignored; the first one's attributes stand.
-      if (!header) { header = line; scanAttrs(line, 7, headerAttrs); }
+      if (!header) {
+        header = line;
+        scanAttrs(line, 7, headerAttrs);
+      }
       continue;
     }
-    if (/^#EXTINF:/i.test(line)) { extinf = line; extra = []; continue; }
-    if (line.startsWith('#')) { extra.push(line); continue; }
+    if (/^#EXTINF:/i.test(line)) {
+      extinf = line;
+      extra = [];
+      continue;
+    }
+    if (line.startsWith('#')) {
+      extra.push(line);
+      continue;
+    }
     const info = extinf ? parseExtinf(extinf) : { attrs: {}, name: '' };
     entries.push({ name: info.name, attrs: info.attrs, url: line, extinf, extra, line: n + 1 });
     extinf = '';
@@ -118,7 +128,11 @@ export function parseM3u(text: string): M3uEntry[] {
 }
 
 /** Query parameter names engines and players use, in the order they are looked for. */
-const PARAMS: ReadonlyArray<[string, ContentId['name']]> = [['id', 'id'], ['content_id', 'id'], ['infohash', 'infohash']];
+const PARAMS: ReadonlyArray<[string, ContentId['name']]> = [
+  ['id', 'id'],
+  ['content_id', 'id'],
+  ['infohash', 'infohash'],
+];
 
 function fromQuery(q: URLSearchParams): ContentId | null {
   for (const [param, name] of PARAMS) {
@@ -139,7 +153,11 @@ export function contentIdOf(url: string): ContentId | null {
   if (ace) return ace[1] ? { name: 'id', value: ace[1].toLowerCase() } : fromQuery(new URLSearchParams(ace[2]));
   if (!/^https?:\/\//i.test(s)) return null;
   let u: URL;
-  try { u = new URL(s); } catch { return null; }
+  try {
+    u = new URL(s);
+  } catch {
+    return null;
+  }
   if (!/^\/ace\/(?:getstream|manifest\.m3u8)\/?$/i.test(u.pathname)) return null;
   return fromQuery(u.searchParams);
 }

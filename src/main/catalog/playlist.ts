@@ -53,7 +53,10 @@ async function fetchSource(url: string, timeoutMs: number): Promise<string> {
       signal: AbortSignal.timeout(timeoutMs),
     });
     // Destroying an undici body unread makes it emit an abort error: swallow that one.
-    const discard = () => { res.body.on('error', () => {}); res.body.destroy(); };
+    const discard = () => {
+      res.body.on('error', () => {});
+      res.body.destroy();
+    };
     if (res.statusCode !== 200) {
       discard();
       throw new PlaylistError(`playlist ${where} answered HTTP ${res.statusCode}`);
@@ -103,7 +106,8 @@ function channelLink(root: string, slug: string, token: string | undefined, hls 
 /** Maps a content id to the slug of the channel (from the channels file) that lists it. */
 export function channelIndex(channels: Iterable<Channel>): (id: ContentId) => string | undefined {
   const bySelector = new Map<string, string>();
-  for (const ch of channels) for (const id of ch.ids) if (!bySelector.has(`${id.name}=${id.value}`)) bySelector.set(`${id.name}=${id.value}`, ch.slug);
+  for (const ch of channels)
+    for (const id of ch.ids) if (!bySelector.has(`${id.name}=${id.value}`)) bySelector.set(`${id.name}=${id.value}`, ch.slug);
   return (id) => bySelector.get(`${id.name}=${id.value}`);
 }
 
@@ -113,7 +117,11 @@ export function channelIndex(channels: Iterable<Channel>): (id: ContentId) => st
  * the channel, with failover), else at /ace/getstream. With `hls`, at the same streams' HLS
  * playlists instead: /ace/channel/<slug>.m3u8 and /ace/manifest.m3u8.
  */
-export function rewritePlaylist(text: string, base: string, opts: { token?: string; channelOf?: (id: ContentId) => string | undefined; hls?: boolean } = {}): string {
+export function rewritePlaylist(
+  text: string,
+  base: string,
+  opts: { token?: string; channelOf?: (id: ContentId) => string | undefined; hls?: boolean } = {},
+): string {
   const root = base.replace(/\/+$/, '');
   const token = opts.token ? `&token=${encodeURIComponent(opts.token)}` : '';
   const lines = splitLines(text);
@@ -124,7 +132,9 @@ export function rewritePlaylist(text: string, base: string, opts: { token?: stri
     const id = contentIdOf(line);
     if (!id) return line;
     const slug = opts.channelOf?.(id);
-    return slug !== undefined ? channelLink(root, slug, opts.token, opts.hls) : `${root}/ace/${opts.hls ? 'manifest.m3u8' : 'getstream'}?${id.name}=${id.value}${token}`;
+    return slug !== undefined
+      ? channelLink(root, slug, opts.token, opts.hls)
+      : `${root}/ace/${opts.hls ? 'manifest.m3u8' : 'getstream'}?${id.name}=${id.value}${token}`;
   });
   if (!/^#EXTM3U\b/i.test(out[0]?.trim() ?? '')) out.unshift('#EXTM3U');
   return out.join('\n') + '\n';
@@ -138,7 +148,14 @@ export function channelsPlaylist(channels: Iterable<Channel>, base: string, opts
   const root = base.replace(/\/+$/, '');
   const out = ['#EXTM3U'];
   for (const ch of channels) {
-    const attrs = [['tvg-id', ch.tvgId], ['tvg-logo', ch.logo], ['group-title', ch.group]].filter(([, v]) => v).map(([k, v]) => ` ${k}="${attr(v!)}"`).join('');
+    const attrs = [
+      ['tvg-id', ch.tvgId],
+      ['tvg-logo', ch.logo],
+      ['group-title', ch.group],
+    ]
+      .filter(([, v]) => v)
+      .map(([k, v]) => ` ${k}="${attr(v!)}"`)
+      .join('');
     out.push(`#EXTINF:-1${attrs},${ch.name.replace(/[\r\n]+/g, ' ').trim()}`, channelLink(root, ch.slug, opts.token, opts.hls));
   }
   return out.join('\n') + '\n';

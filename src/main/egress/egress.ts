@@ -46,7 +46,13 @@ export class Client {
   writeAt = 0;
   readonly onWritten: (err?: Error | null) => void;
 
-  constructor(readonly egress: Egress, readonly sink: Sink, readonly slot: number, cursor: number, readonly info: Record<string, unknown>) {
+  constructor(
+    readonly egress: Egress,
+    readonly sink: Sink,
+    readonly slot: number,
+    cursor: number,
+    readonly info: Record<string, unknown>,
+  ) {
     this.cursor = cursor;
     this.onWritten = (err) => egress.written(this, err);
   }
@@ -101,7 +107,10 @@ export class Egress {
   private now = Date.now();
   private seenHead = 0;
 
-  constructor(ring: RingReader, private readonly opts: EgressOptions) {
+  constructor(
+    ring: RingReader,
+    private readonly opts: EgressOptions,
+  ) {
     this.ring = ring;
     this.lagLimit = Math.max(1, Math.floor(opts.lagLimitBytes / TS));
   }
@@ -155,7 +164,8 @@ export class Egress {
       // A slow client whose write still completes is skipped when it does (pump); only one whose
       // write is stuck is cut, and that happens long before its pin could hold the writer back.
       if (behind > this.lagLimit && this.opts.lagPolicy === 'disconnect') this.cut(c, 'lagging');
-      else if (stuck > BLOCKED_CUT_MS && (behind > this.lagLimit || (blocked && ahead(head, c.cursor) > this.lagLimit))) this.cut(c, 'stalled');
+      else if (stuck > BLOCKED_CUT_MS && (behind > this.lagLimit || (blocked && ahead(head, c.cursor) > this.lagLimit)))
+        this.cut(c, 'stalled');
       else if (stuck > this.opts.clientTimeoutMs) this.cut(c, 'timeout');
     }
   }

@@ -44,7 +44,11 @@ export function rewriteOrigin(url: string, engine: string, what = 'URL'): string
     throw new EngineError(`engine answered a ${what} that is not a URL: ${JSON.stringify(foreignText(url, 80))}`, 502, 'bad-answer');
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-    throw new EngineError(`engine answered a ${what} with the scheme ${JSON.stringify(foreignText(u.protocol, 20))}; only http and https are followed`, 502, 'bad-answer');
+    throw new EngineError(
+      `engine answered a ${what} with the scheme ${JSON.stringify(foreignText(u.protocol, 20))}; only http and https are followed`,
+      502,
+      'bad-answer',
+    );
   }
   const e = new URL(engine);
   u.protocol = e.protocol;
@@ -125,7 +129,12 @@ async function readCapped(body: Readable, max: number, length: string | string[]
 /** An undici request that ran out of time (our AbortSignal.timeout, or its own header/body timers). */
 export function isTimeout(e: unknown): boolean {
   const err = e as { name?: string; code?: string };
-  return err.name === 'TimeoutError' || err.name === 'AbortError' || err.code === 'UND_ERR_HEADERS_TIMEOUT' || err.code === 'UND_ERR_BODY_TIMEOUT';
+  return (
+    err.name === 'TimeoutError' ||
+    err.name === 'AbortError' ||
+    err.code === 'UND_ERR_HEADERS_TIMEOUT' ||
+    err.code === 'UND_ERR_BODY_TIMEOUT'
+  );
 }
 
 function classify(e: unknown, url: string): EngineError {
@@ -195,7 +204,9 @@ export async function stopSession(commandUrl: string, timeoutMs: number, maxAnsw
 
 /** get_version: the usual liveness probe. */
 export async function engineVersion(engine: string, timeoutMs: number, maxAnswerBytes = DEFAULT_MAX_ANSWER): Promise<string> {
-  const body = (await engineJson(`${engine}/webui/api/service?method=get_version`, { timeoutMs, maxBytes: maxAnswerBytes })) as { result?: { version?: unknown } };
+  const body = (await engineJson(`${engine}/webui/api/service?method=get_version`, { timeoutMs, maxBytes: maxAnswerBytes })) as {
+    result?: { version?: unknown };
+  };
   const v = body?.result?.version;
   if (typeof v !== 'string') throw new EngineError('engine answered get_version without a version', 502, 'bad-answer');
   return foreignText(v, 64);

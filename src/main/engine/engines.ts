@@ -19,7 +19,12 @@ export class EnginePool {
   readonly engines: EngineState[];
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(urls: string[], private readonly events: EventLog, private readonly timeoutMs: number, private readonly maxAnswerBytes = DEFAULT_MAX_ANSWER) {
+  constructor(
+    urls: string[],
+    private readonly events: EventLog,
+    private readonly timeoutMs: number,
+    private readonly maxAnswerBytes = DEFAULT_MAX_ANSWER,
+  ) {
     // Healthy until shown otherwise: a first request should not wait for a probe.
     this.engines = urls.map((url) => ({ url, healthy: true, lastProbeAt: 0, failedAt: 0 }));
   }
@@ -58,17 +63,19 @@ export class EnginePool {
   }
 
   async probeAll(): Promise<void> {
-    await Promise.all(this.engines.map(async (e) => {
-      try {
-        e.version = await engineVersion(e.url, Math.min(this.timeoutMs, 5000), this.maxAnswerBytes);
-        this.setHealth(e, true);
-      } catch (err) {
-        e.failedAt = Date.now();
-        this.setHealth(e, false, (err as Error).message);
-      } finally {
-        e.lastProbeAt = Date.now();
-      }
-    }));
+    await Promise.all(
+      this.engines.map(async (e) => {
+        try {
+          e.version = await engineVersion(e.url, Math.min(this.timeoutMs, 5000), this.maxAnswerBytes);
+          this.setHealth(e, true);
+        } catch (err) {
+          e.failedAt = Date.now();
+          this.setHealth(e, false, (err as Error).message);
+        } finally {
+          e.lastProbeAt = Date.now();
+        }
+      }),
+    );
   }
 
   private setHealth(e: EngineState, healthy: boolean, reason?: string): void {

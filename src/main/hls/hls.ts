@@ -62,7 +62,10 @@ class HlsStream {
    *  of a window gets the same bytes, so they are written once per segment, not per request. */
   private readonly rendered = new Map<string, { seq: number; body: Buffer }>();
 
-  constructor(readonly stream: Stream, o: HlsOptions) {
+  constructor(
+    readonly stream: Stream,
+    o: HlsOptions,
+  ) {
     this.store = new SegmentStore(o.window, o.segmentMs / 1000);
     this.segmenter = new Segmenter(stream.egress.ring, {
       targetS: o.segmentMs / 1000,
@@ -80,7 +83,11 @@ class HlsStream {
     const hit = this.rendered.get(prefix);
     if (hit && hit.seq === seq) return hit.body;
     const handle = this.handle;
-    const text = writePlaylist({ segments: this.store.listed(), targetDuration: this.store.targetDuration, uri: (n) => `${prefix}hls/${handle}/${n}.ts${token}` });
+    const text = writePlaylist({
+      segments: this.store.listed(),
+      targetDuration: this.store.targetDuration,
+      uri: (n) => `${prefix}hls/${handle}/${n}.ts${token}`,
+    });
     const body = Buffer.from(text);
     this.rendered.set(prefix, { seq, body });
     return body;
@@ -103,7 +110,13 @@ export function hlsSummary(s: Stream): Record<string, unknown> | null {
     media_sequence: listed[0]?.seq ?? null,
     last_segment: listed.length ? h.store.lastSeq : null,
     held_bytes: h.store.bytes,
-    viewer_list: [...h.viewers.values()].map((v) => ({ remote: v.remote, user_agent: v.userAgent, since: new Date(v.since).toISOString(), bytes: v.bytes, segments: v.segments })),
+    viewer_list: [...h.viewers.values()].map((v) => ({
+      remote: v.remote,
+      user_agent: v.userAgent,
+      since: new Date(v.since).toISOString(),
+      bytes: v.bytes,
+      segments: v.segments,
+    })),
   };
 }
 
@@ -117,14 +130,30 @@ export class Hls {
   private readonly mPlaylists: Counter;
   private readonly mFirstSegment: Histogram;
 
-  constructor(private readonly sup: Supervisor, private readonly o: HlsOptions, registry?: Registry) {
+  constructor(
+    private readonly sup: Supervisor,
+    private readonly o: HlsOptions,
+    registry?: Registry,
+  ) {
     const registers = registry ? [registry] : [];
     const viewers = () => [...this.byKey.values()].reduce((n, h) => n + h.viewers.size, 0);
-    new Gauge({ name: 'acemux_hls_viewers', help: 'HLS viewers (fetched within 3 target durations).', registers, collect() { this.set(viewers()); } });
+    new Gauge({
+      name: 'acemux_hls_viewers',
+      help: 'HLS viewers (fetched within 3 target durations).',
+      registers,
+      collect() {
+        this.set(viewers());
+      },
+    });
     this.mSegments = new Counter({ name: 'acemux_hls_segments_served_total', help: 'HLS segments served.', registers });
     this.mBytes = new Counter({ name: 'acemux_hls_bytes_out_total', help: 'HLS segment bytes served.', registers });
     this.mPlaylists = new Counter({ name: 'acemux_hls_playlists_served_total', help: 'HLS playlists served.', registers });
-    this.mFirstSegment = new Histogram({ name: 'acemux_hls_playlist_wait_seconds', help: 'From a playlist request to its answer (waits for the first segment of a new stream).', buckets: [0.01, 0.1, 0.5, 1, 2, 3, 5, 10, 20, 30], registers });
+    this.mFirstSegment = new Histogram({
+      name: 'acemux_hls_playlist_wait_seconds',
+      help: 'From a playlist request to its answer (waits for the first segment of a new stream).',
+      buckets: [0.01, 0.1, 0.5, 1, 2, 3, 5, 10, 20, 30],
+      registers,
+    });
   }
 
   /** Supervisor.onStreamStop (H2). */
@@ -149,7 +178,14 @@ export class Hls {
   }
 
   /** GET/HEAD of a media playlist; `prefix` leads from the playlist's URL to /ace/. */
-  async playlist(req: IncomingMessage, res: ServerResponse, sel: Selector, extra: Array<[string, string]>, channel: ChannelRef | null, prefix: string): Promise<void> {
+  async playlist(
+    req: IncomingMessage,
+    res: ServerResponse,
+    sel: Selector,
+    extra: Array<[string, string]>,
+    channel: ChannelRef | null,
+    prefix: string,
+  ): Promise<void> {
     if (req.method === 'HEAD') {
       // As getstream: answer like the resource would, start nothing.
       res.writeHead(200, playlistHeaders());
@@ -170,9 +206,19 @@ export class Hls {
         throw e;
       }
       v = h.viewers.get(vkey);
-      if (v) this.sup.leave(s); // a concurrent request of the same viewer got there first
+      if (v)
+        this.sup.leave(s); // a concurrent request of the same viewer got there first
       else {
-        v = { remote: req.socket.remoteAddress ?? '', userAgent: String(req.headers['user-agent'] ?? '').slice(0, 200), since: t0, lastSeen: t0, bytes: 0, segments: 0, playlists: 0, waiting: 0 };
+        v = {
+          remote: req.socket.remoteAddress ?? '',
+          userAgent: String(req.headers['user-agent'] ?? '').slice(0, 200),
+          since: t0,
+          lastSeen: t0,
+          bytes: 0,
+          segments: 0,
+          playlists: 0,
+          waiting: 0,
+        };
         h.viewers.set(vkey, v);
       }
     }
@@ -254,7 +300,19 @@ export class Hls {
 
   private endViewer(h: HlsStream, v: Viewer): void {
     this.sup.leave(h.stream);
-    this.sup.events.record('client-session', { stream: h.stream.key, hls: true, remote: v.remote, seconds: (Date.now() - v.since) / 1000, bytes: v.bytes, segments: v.segments, playlists: v.playlists }, 'HLS viewer session ended');
+    this.sup.events.record(
+      'client-session',
+      {
+        stream: h.stream.key,
+        hls: true,
+        remote: v.remote,
+        seconds: (Date.now() - v.since) / 1000,
+        bytes: v.bytes,
+        segments: v.segments,
+        playlists: v.playlists,
+      },
+      'HLS viewer session ended',
+    );
   }
 }
 
@@ -270,5 +328,10 @@ function playlistHeaders(): Record<string, string> {
 
 function segmentHeaders(length: number): Record<string, string | number> {
   // A segment URL never names other bytes (H3): cache it as long as anyone wants.
-  return { 'content-type': 'video/mp2t', 'content-length': length, 'cache-control': 'public, max-age=86400, immutable', 'x-content-type-options': 'nosniff' };
+  return {
+    'content-type': 'video/mp2t',
+    'content-length': length,
+    'cache-control': 'public, max-age=86400, immutable',
+    'x-content-type-options': 'nosniff',
+  };
 }

@@ -40,4 +40,5 @@ export function hlsJs(): Buffer | null {
 export const hlsJsMissing = () => notFound('hls.js is not installed: add the npm package hls.js to acemux to play in the browser');
 
 /** The player page's policy: scripts from here only, media through MSE blobs, data from here. */
-export const PLAYER_CSP = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; media-src 'self' blob:; worker-src 'self' blob:; img-src data:";
+export const PLAYER_CSP =
+  "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; media-src 'self' blob:; worker-src 'self' blob:; img-src data:";

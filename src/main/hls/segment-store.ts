@@ -22,7 +22,10 @@ export class SegmentStore {
   bytes = 0;
   private waiters: Array<() => void> = [];
 
-  constructor(private readonly window: number, targetS: number) {
+  constructor(
+    private readonly window: number,
+    targetS: number,
+  ) {
     this.targetDuration = Math.max(1, Math.ceil(targetS));
   }
 

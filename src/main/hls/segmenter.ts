@@ -92,7 +92,10 @@ export class Segmenter {
   private emitted = 0;
   closed = false;
 
-  constructor(private readonly ring: RingReader, private readonly o: SegmenterOptions) {
+  constructor(
+    private readonly ring: RingReader,
+    private readonly o: SegmenterOptions,
+  ) {
     const head = ring.head();
     const count = ring.joinCount();
     // The oldest join entry still safely inside the ring and within the backfill (ring.ts I4).

@@ -133,7 +133,14 @@ export class Admin {
 
   private engineList() {
     const load = this.sup.engineLoads();
-    return this.engines.engines.map((e) => ({ url: e.url, healthy: e.healthy, version: e.version, streams: load.get(e.url) ?? 0, lastError: e.lastError, lastProbeAt: e.lastProbeAt || null }));
+    return this.engines.engines.map((e) => ({
+      url: e.url,
+      healthy: e.healthy,
+      version: e.version,
+      streams: load.get(e.url) ?? 0,
+      lastError: e.lastError,
+      lastProbeAt: e.lastProbeAt || null,
+    }));
   }
 
   private async eventsPage(res: ServerResponse, url: URL): Promise<void> {
@@ -154,12 +161,23 @@ export class Admin {
   }
 
   snapshot() {
-    return { time: Date.now(), streams: [...this.sup.streams.values()].map((s) => this.view(s)), engines: this.engineList(), events: this.sup.events.last(20).map((e) => this.label(e)), degraded: this.health.degraded };
+    return {
+      time: Date.now(),
+      streams: [...this.sup.streams.values()].map((s) => this.view(s)),
+      engines: this.engineList(),
+      events: this.sup.events.last(20).map((e) => this.label(e)),
+      degraded: this.health.degraded,
+    };
   }
 
   /** describe() plus what only operators need: the key, a display name, fault counts. */
   private view(s: Stream): Record<string, unknown> {
-    return { ...describe(s), key: s.key, name: s.channel?.name ?? this.names.ofKey(s.key) ?? this.names.ofId(s.selector.value) ?? null, faults: this.faults.get(s.key) ?? zeroFaults() };
+    return {
+      ...describe(s),
+      key: s.key,
+      name: s.channel?.name ?? this.names.ofKey(s.key) ?? this.names.ofId(s.selector.value) ?? null,
+      faults: this.faults.get(s.key) ?? zeroFaults(),
+    };
   }
 
   /** An event with its stream's display name, when one is known. */
@@ -189,7 +207,12 @@ export class Admin {
   }
 
   private openLive(req: IncomingMessage, res: ServerResponse): void {
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache, no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
     res.write(`retry: 2000\nevent: snapshot\ndata: ${JSON.stringify(this.snapshot())}\n\n`);
     this.live.add(res);
     this.liveTimer ??= setInterval(() => this.pushLive(), this.liveMs);

@@ -36,6 +36,14 @@ export function describe(s: Stream): Record<string, unknown> {
     engine_stat_error: s.statError,
     last_fault: s.lastFault,
     hls: hlsSummary(s),
-    client_list: eg.clients.map((c) => ({ id: c.info.id, remote: c.info.remote, since: new Date(c.since).toISOString(), bytes: c.bytes, lag_bytes: eg.lagBytes(c), skips: c.skips, user_agent: c.info.ua ?? null })),
+    client_list: eg.clients.map((c) => ({
+      id: c.info.id,
+      remote: c.info.remote,
+      since: new Date(c.since).toISOString(),
+      bytes: c.bytes,
+      lag_bytes: eg.lagBytes(c),
+      skips: c.skips,
+      user_agent: c.info.ua ?? null,
+    })),
   };
 }

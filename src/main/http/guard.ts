@@ -82,7 +82,10 @@ export class KeyGuard {
   /** Whose X-Forwarded-For names the client whose failures are counted (G1). */
   trustedProxies: TrustedProxies = NO_TRUSTED_PROXIES;
 
-  constructor(private readonly key: string, private readonly now = Date.now) {
+  constructor(
+    private readonly key: string,
+    private readonly now = Date.now,
+  ) {
     this.session = key ? createHmac('sha256', key).update('acemux dashboard session').digest('base64url') : '';
   }
 
@@ -97,7 +100,8 @@ export class KeyGuard {
     const now = this.now();
     const f = this.fails.get(addr);
     if (f && now - f.since >= FAIL_WINDOW_MS) this.fails.delete(addr);
-    else if (f && f.n >= FAILS_PER_WINDOW) throw tooMany('too many wrong API keys from this address', Math.max(1, Math.ceil((f.since + FAIL_WINDOW_MS - now) / 1000)));
+    else if (f && f.n >= FAILS_PER_WINDOW)
+      throw tooMany('too many wrong API keys from this address', Math.max(1, Math.ceil((f.since + FAIL_WINDOW_MS - now) / 1000)));
     const auth = req.headers.authorization;
     const header = req.headers['x-api-key'];
     const given: Array<[KeySource, string | undefined, string]> = [
@@ -140,7 +144,8 @@ export class KeyGuard {
 /** G4. Throws 403 when a browser says the call comes from a page of another origin. */
 export function refuseCrossOrigin(req: IncomingMessage): void {
   const site = req.headers['sec-fetch-site'];
-  if (typeof site === 'string' && site !== 'same-origin' && site !== 'none') throw forbidden(`cross-origin request refused (Sec-Fetch-Site: ${site.slice(0, 32)})`);
+  if (typeof site === 'string' && site !== 'same-origin' && site !== 'none')
+    throw forbidden(`cross-origin request refused (Sec-Fetch-Site: ${site.slice(0, 32)})`);
   const origin = req.headers.origin;
   if (origin === undefined) return;
   let host: string | null = null;
@@ -149,5 +154,6 @@ export function refuseCrossOrigin(req: IncomingMessage): void {
   } catch {
     // "null" (sandboxed pages, file:) or garbage: not this origin.
   }
-  if (host === null || host !== (req.headers.host ?? '').toLowerCase()) throw forbidden('cross-origin request refused (Origin does not match Host)');
+  if (host === null || host !== (req.headers.host ?? '').toLowerCase())
+    throw forbidden('cross-origin request refused (Origin does not match Host)');
 }

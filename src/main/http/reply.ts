@@ -8,11 +8,17 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
     return;
   }
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    ...headers,
+  });
   res.end(text);
 }
 
-export const fail = (res: ServerResponse, status: number, error: string, headers?: Record<string, string>) => sendJson(res, status, { error, code: codeOfStatus(status) }, headers);
+export const fail = (res: ServerResponse, status: number, error: string, headers?: Record<string, string>) =>
+  sendJson(res, status, { error, code: codeOfStatus(status) }, headers);
 
 /** Answers any thrown value through the error table (errors.ts): coded errors as they say, the rest 500. */
 export function sendError(res: ServerResponse, e: unknown): void {

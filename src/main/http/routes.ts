@@ -67,7 +67,11 @@ export class Routes {
   /** Stream viewers' sockets, so a shutdown can wait for them to drain (server.ts). */
   readonly viewers = new Set<Socket>();
 
-  constructor(private readonly sup: Supervisor, private readonly log: Logger, private readonly o: RoutesOptions) {
+  constructor(
+    private readonly sup: Supervisor,
+    private readonly log: Logger,
+    private readonly o: RoutesOptions,
+  ) {
     this.channels = o.channels;
     this.channelOf = channelIndex(o.channels.values());
     this.perAddress = new AddressLimit(o.maxClientsPerIp);
@@ -92,7 +96,11 @@ export class Routes {
       return;
     }
     const boundary = (e: unknown) => {
-      if (!isExpected(e)) this.log.error({ err: e instanceof Error ? e.stack : String(e), method: req.method, url: req.url?.slice(0, 256) }, 'request handler failed');
+      if (!isExpected(e))
+        this.log.error(
+          { err: e instanceof Error ? e.stack : String(e), method: req.method, url: req.url?.slice(0, 256) },
+          'request handler failed',
+        );
       sendError(res, e);
     };
     try {
@@ -122,7 +130,12 @@ export class Routes {
       const draining = this.sup.closed || (this.o.draining?.() ?? false);
       const ready = !draining && this.o.engines.anyHealthy();
       // Degraded parts are listed, not failed on (see ops/health.ts).
-      return sendJson(res, ready ? 200 : 503, { ready, draining, engines: this.o.engines.engines.map((e) => ({ url: e.url, healthy: e.healthy })), degraded: this.o.health?.degraded ?? [] });
+      return sendJson(res, ready ? 200 : 503, {
+        ready,
+        draining,
+        engines: this.o.engines.engines.map((e) => ({ url: e.url, healthy: e.healthy })),
+        degraded: this.o.health?.degraded ?? [],
+      });
     }
     if (path === '/metrics') {
       if (!readOnly) return this.notAllowed(req, res);
@@ -139,17 +152,31 @@ export class Routes {
       // (a wrong one counts against the address) and traded for a session cookie once, so the key
       // leaves the address bar and history.
       if (url.searchParams.has('key') && this.o.guard.check(req, url) === 'query') {
-        res.writeHead(303, { location: path, 'set-cookie': this.o.guard.sessionCookie(), 'cache-control': 'no-store', 'content-length': 0 });
+        res.writeHead(303, {
+          location: path,
+          'set-cookie': this.o.guard.sessionCookie(),
+          'cache-control': 'no-store',
+          'content-length': 0,
+        });
         res.end();
         return;
       }
       const html = dashboardHtml(); // before the head: a page that cannot be read is a 500, not a cut connection
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'" });
+      res.writeHead(200, {
+        'content-type': 'text/html; charset=utf-8',
+        'cache-control': 'no-store',
+        'content-security-policy':
+          "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'",
+      });
       res.end(html);
       return;
     }
     const playlist = path === '/playlist.m3u' || path === '/playlist.m3u8';
-    if ((playlist || path === '/ace/getstream' || path === '/ace/getstream/' || path.startsWith('/ace/channel/')) && this.o.streamToken && readOnly) {
+    if (
+      (playlist || path === '/ace/getstream' || path === '/ace/getstream/' || path.startsWith('/ace/channel/')) &&
+      this.o.streamToken &&
+      readOnly
+    ) {
       const token = url.searchParams.get('token') ?? '';
       if (token !== this.o.streamToken) return fail(res, 401, 'missing or wrong token');
     }
@@ -202,7 +229,8 @@ export class Routes {
   private hlsRoute(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> | void {
     const readOnly = req.method === 'GET' || req.method === 'HEAD';
     if (!readOnly) return this.notAllowed(req, res);
-    if (this.o.streamToken && (url.searchParams.get('token') ?? '') !== this.o.streamToken) return sendError(res, unauthorized('missing or wrong token'));
+    if (this.o.streamToken && (url.searchParams.get('token') ?? '') !== this.o.streamToken)
+      return sendError(res, unauthorized('missing or wrong token'));
     const hls = this.o.hls;
     if (!hls) return sendError(res, notFound('HLS is not enabled'));
     const path = url.pathname;
@@ -222,13 +250,21 @@ export class Routes {
   private player(req: IncomingMessage, res: ServerResponse, path: string): void {
     if (path === '/player') {
       const html = playerHtml();
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': PLAYER_CSP });
+      res.writeHead(200, {
+        'content-type': 'text/html; charset=utf-8',
+        'cache-control': 'no-store',
+        'content-security-policy': PLAYER_CSP,
+      });
       res.end(req.method === 'HEAD' ? undefined : html);
       return;
     }
     const js = hlsJs();
     if (!js) return sendError(res, hlsJsMissing());
-    res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'content-length': js.length, 'cache-control': 'public, max-age=3600' });
+    res.writeHead(200, {
+      'content-type': 'text/javascript; charset=utf-8',
+      'content-length': js.length,
+      'cache-control': 'public, max-age=3600',
+    });
     res.end(req.method === 'HEAD' ? undefined : js);
   }
 
@@ -248,8 +284,14 @@ export class Routes {
     const base = publicBase(req.headers.host, this.o.publicUrl || undefined, `http://${req.socket.localAddress}:${req.socket.localPort}`);
     const token = this.o.streamToken || undefined;
     const hls = format === 'hls';
-    const body = this.o.playlist ? rewritePlaylist(text, base, { token, channelOf: this.channelOf, hls }) : channelsPlaylist(this.channels.values(), base, { token, hls });
-    res.writeHead(200, { 'content-type': 'audio/x-mpegurl; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+    const body = this.o.playlist
+      ? rewritePlaylist(text, base, { token, channelOf: this.channelOf, hls })
+      : channelsPlaylist(this.channels.values(), base, { token, hls });
+    res.writeHead(200, {
+      'content-type': 'audio/x-mpegurl; charset=utf-8',
+      'cache-control': 'no-store',
+      'content-length': Buffer.byteLength(body),
+    });
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 
@@ -259,7 +301,13 @@ export class Routes {
     return this.play(req, res, parsed.sel, parsed.extra, null);
   }
 
-  private async play(req: IncomingMessage, res: ServerResponse, sel: Selector, extra: Array<[string, string]>, channel: ChannelRef | null): Promise<void> {
+  private async play(
+    req: IncomingMessage,
+    res: ServerResponse,
+    sel: Selector,
+    extra: Array<[string, string]>,
+    channel: ChannelRef | null,
+  ): Promise<void> {
     if (req.method === 'HEAD') {
       // Players and media servers probe with HEAD: answer like the stream would, start nothing.
       res.writeHead(200, streamHeaders());
@@ -310,17 +358,38 @@ export class Routes {
     res.flushHeaders();
     socket.setNoDelay(true);
     const sink = socket as Socket;
-    const client = this.sup.attach(s, sink, { id: ++this.clientSeq, remote: remoteLabel(req, this.o.trustedProxies), t0, ua: req.headers['user-agent']?.slice(0, 256) });
+    const client = this.sup.attach(s, sink, {
+      id: ++this.clientSeq,
+      remote: remoteLabel(req, this.o.trustedProxies),
+      t0,
+      ua: req.headers['user-agent']?.slice(0, 256),
+    });
     this.log.debug({ stream: s.key, ms: Date.now() - t0 }, 'client attached');
     socket.once('close', () => {
       this.sup.detach(s, client);
-      this.sup.events.record('client-session', { stream: s.key, remote: client.info.remote, seconds: (Date.now() - client.since) / 1000, bytes: client.bytes, skips: client.skips, first_byte_ms: client.firstWriteAt ? client.firstWriteAt - t0 : null }, 'client session ended');
+      this.sup.events.record(
+        'client-session',
+        {
+          stream: s.key,
+          remote: client.info.remote,
+          seconds: (Date.now() - client.since) / 1000,
+          bytes: client.bytes,
+          skips: client.skips,
+          first_byte_ms: client.firstWriteAt ? client.firstWriteAt - t0 : null,
+        },
+        'client session ended',
+      );
     });
   }
 
   private status(res: ServerResponse, q: URLSearchParams): void {
     const id = q.get('id') ?? q.get('infohash');
-    if (id === null) return sendJson(res, 200, { streams: this.sup.streams.size, events: this.sup.events.last(20), degraded: this.o.health?.degraded ?? [] });
+    if (id === null)
+      return sendJson(res, 200, {
+        streams: this.sup.streams.size,
+        events: this.sup.events.last(20),
+        degraded: this.o.health?.degraded ?? [],
+      });
     if (!HEX40.test(id)) return fail(res, 400, 'id must be 40 hexadecimal characters');
     const s = this.sup.find(id);
     if (!s) return fail(res, 404, 'stream not running');

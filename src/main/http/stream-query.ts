@@ -20,12 +20,14 @@ import type { Selector } from '../supervision/supervisor';
 const SELECTORS = ['id', 'infohash', 'content_id'] as const;
 const OWNED = new Set(['format', 'token']);
 
-const flag = (name: string) => (v: string): string | null => {
-  const t = v.trim().toLowerCase();
-  if (t === '1' || t === 'true') return '1';
-  if (t === '0' || t === 'false' || t === '') return null;
-  throw new Error(`${name} must be 0 or 1`);
-};
+const flag =
+  (name: string) =>
+  (v: string): string | null => {
+    const t = v.trim().toLowerCase();
+    if (t === '1' || t === 'true') return '1';
+    if (t === '0' || t === 'false' || t === '') return null;
+    throw new Error(`${name} must be 0 or 1`);
+  };
 
 /** Q1. Name → canonical value (null: same as absent), or a throw with what is wrong. */
 export const ENGINE_PARAMS: ReadonlyMap<string, (v: string) => string | null> = new Map([
@@ -37,7 +39,8 @@ export const ENGINE_PARAMS: ReadonlyMap<string, (v: string) => string | null> = 
     (v: string) => {
       const t = v.trim().toLowerCase();
       if (t === '') return null;
-      if (!/^[a-z]{2,3}(-[a-z0-9]{1,8})?$/.test(t)) throw new Error('preferred_audio_language must be a language code such as eng or pt-br');
+      if (!/^[a-z]{2,3}(-[a-z0-9]{1,8})?$/.test(t))
+        throw new Error('preferred_audio_language must be a language code such as eng or pt-br');
       return t;
     },
   ],

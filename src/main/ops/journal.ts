@@ -204,7 +204,14 @@ export class Journal {
   private scheduled = false;
   private closed = false;
 
-  private constructor(private readonly dir: string, opts: JournalOptions, files: FileInfo[], fh: FileHandle, size: number, lastSeq: number) {
+  private constructor(
+    private readonly dir: string,
+    opts: JournalOptions,
+    files: FileInfo[],
+    fh: FileHandle,
+    size: number,
+    lastSeq: number,
+  ) {
     this.maxFileBytes = opts.maxFileBytes ?? 4 * 1024 * 1024;
     this.maxFiles = Math.max(1, opts.maxFiles ?? 8);
     this.onError = opts.onError ?? (() => {});

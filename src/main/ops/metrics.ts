@@ -45,8 +45,10 @@ export class Metrics {
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    const counter = <L extends string>(name: string, help: string, labelNames: L[] = []) => new Counter<L>({ name: PREFIX + name, help, labelNames, registers });
-    const gauge = <L extends string>(name: string, help: string, labelNames: L[] = []) => new Gauge<L>({ name: PREFIX + name, help, labelNames, registers });
+    const counter = <L extends string>(name: string, help: string, labelNames: L[] = []) =>
+      new Counter<L>({ name: PREFIX + name, help, labelNames, registers });
+    const gauge = <L extends string>(name: string, help: string, labelNames: L[] = []) =>
+      new Gauge<L>({ name: PREFIX + name, help, labelNames, registers });
     const histogram = (name: string, help: string, buckets: number[]) => new Histogram({ name: PREFIX + name, help, buckets, registers });
 
     this.streams = gauge('streams', 'Streams in the registry, by lifecycle state.', ['state']);
@@ -61,11 +63,15 @@ export class Metrics {
     this.events = counter('events_total', 'Events recorded by the event log, by kind.', ['kind']);
     this.engineUp = gauge('engine_up', 'Engine health verdict: 1 healthy, 0 not.', ['engine']);
     // Compare with the ring size and --lag-limit: near the limit, a client is about to be skipped or cut.
-    this.clientLag = gauge('client_max_lag_bytes', 'Largest distance of any client behind its stream\'s live edge, now.');
+    this.clientLag = gauge('client_max_lag_bytes', "Largest distance of any client behind its stream's live edge, now.");
     const latency = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
     this.firstByte = histogram('first_byte_seconds', 'From a client request to its first stream byte written.', latency);
     // Engines prebuffer for seconds before the first data, so this one needs a longer tail.
-    this.streamStart = histogram('stream_start_seconds', 'From the first request of a stream to the engine\'s first data.', [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 45, 60]);
+    this.streamStart = histogram(
+      'stream_start_seconds',
+      "From the first request of a stream to the engine's first data.",
+      [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 45, 60],
+    );
     this.rings = gauge('rings', 'Stream rings: in use (running or draining streams) and idle in the pool.', ['state']);
     this.ringStarts = counter('ring_takes_total', 'Rings handed to starting streams: newly allocated or reused from the pool.', ['ring']);
     this.loopLag = gauge('event_loop_lag_seconds', 'Main thread event loop delay, p99 since the previous scrape.');

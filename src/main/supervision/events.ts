@@ -50,7 +50,11 @@ export class EventLog {
   private readonly subscribers = new Set<(e: AceEvent) => void>();
 
   /** `startSeq`: the journal's last seq, so numbering continues across restarts. */
-  constructor(private readonly log: Logger, startSeq = 0, private readonly keep = 200) {
+  constructor(
+    private readonly log: Logger,
+    startSeq = 0,
+    private readonly keep = 200,
+  ) {
     this.seq = startSeq;
   }
 
@@ -121,7 +125,12 @@ export class Pager {
   }
 
   offer(e: AceEvent): void {
-    if (e.seq >= this.before || (this.q.kind !== undefined && e.kind !== this.q.kind) || (this.q.stream !== undefined && e.stream !== this.q.stream)) return;
+    if (
+      e.seq >= this.before ||
+      (this.q.kind !== undefined && e.kind !== this.q.kind) ||
+      (this.q.stream !== undefined && e.stream !== this.q.stream)
+    )
+      return;
     this.out.push(e);
   }
 

@@ -44,7 +44,17 @@ import type { Config } from '../config';
 import { RingReader } from '../../shared/ring';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/umd/node-adapter';
-import { WAKE, type ActorTask, type Command, type Report, type ActorStats, type EngineStat, type UpstreamFault, type ActorApi, type ActorInspection } from '../../shared/messages';
+import {
+  WAKE,
+  type ActorTask,
+  type Command,
+  type Report,
+  type ActorStats,
+  type EngineStat,
+  type UpstreamFault,
+  type ActorApi,
+  type ActorInspection,
+} from '../../shared/messages';
 import { Egress, EgressClock, type Client, type Sink, type CutReason } from '../egress/egress';
 import { RingPool } from '../egress/ring-pool';
 import { startSession, stopSession, engineVersion, type EngineSession } from '../engine/engine-client';
@@ -212,8 +222,10 @@ export class Supervisor {
       }
       s = this.start(key, sel, extra, channel);
     }
-    if (s.refs >= this.cfg.maxClientsPerStream) throw new LimitError(`client limit of this stream reached (${this.cfg.maxClientsPerStream})`, 10);
-    if (this.cfg.maxClients > 0 && this.clients >= this.cfg.maxClients) throw new LimitError(`client limit reached (${this.cfg.maxClients})`, 10);
+    if (s.refs >= this.cfg.maxClientsPerStream)
+      throw new LimitError(`client limit of this stream reached (${this.cfg.maxClientsPerStream})`, 10);
+    if (this.cfg.maxClients > 0 && this.clients >= this.cfg.maxClients)
+      throw new LimitError(`client limit reached (${this.cfg.maxClients})`, 10);
     this.ref(s);
     try {
       if (this.cfg.headersWithinMs > 0 && !s.answered) {
@@ -279,14 +291,22 @@ export class Supervisor {
   private start(key: string, sel: Selector, extra: ReadonlyArray<[string, string]>, channel: ChannelRef | null): Stream {
     const ring = new RingReader(this.rings.take(this.cfg.ringBytes, this.cfg.maxClientsPerStream + 1)); // + the HLS segmenter's slot
     const first = channel ? channel.ids[0]! : sel;
-    const s = new Stream(key, first, extra, channel, ring, (st, r) => new Egress(r, {
-      lagLimitBytes: this.cfg.lagLimitBytes,
-      lagPolicy: this.cfg.lagPolicy,
-      joinDelayMs: this.cfg.joinDelayMs,
-      clientTimeoutMs: this.cfg.clientTimeoutMs,
-      onCut: (c, reason) => this.onCut(st, c, reason),
-      onFirstWrite: (c) => this.onFirstWrite?.(c),
-    }));
+    const s = new Stream(
+      key,
+      first,
+      extra,
+      channel,
+      ring,
+      (st, r) =>
+        new Egress(r, {
+          lagLimitBytes: this.cfg.lagLimitBytes,
+          lagPolicy: this.cfg.lagPolicy,
+          joinDelayMs: this.cfg.joinDelayMs,
+          clientTimeoutMs: this.cfg.clientTimeoutMs,
+          onCut: (c, reason) => this.onCut(st, c, reason),
+          onFirstWrite: (c) => this.onFirstWrite?.(c),
+        }),
+    );
     this.streams.set(key, s); // S1
     this.clock.add(s.egress);
     this.events.record('stream-start', { stream: key, id: first.value }, 'stream starting');
@@ -362,7 +382,10 @@ export class Supervisor {
     s.inspectPort?.close();
     s.inspectPort = rpc.port1;
     s.inspector = Comlink.wrap<ActorApi>(nodeEndpoint(rpc.port1 as never));
-    const connect = s.session && s.answered ? { type: 'connect' as const, playbackUrl: s.session.playbackUrl, statUrl: s.session.statUrl, splice: true } : null;
+    const connect =
+      s.session && s.answered
+        ? { type: 'connect' as const, playbackUrl: s.session.playbackUrl, statUrl: s.session.statUrl, splice: true }
+        : null;
     const task: ActorTask = {
       streamId: s.key,
       ring: s.egress.ring.sab,
@@ -430,7 +453,11 @@ export class Supervisor {
         s.outageSince = 0;
         if (s.state !== 'draining' && s.state !== 'stopped') s.state = 'live';
         if (s.session) this.engines.markSuccess(s.session.engine);
-        this.events.record('stream-live', { stream: s.key, ms: now - s.createdAt, recovered, id: s.selector.value, engine: s.session?.engine }, recovered ? 'stream flowing again' : 'first data from engine');
+        this.events.record(
+          'stream-live',
+          { stream: s.key, ms: now - s.createdAt, recovered, id: s.selector.value, engine: s.session?.engine },
+          recovered ? 'stream flowing again' : 'first data from engine',
+        );
         break;
       }
       case 'stat':
@@ -463,16 +490,37 @@ export class Supervisor {
     if (action === null) return;
     const holding = s.sinks.size > 0 && now - s.outageSince < this.cfg.giveUpAfterMs; // S6
     if (s.attempts > this.cfg.retryAttempts && !holding) return this.giveUp(s, `${detail} (after ${s.attempts - 1} retries)`);
-    if (action !== 'reconnect' && action !== 'new-session' && ++s.switches > this.cfg.maxSwitches && !holding) return this.giveUp(s, `${detail} (after ${s.switches - 1} switches)`);
+    if (action !== 'reconnect' && action !== 'new-session' && ++s.switches > this.cfg.maxSwitches && !holding)
+      return this.giveUp(s, `${detail} (after ${s.switches - 1} switches)`);
     // S7: the first reconnect of a stream that was flowing, and the first new session after the
     // engine said the session is gone, go at once: one call each is no hammering, and players wait.
     const atOnce = (action === 'reconnect' && s.attempts === 1) || (fault === 'gone' && s.attempts <= 2);
-    const delay = atOnce ? 0 : action === 'next-id' || action === 'next-engine' ? (s.answered ? backoff(1, this.cfg.retryBaseMs, this.cfg.retryCapMs) : 0) : backoff(s.attempts, this.cfg.retryBaseMs, this.cfg.retryCapMs);
+    const delay = atOnce
+      ? 0
+      : action === 'next-id' || action === 'next-engine'
+        ? s.answered
+          ? backoff(1, this.cfg.retryBaseMs, this.cfg.retryCapMs)
+          : 0
+        : backoff(s.attempts, this.cfg.retryBaseMs, this.cfg.retryCapMs);
     const kind = action === 'reconnect' ? 'reconnect' : action === 'new-session' ? 'retry' : 'failover';
     if (s.state !== 'draining') s.state = 'recovering';
     if (action === 'next-id') s.selector = this.nextId(s);
     s.lastFault = { fault, detail, action, at: new Date(now).toISOString() };
-    this.events.record(kind, { stream: s.key, fault, detail, action, attempt: s.attempts, switches: s.switches, delay_ms: delay, id: s.selector.value, engine: s.session?.engine }, `${kind}: ${detail}`);
+    this.events.record(
+      kind,
+      {
+        stream: s.key,
+        fault,
+        detail,
+        action,
+        attempt: s.attempts,
+        switches: s.switches,
+        delay_ms: delay,
+        id: s.selector.value,
+        engine: s.session?.engine,
+      },
+      `${kind}: ${detail}`,
+    );
     if (s.retryTimer) clearTimeout(s.retryTimer);
     s.retryTimer = setTimeout(() => {
       s.retryTimer = null;
@@ -528,7 +576,21 @@ export class Supervisor {
     s.retryTimer = null;
     s.attempts = 0;
     s.triedEngines.clear();
-    this.events.record('retry', { stream: s.key, fault: 'engine-back', detail: 'engine answers get_version again', action: 'new-session', attempt: 0, switches: s.switches, delay_ms: 0, id: s.selector.value, engine }, 'retry: the engine answers again');
+    this.events.record(
+      'retry',
+      {
+        stream: s.key,
+        fault: 'engine-back',
+        detail: 'engine answers get_version again',
+        action: 'new-session',
+        attempt: 0,
+        switches: s.switches,
+        delay_ms: 0,
+        id: s.selector.value,
+        engine,
+      },
+      'retry: the engine answers again',
+    );
     void this.openSession(s);
   }
 
@@ -590,7 +652,11 @@ export class Supervisor {
   }
 
   private onCut(s: Stream, c: Client, reason: CutReason): void {
-    this.events.record('client-cut', { stream: s.key, reason, lag_bytes: s.egress.lagBytes(c), bytes: c.bytes, remote: c.info.remote }, 'client cut');
+    this.events.record(
+      'client-cut',
+      { stream: s.key, reason, lag_bytes: s.egress.lagBytes(c), bytes: c.bytes, remote: c.info.remote },
+      'client cut',
+    );
   }
 
   /** S4. Idempotent. */
@@ -619,11 +685,13 @@ export class Supervisor {
     }
     const cmd = s.session?.commandUrl;
     const p = cmd ? stopSession(cmd, this.cfg.stopTimeoutMs, this.cfg.engineMaxAnswerBytes) : Promise.resolve(null);
-    const done = p.then((engineSaid) => {
-      this.events.record('stream-stop', { stream: s.key, reason, engine_said: engineSaid ?? 'ok' }, 'stream stopped');
-    }).finally(() => {
-      if (this.stopping.get(s.key) === done) this.stopping.delete(s.key);
-    });
+    const done = p
+      .then((engineSaid) => {
+        this.events.record('stream-stop', { stream: s.key, reason, engine_said: engineSaid ?? 'ok' }, 'stream stopped');
+      })
+      .finally(() => {
+        if (this.stopping.get(s.key) === done) this.stopping.delete(s.key);
+      });
     this.stopping.set(s.key, done);
   }
 
@@ -661,7 +729,11 @@ export class Supervisor {
     s.selector = this.nextId(s);
     s.liveSince = 0;
     if (s.state !== 'draining') s.state = 'recovering';
-    this.events.record('failover', { stream: s.key, action: 'next-id', reason: 'operator', id: s.selector.value }, 'failover: operator asked for the next alternate');
+    this.events.record(
+      'failover',
+      { stream: s.key, action: 'next-id', reason: 'operator', id: s.selector.value },
+      'failover: operator asked for the next alternate',
+    );
     this.send(s, { type: 'disconnect' });
     void this.openSession(s);
     return true;
@@ -681,4 +753,3 @@ export class Supervisor {
     await Promise.all([...this.stopping.values()]);
   }
 }
-

@@ -149,9 +149,7 @@ function sectionEndOf(buf: Uint8Array, s: number): number {
 
 /** The 4 CRC bytes at the end of a section as a number: a cheap "same table as before?" test. */
 function storedCrc(buf: Uint8Array, sectionEnd: number): number {
-  return (
-    ((buf[sectionEnd - 4] << 24) | (buf[sectionEnd - 3] << 16) | (buf[sectionEnd - 2] << 8) | buf[sectionEnd - 1]) >>> 0
-  );
+  return ((buf[sectionEnd - 4] << 24) | (buf[sectionEnd - 3] << 16) | (buf[sectionEnd - 2] << 8) | buf[sectionEnd - 1]) >>> 0;
 }
 
 function videoCodecOf(streamType: number): VideoCodec | null {
