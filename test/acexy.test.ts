@@ -56,7 +56,7 @@ t.test("acexy's compose environment: plays, one warning (the HLS timeout)", asyn
   t.match(w[0], /ACEXY_M3U8_STREAM_TIMEOUT.*ignored/);
 });
 
-t.test("acexy's command-line flags: plays, warns once that there is no HLS", async (t) => {
+t.test("acexy's command-line flags: plays MPEG-TS and HLS, says once that -m3u8 needs no switch", async (t) => {
   const sim = await startSim(['--bitrate', '2000000']);
   const engine = new URL(sim.origin);
   const ace = await launch(
@@ -89,7 +89,10 @@ t.test("acexy's command-line flags: plays, warns once that there is no HLS", asy
   t.ok(r.body.length >= 200_000 && r.body[0] === 0x47, 'MPEG-TS flows');
   const w = warnings(ace.logs);
   t.equal(w.length, 2, `two warnings, one per HLS setting: ${JSON.stringify(w)}`);
-  t.equal(w.filter((m) => /^-m3u8: .*does not serve HLS/.test(m)).length, 1, 'the HLS warning, once');
+  t.equal(w.filter((m) => /^-m3u8: .*HLS is always served/.test(m)).length, 1, 'the HLS note, once');
+  const hls = await fetch(`${ace.origin}/ace/manifest.m3u8?id=${contentId(8)}`);
+  t.equal(hls.status, 200, 'what acexy users turned -m3u8 on for: the HLS playlist');
+  t.match(await hls.text(), /^#EXTM3U\n[\s\S]*#EXTINF:/, 'a live playlist with segments');
   t.equal(w.filter((m) => /^--m3u8-stream-timeout: /.test(m)).length, 1);
 });
 

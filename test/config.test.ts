@@ -117,7 +117,7 @@ t.test("acexy's Go flags: -name v, -name=v, --name v; each maps or warns once", 
   for (const argv of [['-m3u8'], ['--m3u8'], ['-m3u8=true'], ['-m3u8=1']]) {
     const w = hls(argv);
     t.equal(w.length, 1, `${argv.join(' ')}: one warning`);
-    t.match(w[0], /HLS.*MPEG-TS/, 'says HLS is missing and what acemux serves');
+    t.match(w[0], /HLS is always served.*\/ace\/manifest\.m3u8/, 'says HLS needs no switch, and where it is');
   }
   t.same(hls(['-m3u8=false']), [], '-m3u8=false is what acemux does: no warning');
   t.same(hls([], { ACEXY_M3U8: 'false' }), []);

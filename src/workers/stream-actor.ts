@@ -54,6 +54,7 @@ import type { Dispatcher } from 'undici';
 import { engineJson, DEFAULT_MAX_ANSWER } from '../main/engine/engine-client';
 import { foreignText } from '../shared/engine-api';
 import { Upstream } from './upstream';
+import { takePidTable, releasePidTable, type PidTable } from './pid-table';
 import { RingWriter, TS, copyBytes, ahead } from '../shared/ring';
 import { TsFramer } from '../shared/mpegts/ts-framer';
 import {
@@ -89,7 +90,8 @@ const PAGE = 4096;
 const MIN_PACE = 0.5;
 /** A5: a unit in flight longer than this (arrival time) stops holding HEAD back. */
 const HOLD_UNIT_MS = 500;
-const PIDS = 8192;
+/** A6: a PID that starts no unit in this many payload packets is taken to carry none. */
+const UNITLESS_AFTER = 64;
 
 /** Where ingest is after a (re)connect (A1). */
 const enum Entry {
@@ -131,30 +133,34 @@ export class StreamActor {
 
   // A5/A6 per-PID state; `seen` lists the PIDs that have carried data.
   private readonly seen: number[] = [];
-  private readonly known = new Uint8Array(PIDS);
+  /** A5–A8 state indexed by PID (pid-table.ts), lent by the thread's pool while the actor runs. */
+  private readonly pidTable: PidTable = takePidTable();
+  private readonly known: Uint8Array;
   /** 1 once the PID delivered its first unit start since the last (re)connect. */
-  private readonly synced = new Uint8Array(PIDS);
+  private readonly synced: Uint8Array;
+  /** A6: payload packets dropped per PID while waiting for its first unit start. */
+  private readonly unsynced: Uint16Array;
   /** 1 while the PID's current unit is in flight and holds HEAD back (A5). */
-  private readonly open = new Uint8Array(PIDS);
-  private readonly unitPos = new Int32Array(PIDS);
-  private readonly unitMs = new Float64Array(PIDS);
+  private readonly open: Uint8Array;
+  private readonly unitPos: Int32Array;
+  private readonly unitMs: Float64Array;
   /** Payload bytes still due in a bounded unit; -1 while unbounded (ends at the next start). */
-  private readonly unitLeft = new Int32Array(PIDS);
+  private readonly unitLeft: Int32Array;
   /** Outgoing counter of the in-flight unit's first packet. */
-  private readonly unitCc = new Uint8Array(PIDS);
+  private readonly unitCc: Uint8Array;
   /** Last counter delivered on the PID (-1: none yet) and the offset added to incoming ones (A6). */
-  private readonly ccLast = new Int8Array(PIDS).fill(-1);
-  private readonly ccAdd = new Uint8Array(PIDS);
+  private readonly ccLast: Int8Array;
+  private readonly ccAdd: Uint8Array;
   /** A7: the offset added to this upstream's timestamps (90 kHz, mod 2^33). */
   private tsOff = 0;
   private splicing = false;
   /** A7, per PID, output domain: latest unit's PTS, the largest PTS before it and after it, the
    *  smallest step between units, and where the delivered units end after a retraction (-1). */
-  private readonly lastPts = new Float64Array(PIDS).fill(-1);
-  private readonly maxBefore = new Float64Array(PIDS).fill(-1);
-  private readonly maxPts = new Float64Array(PIDS).fill(-1);
-  private readonly ptsStep = new Float64Array(PIDS);
-  private readonly endPts = new Float64Array(PIDS).fill(-1);
+  private readonly lastPts: Float64Array;
+  private readonly maxBefore: Float64Array;
+  private readonly maxPts: Float64Array;
+  private readonly ptsStep: Float64Array;
+  private readonly endPts: Float64Array;
   /** A8: video units not yet published: [pos, pts (output), arrival ms, outgoing cc] each. */
   private vUnits: number[] = [];
   private vShownMax = -1;
@@ -203,6 +209,21 @@ export class StreamActor {
     private readonly agent: Dispatcher,
   ) {
     this.ring = new RingWriter(task.ring);
+    this.known = this.pidTable.known;
+    this.synced = this.pidTable.synced;
+    this.unsynced = this.pidTable.unsynced;
+    this.open = this.pidTable.open;
+    this.unitPos = this.pidTable.unitPos;
+    this.unitMs = this.pidTable.unitMs;
+    this.unitLeft = this.pidTable.unitLeft;
+    this.unitCc = this.pidTable.unitCc;
+    this.ccLast = this.pidTable.ccLast;
+    this.ccAdd = this.pidTable.ccAdd;
+    this.lastPts = this.pidTable.lastPts;
+    this.maxBefore = this.pidTable.maxBefore;
+    this.maxPts = this.pidTable.maxPts;
+    this.ptsStep = this.pidTable.ptsStep;
+    this.endPts = this.pidTable.endPts;
     this.touched = this.ring.touched();
     this.port = task.port;
     this.framer = new TsFramer((src, off, count) => this.ingest(src, off, count));
@@ -235,6 +256,7 @@ export class StreamActor {
     this.abortUpstream();
     this.framer.reset();
     for (const pid of this.seen) this.synced[pid] = 0; // A6: every PID restarts on a unit start
+    this.unsynced.fill(0);
     this.entry = Entry.WaitPat;
     this.prePackets = 0;
     this.patPending = false;
@@ -349,12 +371,17 @@ export class StreamActor {
     const start = (src[p + 1]! & 0x40) !== 0;
     const payload = (b3 & 0x10) !== 0;
     if (this.synced[pid] === 0) {
-      if (!start || !payload) return false;
-      if (pid === this.psi.videoPid && !isKeyframeStart(src, p, this.psi.videoCodec)) return false;
-      if (this.tsOff !== 0 && pid !== this.psi.videoPid && this.endPts[pid]! >= 0) {
-        // A7: not a unit that would mostly replay audio already delivered.
-        const pts = pesTs(src, p, 9);
-        if (pts >= 0 && ((pts + this.tsOff) % TWO33) + this.ptsStep[pid]! / 2 < this.endPts[pid]!) return false;
+      // A6: a PID other than video whose payload shows no unit start in UNITLESS_AFTER packets
+      // carries no units (private data, a test source): it resumes as it comes, or never would.
+      const unitless = !start && payload && pid !== this.psi.videoPid && ++this.unsynced[pid]! >= UNITLESS_AFTER;
+      if (!unitless) {
+        if (!start || !payload) return false;
+        if (pid === this.psi.videoPid && !isKeyframeStart(src, p, this.psi.videoCodec)) return false;
+        if (this.tsOff !== 0 && pid !== this.psi.videoPid && this.endPts[pid]! >= 0) {
+          // A7: not a unit that would mostly replay audio already delivered.
+          const pts = pesTs(src, p, 9);
+          if (pts >= 0 && ((pts + this.tsOff) % TWO33) + this.ptsStep[pid]! / 2 < this.endPts[pid]!) return false;
+        }
       }
       this.synced[pid] = 1;
       if (this.known[pid] === 0) {
@@ -881,6 +908,7 @@ export class StreamActor {
     this.publishStats();
     for (const t of [this.tickTimer, this.statTimer]) if (t) clearInterval(t);
     this.port.close();
+    releasePidTable(this.pidTable);
     this.finish();
   }
 }
