@@ -27,7 +27,19 @@ export class PidTable {
 
   /** As new: the next actor must not see the last one's PIDs. */
   reset(): void {
-    for (const a of [this.known, this.synced, this.unsynced, this.open, this.unitPos, this.unitMs, this.unitLeft, this.unitCc, this.ccAdd, this.ptsStep]) a.fill(0);
+    for (const a of [
+      this.known,
+      this.synced,
+      this.unsynced,
+      this.open,
+      this.unitPos,
+      this.unitMs,
+      this.unitLeft,
+      this.unitCc,
+      this.ccAdd,
+      this.ptsStep,
+    ])
+      a.fill(0);
     for (const a of [this.ccLast, this.lastPts, this.maxBefore, this.maxPts, this.endPts]) a.fill(-1);
   }
 }
