@@ -5,6 +5,7 @@
  * has no crash hook.
  */
 import t from 'tap';
+import { FAST } from './faults/common';
 import { join } from 'node:path';
 import { startSim } from './helpers/sim';
 import { startAcemux } from './helpers/acemux';
@@ -14,24 +15,6 @@ import { pidOf } from '../src/shared/mpegts/ts-packet';
 
 const TS = 188;
 const CRASHING = join(__dirname, 'helpers', 'crashing-actor.cjs');
-const FAST = [
-  '--stall-timeout',
-  '1500ms',
-  '--first-data-timeout',
-  '4s',
-  '--playback-timeout',
-  '1500ms',
-  '--retry-base',
-  '150ms',
-  '--retry-cap',
-  '800ms',
-  '--grace',
-  '400ms',
-  '--keepalive',
-  '200ms',
-  '--engine-timeout',
-  '3s',
-];
 
 t.test('actor crash: the thread dies, the actor restarts, the client stays connected', async (t) => {
   const sim = await startSim(['--bitrate', '3000000']);

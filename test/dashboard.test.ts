@@ -1,22 +1,11 @@
 import t from 'tap';
-import { existsSync } from 'node:fs';
+import { CHROMIUM, CHROMIUM_ARGS, noChromium } from './helpers/chromium';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dashboardHtml } from '../src/main/ops/dashboard';
 
-const CHROMIUM = '/usr/bin/chromium';
 /** Browser-side checks are expressions evaluated in the page (this project compiles without the DOM lib). */
 const text = (sel: string) => `document.querySelector(${JSON.stringify(sel)})?.textContent`;
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const A = 'a'.repeat(8) + '0123456789abcdef0123456789abcdef';
 const B = 'b'.repeat(40);
 
@@ -98,7 +87,7 @@ function stream(id: string, tick: number, clients: number) {
   };
 }
 
-const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install -y chromium); CI installs it`;
+const skip = noChromium;
 
 t.test('renders and updates from the live feed in headless Chromium', { timeout: 60_000, skip }, async (t) => {
   const { chromium } = await import('playwright-core');
@@ -180,7 +169,7 @@ t.test('renders and updates from the live feed in headless Chromium', { timeout:
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   t.teardown(async () => {
     clearInterval(timer);
     await browser.close();
@@ -349,7 +338,7 @@ t.test('against the real acemux: names, key field, stop, disconnect, next altern
   const vlc = play('/ace/channel/sport-1', 'VLC/3.0.20 LibVLC/3.0.20');
   const kodi = play(`/ace/getstream?id=${news}`, 'Kodi/21.0');
 
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   t.teardown(async () => {
     await browser.close();
     await ace.stop(); // ends the players still reading

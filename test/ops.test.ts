@@ -4,6 +4,7 @@
  * graceful shutdown, and the dashboard rendering a live stream in headless Chromium.
  */
 import t from 'tap';
+import { CHROMIUM, CHROMIUM_ARGS } from './helpers/chromium';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -284,7 +285,6 @@ t.test('the event journal survives a restart; SIGTERM shuts down cleanly', async
   t.ok(after.body.events[0].seq > last, 'event numbers continue after the restart');
 });
 
-const CHROMIUM = '/usr/bin/chromium';
 t.test(
   'dashboard renders a running stream and its client count in headless Chromium',
   { skip: existsSync(CHROMIUM) ? false : 'chromium not installed (CI installs it)', timeout: 90_000 },
@@ -299,16 +299,7 @@ t.test(
     ];
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
+      args: CHROMIUM_ARGS,
     });
     t.teardown(async () => {
       await browser.close();

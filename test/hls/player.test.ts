@@ -4,24 +4,13 @@
  * so, and the playback test is skipped with that reason.
  */
 import t from 'tap';
+import { CHROMIUM, CHROMIUM_ARGS } from '../helpers/chromium';
 import { existsSync } from 'node:fs';
 import { startSim, type SimHandle } from '../helpers/sim';
 import { startAcemux, type Acemux } from '../helpers/acemux';
 import { contentId, sleep } from '../helpers/client';
 import { get } from '../helpers/hls';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--autoplay-policy=no-user-gesture-required',
-];
 let hlsInstalled = true;
 try {
   require.resolve('hls.js/dist/hls.min.js');
@@ -70,7 +59,7 @@ t.test('the page and the hls.js route', async (t) => {
 
 t.test('without hls.js the page says so', { skip: hlsInstalled ? 'hls.js is installed' : noChromium }, async (t) => {
   const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   t.teardown(() => browser.close());
   const page = await browser.newPage();
   await page.goto(`${ace.origin}/player?id=${contentId(20)}`);
@@ -85,7 +74,7 @@ t.test('Chromium plays a channel over HLS with hls.js, across a splice', { skip:
   const id = contentId(21);
   // The first playback connection drops after ~6 s of the sample: acemux reconnects and splices.
   await sim.setFaults({ ids: { [id]: { dropAfterBytes: 1_000_000 } } });
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   t.teardown(() => browser.close());
   const page = await browser.newPage();
   const pageErrors: string[] = [];
