@@ -8,6 +8,7 @@ import { runFault, assertClean } from '../helpers/splice-rig';
 import { haveFfmpeg, haveMpv } from '../helpers/players';
 
 const outageS = Number(process.env.ACEMUX_TEST_OUTAGE_S ?? 90);
-t.setTimeout((outageS + 60) * 1000);
+// The outage itself plus its recovery, at most half of the limit even on a loaded machine.
+t.setTimeout((outageS + 60) * 2 * 1000);
 if (!haveFfmpeg || !haveMpv) t.skip('ffmpeg and mpv are needed (Debian packages ffmpeg, mpv)', () => {});
 else t.test(`engine down ${outageS} s`, async (t) => assertClean(t, await runFault('down', { downMs: outageS * 1000 })));
