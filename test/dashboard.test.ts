@@ -396,6 +396,11 @@ t.test('against the real acemux: names, key field, stop, disconnect, next altern
   const clientText = await sportDetail.textContent();
   t.match(clientText, /VLC\/3\.0\.20/);
   t.match(clientText, /mpv 0\.35\.1/);
+  t.equal(
+    await sportDetail.locator('[data-testid="play"]').getAttribute('href'),
+    '/player?channel=sport-1',
+    'a play button: the channel in the browser player',
+  );
 
   // Next alternate.
   await sportDetail.locator('[data-testid="next"]').click();
