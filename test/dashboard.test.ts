@@ -374,6 +374,10 @@ t.test('against the real acemux: names, key field, stop, disconnect, next altern
   t.equal(await sport.locator('.name b').textContent(), 'Sport 1');
   t.equal(await newsRow.locator('.name b').textContent(), 'News Twenty-Four');
   await until('two clients on Sport 1', async () => (await sport.locator('td:nth-child(3)').textContent()) === '2');
+  // An HLS viewer of the same channel is counted beside the TS clients (one engine session).
+  const m3u8 = await fetch(`${ace.origin}/ace/manifest.m3u8?id=${news}`);
+  t.equal(m3u8.status, 200, 'an HLS viewer of News');
+  await until('the HLS viewer shown', async () => (await newsRow.locator('td:nth-child(3)').textContent()) === '1 + 1 HLS');
 
   // Engine figures: peers and download speed from the engine's stat.
   await until('peers', async () => Number(await sport.locator('td:nth-child(7)').textContent()) > 0);
