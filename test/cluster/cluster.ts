@@ -3,6 +3,7 @@
  * (deploy/haproxy/haproxy.cfg, only its addresses rewritten), N acemux nodes and M engine
  * simulators, plus a viewer that reconnects like a simple player.
  */
+import type { Test } from 'tap';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdtempSync, existsSync } from 'node:fs';
 import { request } from 'node:http';
@@ -299,4 +300,24 @@ export function watchOverlap(c: Cluster): { stop(): Promise<number> } {
       return worst;
     },
   };
+}
+
+/**
+ * `perChannel` viewers of each of `ids` through HAProxy, all playing, closed at teardown; and the
+ * node that plays the most channels, the one a failure test takes down so that it moves as many
+ * channels as it can.
+ */
+export async function playAndPickVictim(
+  t: Test,
+  c: Cluster,
+  ids: string[],
+  perChannel: number,
+): Promise<{ viewers: Viewer[]; nodeOf: Map<string, string>; victim: Node }> {
+  const viewers = ids.flatMap((id) => Array.from({ length: perChannel }, () => new Viewer(`${c.base}/ace/getstream?id=${id}`).start()));
+  t.teardown(() => viewers.forEach((v) => v.close()));
+  await allPlaying(viewers);
+  const nodeOf = new Map(viewers.map((v, i) => [ids[Math.floor(i / perChannel)]!, v.node]));
+  const count = (n: string) => [...nodeOf.values()].filter((x) => x === n).length;
+  const victim = c.nodes.reduce((a, b) => (count(b.name) > count(a.name) ? b : a));
+  return { viewers, nodeOf, victim };
 }

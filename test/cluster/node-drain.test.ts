@@ -2,7 +2,17 @@
 // viewers, its viewers keep playing through the drain delay and then end cleanly within the
 // shutdown bound, and it stops its engine sessions itself.
 import t from 'tap';
-import { startCluster, haproxyBinary, SKIP_NO_HAPROXY, Viewer, allPlaying, contentIdOf, duplicates, watchOverlap, text } from './cluster';
+import {
+  startCluster,
+  haproxyBinary,
+  SKIP_NO_HAPROXY,
+  Viewer,
+  playAndPickVictim,
+  contentIdOf,
+  duplicates,
+  watchOverlap,
+  text,
+} from './cluster';
 import { until } from '../helpers/wait';
 
 const CHANNELS = 12;
@@ -14,13 +24,7 @@ t.test('SIGTERM drains a node', { skip: haproxyBinary() ? false : SKIP_NO_HAPROX
   const c = await startCluster({ nodes: 3, sims: 2, simArgs: ['--bitrate', '300000'] });
   t.teardown(() => c.stop());
   const ids = Array.from({ length: CHANNELS }, (_, i) => contentIdOf(200 + i));
-  const viewers = ids.flatMap((id) => Array.from({ length: PER_CHANNEL }, () => new Viewer(`${c.base}/ace/getstream?id=${id}`).start()));
-  t.teardown(() => viewers.forEach((v) => v.close()));
-  await allPlaying(viewers);
-  const channelOf = (i: number) => ids[Math.floor(i / PER_CHANNEL)]!;
-  const nodeOf = new Map(viewers.map((v, i) => [channelOf(i), v.node]));
-  const count = (n: string) => [...nodeOf.values()].filter((x) => x === n).length;
-  const victim = c.nodes.reduce((a, b) => (count(b.name) > count(a.name) ? b : a));
+  const { viewers, nodeOf, victim } = await playAndPickVictim(t, c, ids, PER_CHANNEL);
   const theirs = viewers.filter((v) => v.node === victim.name);
   const others = viewers.filter((v) => v.node !== victim.name);
   const victimChannels = ids.filter((id) => nodeOf.get(id) === victim.name);

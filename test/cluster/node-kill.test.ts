@@ -5,7 +5,7 @@
 // new pid takes the content over), else by the engine's own idle-session timeout (the
 // simulator's --idle-session-ms, 4 s here) once nothing reads them.
 import t from 'tap';
-import { startCluster, haproxyBinary, SKIP_NO_HAPROXY, Viewer, allPlaying, contentIdOf, duplicates } from './cluster';
+import { startCluster, haproxyBinary, SKIP_NO_HAPROXY, playAndPickVictim, contentIdOf, duplicates } from './cluster';
 import { until } from '../helpers/wait';
 import { spawn, spawnSync } from 'node:child_process';
 
@@ -21,13 +21,7 @@ t.test('SIGKILL of a node moves only its channels', { skip: haproxyBinary() ? fa
   const c = await startCluster({ nodes: 3, sims: 2, simArgs: ['--bitrate', '300000', '--idle-session-ms', String(IDLE_SESSION_MS)] });
   t.teardown(() => c.stop());
   const ids = Array.from({ length: CHANNELS }, (_, i) => contentIdOf(100 + i));
-  const viewers = ids.flatMap((id) => Array.from({ length: PER_CHANNEL }, () => new Viewer(`${c.base}/ace/getstream?id=${id}`).start()));
-  t.teardown(() => viewers.forEach((v) => v.close()));
-  await allPlaying(viewers);
-  const channelOf = (i: number) => ids[Math.floor(i / PER_CHANNEL)]!;
-  const nodeOf = new Map(viewers.map((v, i) => [channelOf(i), v.node]));
-  const count = (n: string) => [...nodeOf.values()].filter((x) => x === n).length;
-  const victim = c.nodes.reduce((a, b) => (count(b.name) > count(a.name) ? b : a));
+  const { viewers, nodeOf, victim } = await playAndPickVictim(t, c, ids, PER_CHANNEL);
   const moved = viewers.filter((v) => v.node === victim.name);
   const stayed = viewers.filter((v) => v.node !== victim.name);
   t.ok(moved.length > 0 && stayed.length > 0, `${victim.name} has ${moved.length} viewers, the others ${stayed.length}`);
@@ -87,7 +81,8 @@ t.test('SIGKILL of a node moves only its channels', { skip: haproxyBinary() ? fa
   );
   const newHome = new Map<string, Set<string>>();
   viewers.forEach((v, i) => {
-    if (nodeOf.get(channelOf(i)) === victim.name) newHome.set(channelOf(i), (newHome.get(channelOf(i)) ?? new Set()).add(v.node));
+    const id = ids[Math.floor(i / PER_CHANNEL)]!;
+    if (nodeOf.get(id) === victim.name) newHome.set(id, (newHome.get(id) ?? new Set()).add(v.node));
   });
   t.ok(
     [...newHome.values()].every((s) => s.size === 1),
