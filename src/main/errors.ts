@@ -135,7 +135,8 @@ export function answerOf(e: unknown): Answer {
   if (e instanceof AcemuxError && e.status >= 400) {
     const headers: Record<string, string> = {};
     if (e.retryAfterS !== undefined) headers['retry-after'] = String(e.retryAfterS);
-    if (e.status === 405) headers.allow = 'GET, HEAD';
+    // A refused method may carry a body we will not read: answer and close.
+    if (e.status === 405) Object.assign(headers, { allow: 'GET, HEAD', connection: 'close' });
     if (e.status === 401) headers['www-authenticate'] = 'Bearer';
     return { status: e.status, body: { error: e.message, code: e.code }, headers };
   }

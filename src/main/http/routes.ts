@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { HEX40 } from '../../shared/engine-api';
 import { slugOf } from '../catalog/channels';
-import { isExpected, tooMany, badRequest, unauthorized, notFound, LimitError } from '../errors';
+import { isExpected, tooMany, badRequest, unauthorized, notFound, LimitError, methodNotAllowed } from '../errors';
 import { parseStreamQuery } from './stream-query';
 import { AddressLimit, clientAddress, type KeyGuard } from './guard';
 import type { Supervisor, Selector, Stream, ChannelRef } from '../supervision/supervisor';
@@ -269,7 +269,7 @@ export class Routes {
   }
 
   private notAllowed(req: IncomingMessage, res: ServerResponse): void {
-    fail(res, 405, `method ${req.method} not allowed`, { allow: 'GET, HEAD', connection: 'close' });
+    sendError(res, methodNotAllowed(req.method));
   }
 
   private async playlist(req: IncomingMessage, res: ServerResponse, format: string | null): Promise<void> {
