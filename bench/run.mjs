@@ -2,7 +2,10 @@
 // Benchmark entry point.
 //   node bench/run.mjs <scenario|all> [--quick] [--proxy "<template>"] [--compare "<template>"]
 //                      [--out bench/out] [--sim dist/sim/cli.js] [--client-workers 2]
-// Templates are shell-free argv strings with {port} and {enginePort} placeholders.
+//                      [--chunks realistic|big] [--no-floor]
+// Templates are shell-free argv strings with {port}, {enginePort} and {bitrate} placeholders.
+// Every scenario also runs against the floor (bench/baselines/floor.c, compiled here with the
+// system's cc), and every proxy's CPU per GB is reported as a ratio to it.
 // Writes <out>/<timestamp>/{results.json, results.md, *.svg, logs/} and prints the markdown.
 
 import { execFileSync } from 'node:child_process';
@@ -19,6 +22,17 @@ import { scenarios } from './scenarios.mjs';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const DEFAULT_PROXY = 'node dist/main/cli.js --listen 127.0.0.1:{port} --engine http://127.0.0.1:{enginePort}';
 
+/**
+ * How the simulator chunks its playback bodies. realistic: what a harness saw from real engines'
+ * sockets, random writes of 1–16,000 bytes on a 20 ms cadence (the bytes due each tick go out as
+ * as many such writes as they make). big: the simulator's own default, 1,000–20,000 bytes every 15 ms.
+ * @type {Record<string, string[]>}
+ */
+const CHUNKS = {
+  realistic: ['--chunk-min', '1', '--chunk-max', '16000', '--tick-ms', '20'],
+  big: [],
+};
+
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
   options: {
@@ -28,14 +42,16 @@ const { values: opt, positionals } = parseArgs({
     out: { type: 'string', default: 'bench/out' },
     sim: { type: 'string', default: 'dist/sim/cli.js' },
     'client-workers': { type: 'string', default: '2' },
+    chunks: { type: 'string', default: 'realistic' },
+    'no-floor': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
   },
 });
 
 const which = positionals[0];
-if (opt.help || !which || (which !== 'all' && !(which in scenarios))) {
+if (opt.help || !which || (which !== 'all' && !(which in scenarios)) || !(opt.chunks in CHUNKS)) {
   console.error(
-    `usage: node bench/run.mjs <all|${Object.keys(scenarios).join('|')}> [--quick] [--proxy "<cmd>"] [--compare "<cmd>"] [--out dir] [--sim path] [--client-workers n]`,
+    `usage: node bench/run.mjs <all|${Object.keys(scenarios).join('|')}> [--quick] [--proxy "<cmd>"] [--compare "<cmd>"] [--out dir] [--sim path] [--client-workers n] [--chunks realistic|big] [--no-floor]`,
   );
   process.exit(opt.help ? 0 : 2);
 }
@@ -50,6 +66,25 @@ const labelOf = (t, fallback) => (/naive-pipe/.test(t) ? 'naive-pipe' : /dist\/m
 const runs = [{ label: labelOf(opt.proxy, 'proxy'), command: opt.proxy, scenarios: /** @type {Record<string, any>} */ ({}) }];
 if (opt.compare) runs.push({ label: labelOf(opt.compare, 'compare'), command: opt.compare, scenarios: {} });
 if (runs.length === 2 && runs[0].label === runs[1].label) runs[1].label += '-2';
+const proxies = runs.slice(); // the proxies compared with each other; the floor is not one of them
+
+/**
+ * Compile the floor into the run's directory; null (and why, on stderr) when there is no C compiler.
+ * @param {string} dir
+ */
+function buildFloor(dir) {
+  const bin = join(dir, 'floor');
+  try {
+    execFileSync('cc', ['-O2', '-o', bin, join(ROOT, 'bench/baselines/floor.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    return bin;
+  } catch (err) {
+    const e = /** @type {any} */ (err);
+    console.error(
+      `bench: the floor was not built (${e.code === 'ENOENT' ? 'no cc: apt-get install build-essential' : String(e.stderr ?? e.message).trim()}); CPU ratios to it are left out`,
+    );
+    return null;
+  }
+}
 
 /** The commit under test, marked when the tree has uncommitted changes; null outside git. */
 function commitOf() {
@@ -67,6 +102,8 @@ const loadavgStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
 const outDir = resolve(ROOT, opt.out, startedAt.replace(/[:.]/g, '-'));
 const logDir = join(outDir, 'logs');
 mkdirSync(logDir, { recursive: true });
+const floorBin = opt['no-floor'] ? null : buildFloor(outDir);
+if (floorBin) runs.push({ label: 'floor', command: `${floorBin} --port {port} --bitrate {bitrate}`, scenarios: {} });
 const names = which === 'all' ? Object.keys(scenarios).filter((n) => !(/** @type {any} */ (scenarios[n]).notInAll)) : [which];
 
 let failures = 0;
@@ -77,7 +114,16 @@ for (const name of names) {
     const ts = Date.now();
     process.stderr.write(`bench: ${name} on ${run.label} ... `);
     try {
-      const ctx = { root: ROOT, simPath, template: run.command, label: run.label, logDir, quick: Boolean(opt.quick), load };
+      const ctx = {
+        root: ROOT,
+        simPath,
+        template: run.command,
+        label: run.label,
+        logDir,
+        quick: Boolean(opt.quick),
+        load,
+        simExtra: CHUNKS[opt.chunks],
+      };
       run.scenarios[name] = { scenario: name, description: scenarios[name].description, ...(await scenarios[name].run(ctx)) };
       process.stderr.write(`done in ${((Date.now() - ts) / 1000).toFixed(1)} s\n`);
     } catch (err) {
@@ -94,10 +140,10 @@ await load.stop();
 const ratio = (a, b) => (typeof a === 'number' && typeof b === 'number' && b !== 0 ? Math.round((a / b) * 1000) / 1000 : null);
 /** @type {Record<string, any>|undefined} */
 let ratios;
-if (runs.length === 2) {
+if (proxies.length === 2) {
   ratios = {};
   for (const name of names) {
-    const [a, b] = runs.map((r) => r.scenarios[name]);
+    const [a, b] = proxies.map((r) => r.scenarios[name]);
     if (a.error || b.error) continue;
     ratios[name] = {
       deliveredMBps: ratio(a.deliveredMBps, b.deliveredMBps),
@@ -111,6 +157,33 @@ if (runs.length === 2) {
   }
 }
 
+// Every CPU figure of a proxy also as a multiple of the floor's in the same scenario of this run.
+const floorRun = runs.find((r) => r.label === 'floor' && !proxies.includes(r));
+if (floorRun)
+  for (const name of names) {
+    const fl = floorRun.scenarios[name];
+    if (!fl || fl.error) continue;
+    for (const run of proxies) {
+      const s = run.scenarios[name];
+      if (!s || s.error) continue;
+      s.cpuVsFloor = ratio(s.cpuSPerGB, fl.cpuSPerGB);
+      if (s.wholeRun) s.wholeRun.cpuVsFloor = ratio(s.wholeRun.cpuSPerGB, fl.wholeRun?.cpuSPerGB);
+      if (name === 'churn' && s.extra) {
+        // Each start brings ~1.5 s of one client's streaming: the floor pays that part too, so
+        // the difference is what starting (and stopping) a stream costs.
+        const base = fl.extra?.cpuMsPerStart;
+        const less = (/** @type {any} */ x) =>
+          typeof x === 'number' && typeof base === 'number' ? Math.round((x - base) * 100) / 100 : null;
+        s.extra.floorCpuMsPerStart = base;
+        s.extra.startCostMs = less(s.extra.cpuMsPerStart);
+        if (s.extra.coldRings) s.extra.coldRings.startCostMs = less(s.extra.coldRings.cpuMsPerStart);
+      }
+      if (name === 'stalled-client' && s.extra && fl.extra)
+        for (const k of /** @type {const} */ (['withStall', 'withoutStall']))
+          s.extra[k].cpuVsFloor = ratio(s.extra[k].cpuSPerGB, fl.extra[k].cpuSPerGB);
+    }
+  }
+
 const results = {
   meta: {
     startedAt,
@@ -122,6 +195,9 @@ const results = {
     loadavgStart,
     loadavgEnd: os.loadavg().map((x) => Math.round(x * 100) / 100),
     sim: relative(ROOT, simPath),
+    chunks: opt.chunks,
+    simExtra: CHUNKS[opt.chunks],
+    floor: floorRun ? floorRun.command : null,
     scenarios: names,
     totalS: Math.round((Date.now() - t0) / 100) / 10,
   },

@@ -27,13 +27,28 @@ const T = (ctx, quick, full) => (ctx.quick ? quick : full);
  */
 async function fanout(ctx, name, channels, perChannel, bitrate) {
   return Rig.with(ctx, name, simArgs(bitrate), async (rig) => {
+    // The whole run counts from just before the clients open: the streams' starts, the warm-up
+    // and the window (the proxy's own boot, idle, is not a stream's cost).
+    const cpu0 = rig.proxyCpu();
+    const t0 = performance.now();
     rig.open('steady', channels, perChannel);
     await rig.settle(10000);
     await sleep(T(ctx, 1, 3) * 1000);
     const w = await rig.measure(T(ctx, 3, 20));
+    const cpuS = rig.proxyCpu() - cpu0;
+    const totalBytes = Object.values(w.groups).reduce((n, g) => n + g.totalBytes, 0);
     // Unthrottled: expect every byte the simulator sent during the window, once per client.
     const expectedBps = bitrate ? (channels * perChannel * bitrate) / 8 : undefined;
-    return rig.summarize(w, { channels, bitrateBps: bitrate, expectedBps, perChannel });
+    const r3 = (/** @type {number} */ x) => Math.round(x * 1000) / 1000;
+    return {
+      ...rig.summarize(w, { channels, bitrateBps: bitrate, expectedBps, perChannel }),
+      wholeRun: {
+        seconds: r3((performance.now() - t0) / 1000),
+        proxyCpuS: r3(cpuS),
+        deliveredGB: r3(totalBytes / 1e9),
+        cpuSPerGB: totalBytes > 0 ? r3(cpuS / (totalBytes / 1e9)) : null,
+      },
+    };
   });
 }
 
@@ -241,8 +256,9 @@ export const scenarios = {
     run: async (ctx) => {
       const starts = T(ctx, 100, 500);
       const pooled = await withEnv({ ACEMUX_GRACE: '200ms' }, () => churn(ctx, 'churn', starts, true));
-      const cold = await withEnv({ ACEMUX_GRACE: '200ms', ACEMUX_RING_POOL: '0' }, () => churn(ctx, 'churn-cold-rings', starts, false));
       const { extra, ...row } = pooled;
+      if (ctx.label === 'floor') return { ...row, extra }; // it has no rings: the second run would be the same
+      const cold = await withEnv({ ACEMUX_GRACE: '200ms', ACEMUX_RING_POOL: '0' }, () => churn(ctx, 'churn-cold-rings', starts, false));
       return { ...row, extra: { ...extra, coldRings: cold.extra } };
     },
   },
@@ -257,8 +273,10 @@ export const scenarios = {
       fanout(
         {
           ...ctx,
-          template:
+          template: ownTemplate(
+            ctx,
             'node dist/main/cli.js --listen 127.0.0.1:{port} --engine http://127.0.0.1:{enginePort} --state-dir "" --log-level warn',
+          ),
         },
         'cluster-direct',
         10,
@@ -274,7 +292,7 @@ export const scenarios = {
         notInAll: true,
         run: (/** @type {Ctx} */ ctx) =>
           fanout(
-            { ...ctx, template: `node bench/cluster.mjs --nodes ${n} --port {port} --engine-port {enginePort}` },
+            { ...ctx, template: ownTemplate(ctx, `node bench/cluster.mjs --nodes ${n} --port {port} --engine-port {enginePort}`) },
             `cluster-${n}`,
             10,
             5,
@@ -284,6 +302,9 @@ export const scenarios = {
     ]),
   ),
 };
+
+/** A scenario's own proxy command, except for the floor, which serves every scenario's clients itself. @param {Ctx} ctx @param {string} t */
+const ownTemplate = (ctx, t) => (ctx.label === 'floor' ? ctx.template : t);
 
 /** Least-squares slope of y over x. @param {number[][]} xy */
 function slope(xy) {

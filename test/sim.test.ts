@@ -38,6 +38,8 @@ class Reader {
   status = 0;
   res: IncomingMessage | null = null;
   readonly chunks: Buffer[] = [];
+  /** Arrival time of each chunk (performance.now()). */
+  readonly chunkAt: number[] = [];
   bytes = 0;
   ended = false;
   error: Error | null = null;
@@ -60,6 +62,7 @@ class Reader {
       res.on('data', (d: Buffer) => {
         if (this.bytes >= this.maxBytes) return;
         this.chunks.push(d);
+        this.chunkAt.push(performance.now());
         this.bytes += d.length;
         if (this.bytes >= this.maxBytes) this.req.destroy();
         this.wake();
@@ -168,6 +171,9 @@ t.test('cli rejects bad flags with exit code 2', async (t) => {
   t.match(r.stderr, /usage/);
   const r2 = spawnSync(process.execPath, [SIM_CLI, '--loop-mode', 'sideways'], { encoding: 'utf8' });
   t.equal(r2.status, 2);
+  const r3 = spawnSync(process.execPath, [SIM_CLI, '--tick-ms', '0'], { encoding: 'utf8' });
+  t.equal(r3.status, 2);
+  t.match(r3.stderr, /--tick-ms must be 1\.\.1000/);
 });
 
 t.test('service endpoints, getstream envelope, errors, redirect mode', async (t) => {
@@ -257,6 +263,27 @@ t.test('playback: TS sync, unaligned chunks, pacing at the configured rate', asy
   const s = await sim.stats();
   t.equal(s.playbackOpened, 1);
   t.ok(s.bytesSent >= data.length);
+});
+
+t.test("the bench's realistic chunks: 1-16,000-byte writes on a set cadence keep the rate and the sync", async (t) => {
+  // A 200 ms cadence, so that its bursts stand out from scheduling noise on a busy machine.
+  const sim = await startSim(['--synthetic', '--bitrate', '4000000', '--chunk-min', '1', '--chunk-max', '16000', '--tick-ms', '200']);
+  t.teardown(() => sim.stop());
+  const gs = await getstream(sim, `id=${ID1}&pid=a`);
+  const r = new Reader(gs.playback_url);
+  await r.until(() => r.bytes > 0);
+  const b0 = r.bytes;
+  const i0 = r.chunks.length;
+  const t0 = performance.now();
+  await sleep(2000);
+  const rate = ((r.bytes - b0) * 8) / ((performance.now() - t0) / 1000);
+  r.close();
+  t.ok(rate > 3.2e6 && rate < 4.8e6, `measured ${Math.round(rate)} b/s for 4000000`);
+  const data = r.data();
+  t.equal(syncErrors(data), 0, 'sync byte at every 188th byte');
+  t.equal(ccBreaks(data), 0, 'continuity counters continuous');
+  const gaps = r.chunkAt.slice(i0 + 1).filter((at, i) => at - r.chunkAt[i0 + i]! > 100).length;
+  t.ok(gaps >= 5, `data comes in bursts on the cadence: ${gaps} pauses over 100 ms in 2 s`);
 });
 
 t.test('prebuffer delay, burst, chunked bodies, default rate = sample mux rate', async (t) => {

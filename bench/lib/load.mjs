@@ -146,7 +146,7 @@ function mergeGroups(parts) {
       if (g.minConnBytes !== null) o.minConnBytes = o.minConnBytes === null ? g.minConnBytes : Math.min(o.minConnBytes, g.minConnBytes);
     }
   }
-  return /** @type {Record<string, {bytes:number, seqJumps:number, lostPackets:number, resyncs:number, skippedBytes:number, opened:number, closed:number, errors:number, errorSample:string, ended:number, firstBytes:number, fbAligned:number, fbMisaligned:number, conns:number, waiting:number, minConnBytes:number|null, fb:Histogram, lat:Histogram}>} */ (
+  return /** @type {Record<string, {bytes:number, totalBytes:number, seqJumps:number, lostPackets:number, resyncs:number, skippedBytes:number, opened:number, closed:number, errors:number, errorSample:string, ended:number, firstBytes:number, fbAligned:number, fbMisaligned:number, conns:number, waiting:number, minConnBytes:number|null, fb:Histogram, lat:Histogram}>} */ (
     out
   );
 }

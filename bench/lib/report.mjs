@@ -26,7 +26,7 @@ export function renderMarkdown(results) {
       const s = run.scenarios[name];
       if (!s) continue;
       if (s.error) {
-        rows.push([name, run.label, `ERROR: ${s.error.replace(/\|/g, '/')}`, ...Array(13).fill('')]);
+        rows.push([name, run.label, `ERROR: ${s.error.replace(/\|/g, '/')}`, ...Array(14).fill('')]);
         continue;
       }
       rows.push([
@@ -37,6 +37,7 @@ export function renderMarkdown(results) {
         f(s.deliveredMBps, 2),
         f(s.deliveredPct),
         f(s.cpuSPerGB, 2),
+        run.label === 'floor' ? '1' : f(s.cpuVsFloor, 2),
         f(s.proxyCpuPct, 0),
         f(s.peakRssMiB, 0),
         q(s.firstByteMs),
@@ -58,6 +59,7 @@ export function renderMarkdown(results) {
         'delivered MB/s',
         'delivered %',
         'CPU s/GB',
+        'CPU ÷ floor',
         'proxy CPU %',
         'peak RSS MiB',
         'first byte p50/p99 ms',
@@ -78,6 +80,18 @@ export function renderMarkdown(results) {
     const notes = [];
     for (const [name, s] of Object.entries(sc))
       if (s.proxyDied) notes.push(`**${name}: the proxy exited during the scenario (${s.proxyDied})**`);
+    for (const name of ['fanout-20x10', 'fanout-1x50-unthrottled']) {
+      const w = sc[name]?.wholeRun;
+      if (w)
+        notes.push(
+          `${name}, whole run (the streams' starts, warm-up and window, ${f(w.seconds)} s): ${f(w.proxyCpuS, 2)} CPU s for ${f(w.deliveredGB, 2)} GB = ${f(w.cpuSPerGB, 2)} s/GB${w.cpuVsFloor ? ` = ${f(w.cpuVsFloor, 2)}× the floor` : ''}`,
+        );
+    }
+    const ch = sc.churn?.extra;
+    if (ch)
+      notes.push(
+        `churn: ${ch.starts} starts (${ch.startsWithData} with data, ${ch.errors} errors), ${f(ch.cpuMsPerStart, 2)} ms CPU per start and its 1.5 s of streaming${ch.startCostMs !== undefined ? ` (floor ${f(ch.floorCpuMsPerStart, 2)} ms → **${f(ch.startCostMs, 2)} ms per start**)` : ''}${ch.coldRings ? `; cold rings ${f(ch.coldRings.cpuMsPerStart, 2)} ms${ch.coldRings.startCostMs !== undefined ? ` (→ ${f(ch.coldRings.startCostMs, 2)} ms per start)` : ''}` : ''}; RSS idle ${f(ch.idleMiB)} MiB${ch.perRunningStreamMiB !== undefined ? `, ${f(ch.perRunningStreamMiB, 2)} MiB per running stream` : ''}, grew ${f(ch.rssGrowthMiB)} MiB over the churn`,
+      );
     const j = sc.joins?.extra;
     if (j)
       notes.push(

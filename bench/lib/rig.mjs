@@ -10,7 +10,8 @@ import { TreeSampler, treeCpuSeconds, treeMemory } from '../proc.mjs';
 
 /**
  * @typedef {import('./load.mjs').LoadClient} LoadClient
- * @typedef {{root:string, simPath:string, template:string, label:string, logDir:string, quick:boolean, load:LoadClient}} Ctx
+ * @typedef {{root:string, simPath:string, template:string, label:string, logDir:string, quick:boolean, load:LoadClient, simExtra?:string[]}} Ctx
+ *   simExtra: simulator flags of the run (its chunking), appended to every scenario's own
  * @typedef {Awaited<ReturnType<LoadClient['report']>>} Groups
  * @typedef {{windowS:number, groups:Groups, proxyCpuS:number, simCpuS:number, clientCpuS:number, rssStart:number, rssEnd:number, upstreamBytes:number|null}} Window
  */
@@ -42,13 +43,15 @@ export class Rig {
    */
   static async with(ctx, name, simArgs, fn) {
     const log = (/** @type {string} */ what) => join(ctx.logDir, `${ctx.label}.${name}.${what}.log`);
-    const sim = await startSim({ simPath: ctx.simPath, args: simArgs, cwd: ctx.root, logPath: log('sim') });
+    const sim = await startSim({ simPath: ctx.simPath, args: [...simArgs, ...(ctx.simExtra ?? [])], cwd: ctx.root, logPath: log('sim') });
+    // The floor has no upstream: it needs the scenario's bitrate itself ({bitrate} in templates).
+    const bitrate = simArgs[simArgs.indexOf('--bitrate') + 1] ?? '4000000';
     /** @type {Awaited<ReturnType<typeof startProxy>>|undefined} */
     let proxy;
     /** @type {Rig|undefined} */
     let rig;
     try {
-      proxy = await startProxy({ template: ctx.template, enginePort: sim.port, cwd: ctx.root, logPath: log('proxy') });
+      proxy = await startProxy({ template: ctx.template, enginePort: sim.port, bitrate, cwd: ctx.root, logPath: log('proxy') });
       await ctx.load.reset();
       rig = new Rig(ctx, sim, proxy, ctx.load);
       const result = await fn(rig);
@@ -120,6 +123,11 @@ export class Rig {
       req.on('timeout', () => req.destroy());
       req.on('error', () => resolve(null));
     });
+  }
+
+  /** CPU seconds of the proxy's process tree so far. */
+  proxyCpu() {
+    return treeCpuSeconds(this.proxy.pid);
   }
 
   clientCpu() {

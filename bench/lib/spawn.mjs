@@ -119,11 +119,11 @@ export async function startSim(o) {
 
 /**
  * Start the proxy under test from a command template with {port} and {enginePort}.
- * @param {{template:string, enginePort:number, cwd:string, logPath:string}} o
+ * @param {{template:string, enginePort:number, bitrate?:string, cwd:string, logPath:string}} o
  */
 export async function startProxy(o) {
   const port = await freePort();
-  const argv = expandTemplate(o.template, { port, enginePort: o.enginePort, engineHost: '127.0.0.1' });
+  const argv = expandTemplate(o.template, { port, enginePort: o.enginePort, engineHost: '127.0.0.1', bitrate: o.bitrate ?? '4000000' });
   const child = launch(argv, o);
   try {
     await waitForPort(port, 20000, child);

@@ -20,6 +20,7 @@ export class GroupStats {
     this.errors = 0;
     this.errorSample = '';
     this.ended = 0; // the server ended the body while we still wanted it
+    this.totalBytes = 0; // body bytes since the group was opened (whole-run figures)
     this.firstBytes = 0;
     this.fbAligned = 0;
     this.fbMisaligned = 0;
@@ -78,6 +79,7 @@ export class TsAnalyzer {
     const n = e - s;
     if (n <= 0) return;
     g.bytes += n;
+    g.totalBytes += n;
     this.windowBytes += n;
     if (this.bytes === 0) {
       g.firstBytes++;

@@ -16,6 +16,7 @@ const USAGE = `usage: node dist/sim/cli.js [flags]
   --burst-bytes N        bytes sent at link speed when playback starts, before pacing (0)
   --chunk-min N          smallest write (1000)
   --chunk-max N          largest write (20000)
+  --tick-ms MS           pacing cadence: every MS the chunks due are written (15)
   --synthetic            generated stream with sequence numbers and send times (benchmarks)
   --chunked              chunked playback bodies (default: close-delimited)
   --idle-session-ms MS   end sessions nobody reads after MS (60000)
@@ -50,6 +51,7 @@ function parseOptions(argv: string[]): EngineSimOptions {
         'burst-bytes': { type: 'string' },
         'chunk-min': { type: 'string' },
         'chunk-max': { type: 'string' },
+        'tick-ms': { type: 'string' },
         synthetic: { type: 'boolean' },
         chunked: { type: 'boolean' },
         'idle-session-ms': { type: 'string' },
@@ -81,6 +83,8 @@ function parseOptions(argv: string[]): EngineSimOptions {
   const chunkMin = num(values['chunk-min'], 'chunk-min') ?? 1000;
   const chunkMax = num(values['chunk-max'], 'chunk-max') ?? Math.max(20000, chunkMin);
   if (chunkMin < 1 || chunkMin > chunkMax) fail('need 1 <= --chunk-min <= --chunk-max');
+  const tickMs = num(values['tick-ms'], 'tick-ms');
+  if (tickMs !== undefined && (tickMs < 1 || tickMs > 1000)) fail('--tick-ms must be 1..1000');
   return {
     host: values.host,
     port: num(values.port, 'port'),
@@ -90,6 +94,7 @@ function parseOptions(argv: string[]): EngineSimOptions {
     burstBytes: num(values['burst-bytes'], 'burst-bytes'),
     chunkMin,
     chunkMax,
+    tickMs,
     synthetic: values.synthetic,
     body: values.chunked ? 'chunked' : 'close',
     idleSessionMs: num(values['idle-session-ms'], 'idle-session-ms'),

@@ -11,7 +11,7 @@
 //   whole into it; writes are unaligned slices of it. A region is regenerated only after the write
 //   callback of the bytes it held (libuv writes straight from our memory until then), tracked by
 //   released ≤ sent ≤ generated ≤ released + ring size.
-// - Pacing: one shared timer (TICK_MS) tops every paced connection up to burst + rate × elapsed; a
+// - Pacing: one shared timer (every tickMs) tops every paced connection up to burst + rate × elapsed; a
 //   connection writes only whole random-size chunks, so chunk sizes stay in [chunkMin, chunkMax]
 //   except where the ring wraps or a fault limit trims one. Unthrottled connections are driven by
 //   'drain' instead. Nothing allocates per packet.
@@ -37,6 +37,8 @@ export interface EngineSimOptions {
   burstBytes?: number;
   chunkMin?: number; // default 1000
   chunkMax?: number; // default 20000
+  /** Pacing cadence: every tickMs each paced connection writes the whole chunks that are due (15). */
+  tickMs?: number;
   synthetic?: boolean;
   /** Playback body framing: 'close' (close-delimited, default) or 'chunked'. */
   body?: 'close' | 'chunked';
@@ -167,6 +169,7 @@ class Sim implements EngineSim {
       burstBytes: opts.burstBytes ?? 0,
       chunkMin,
       chunkMax: Math.max(chunkMin, Math.floor(opts.chunkMax ?? 20000)),
+      tickMs: Math.max(1, opts.tickMs ?? TICK_MS),
       synthetic,
       body: opts.body ?? 'close',
       idleSessionMs: opts.idleSessionMs ?? 60_000,
@@ -240,7 +243,7 @@ class Sim implements EngineSim {
         clearInterval(this.ticker);
         this.ticker = null;
       }
-    }, TICK_MS);
+    }, this.cfg.tickMs);
   }
 
   // ---- routing ----
