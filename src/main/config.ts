@@ -46,6 +46,8 @@ export interface Config {
   batchBytes: number;
   /** ... otherwise main writes what is new every batchMs (the egress clock). */
   batchMs: number;
+  /** Write to a client's socket with write(2) at once when Node has nothing queued on it (egress/socket-sink.ts). */
+  directWrites: boolean;
   /** Keepalive: with no upstream data for this long, the actor writes null packets. */
   keepaliveMs: number;
   /** 0 = unlimited. Past it: 503 with Retry-After. */
@@ -282,6 +284,14 @@ export const OPTIONS: readonly Option[] = [
     kind: 'duration',
     def: '30ms',
     help: 'egress clock: new bytes go out to clients this often',
+  },
+  {
+    key: 'directWrites',
+    flag: '--direct-writes',
+    env: 'ACEMUX_DIRECT_WRITES',
+    kind: 'bool',
+    def: 'true',
+    help: "write to clients' sockets directly when nothing is queued on them (false: always through Node's streams)",
   },
   {
     key: 'keepaliveMs',
@@ -737,6 +747,7 @@ export function loadConfig(
     joinDelayMs: raw.joinDelayMs as number,
     batchBytes: (raw.batchBytes as number) || Math.min(256 * 1024, Math.floor(ringBytes / 8)),
     batchMs: raw.batchMs as number,
+    directWrites: raw.directWrites as boolean,
     keepaliveMs: raw.keepaliveMs as number,
     maxStreams: raw.maxStreams as number,
     maxClientsPerStream: raw.maxClientsPerStream as number,

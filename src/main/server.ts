@@ -129,6 +129,7 @@ export async function startServer(cfg: Config, log: Logger, opts: ServerOptions 
     publicMetrics: cfg.publicMetrics,
     publicStatus: cfg.publicStatus,
     maxClientsPerIp: cfg.maxClientsPerIp,
+    directWrites: cfg.directWrites,
     hls,
     trustedProxies: cfg.trustedProxies,
     draining: () => draining,

@@ -5,10 +5,13 @@
  *
  * Per client: at most one write in flight, of [cursor, head) as zero-copy ring views (two, corked,
  * when the range wraps). One write per wake-up and client keeps writes big (docs/DESIGN-FACTS.md, fact 3).
+ * A sink that can (socket-sink.ts) first offers the views to the kernel directly; a write the
+ * kernel took whole completes there and then, and only what it left goes the stream way.
  *
  * Invariants kept here (with ring.ts I2/I3):
  *  E1 A client's slot pins its cursor, which is the start of its write in flight; the cursor moves
- *     only in that write's completion callback, or by a skip when nothing is in flight.
+ *     only when that write has completed (its callback, or a direct write the kernel took whole:
+ *     the kernel has copied the bytes), or by a skip when nothing is in flight.
  *  E2 Lag is measured against the leader (the client furthest ahead), not the head: when every
  *     client is slower than the upstream (an engine's burst, an unthrottled source) the ring's
  *     pins hold the writer back (ring.ts I2), the upstream is paused, and nobody is skipped. A
@@ -29,6 +32,8 @@ export interface Sink {
   cork(): void;
   uncork(): void;
   destroy(): void;
+  /** Hands the bytes to the kernel now: how many it took (0: none), or -1 when the socket failed. */
+  readonly writeNow?: (a: Buffer, b: Buffer | null) => number;
 }
 
 export type CutReason = 'lagging' | 'stalled' | 'timeout' | 'write-error' | 'operator';
@@ -195,10 +200,20 @@ export class Egress {
     // Bounded writes: each completes soon (so a stuck one means a stuck client), and a client
     // catching up shares the loop fairly with the others.
     const end = lag > MAX_WRITE_PACKETS ? (c.cursor + MAX_WRITE_PACKETS) | 0 : head;
-    const [a, b] = this.ring.views(c.cursor, end);
+    let [a, b] = this.ring.views(c.cursor, end);
     c.setEnd(end);
     c.writeAt = this.now;
     this.writes++;
+    if (c.sink.writeNow !== undefined) {
+      const took = c.sink.writeNow(a, b);
+      if (took < 0) return this.cut(c, 'write-error');
+      if (took > 0) {
+        if (took === a.length + (b === null ? 0 : b.length)) return this.written(c); // E1: copied by the kernel
+        // The rest goes the stream way, after nothing (socket-sink.ts D1, D3).
+        if (took >= a.length) [a, b] = [b!.subarray(took - a.length), null];
+        else a = a.subarray(took);
+      }
+    }
     if (b === null) {
       c.sink.write(a, c.onWritten);
     } else {

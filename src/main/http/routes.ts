@@ -26,6 +26,7 @@ import type { Channel } from '../catalog/channels';
 import type { Hls } from '../hls/hls';
 import { playerHtml, hlsJs, hlsJsMissing, PLAYER_CSP } from '../hls/player';
 import { remoteLabel, type TrustedProxies } from './client-address';
+import { SocketSink } from '../egress/socket-sink';
 
 /** Requests a client may pipeline behind a stream request before its connection is cut (they are never started). */
 const MAX_IGNORED = 8;
@@ -50,6 +51,8 @@ export interface RoutesOptions {
   publicMetrics: boolean;
   publicStatus: boolean;
   maxClientsPerIp: number;
+  /** Direct writes to client sockets (egress/socket-sink.ts); default on. */
+  directWrites?: boolean;
   hls?: Hls;
 }
 
@@ -357,7 +360,7 @@ export class Routes {
     res.writeHead(200, streamHeaders());
     res.flushHeaders();
     socket.setNoDelay(true);
-    const sink = socket as Socket;
+    const sink = new SocketSink(socket as Socket, this.o.directWrites ?? true);
     const client = this.sup.attach(s, sink, {
       id: ++this.clientSeq,
       remote: remoteLabel(req, this.o.trustedProxies),
