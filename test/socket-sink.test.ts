@@ -7,16 +7,7 @@ import { createRing, RingWriter, RingReader, TS } from '../src/shared/ring';
 import { Egress } from '../src/main/egress/egress';
 import { SocketSink } from '../src/main/egress/socket-sink';
 import { until } from './helpers/wait';
-
-/** Packets carrying their sequence number in bytes 4..8. */
-function packets(from: number, count: number): Buffer {
-  const b = Buffer.alloc(count * TS, 0xff);
-  for (let i = 0; i < count; i++) {
-    b[i * TS] = 0x47;
-    b.writeUInt32BE((from + i) >>> 0, i * TS + 4);
-  }
-  return b;
-}
+import { seqPackets as packets } from './helpers/packets';
 
 /** A connected pair: `server` is the socket the egress writes, `client` reads what arrives. */
 async function pair(t: Test) {
