@@ -7,13 +7,17 @@
 //   npm run build && node bench/hls.mjs [--quick] [--channels 4] [--viewers 25] [--seconds 20]
 //
 // The simulator plays the sample file (real H.264/AAC with keyframes and PCRs, so segments are
-// cut as on a broadcast stream) at its own rate unless --bitrate says otherwise.
+// cut as on a broadcast stream) at its own rate unless --bitrate says otherwise. The floor
+// (bench/baselines/floor.c) then serves the same viewers at the rate they received, so both CPU
+// figures are also given as a multiple of it (--no-floor leaves it out).
 
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
+import { mkdirSync } from 'node:fs';
 import { startSim, startProxy, stop, sleep } from './lib/spawn.mjs';
+import { buildFloor } from './lib/floor.mjs';
 import { treeCpuSeconds } from './proc.mjs';
 
 const args = process.argv.slice(2);
@@ -48,7 +52,9 @@ function get(port, path, ua, onData, signal) {
   });
 }
 
-async function rig(name, fn) {
+const DEFAULT_TEMPLATE = `node dist/main/cli.js --listen 127.0.0.1:{port} --engine http://127.0.0.1:{enginePort} --state-dir '' --log-level warn`;
+
+async function rig(name, fn, template = DEFAULT_TEMPLATE, bitrate = '0') {
   const logs = join(root, 'bench', 'out');
   const sim = await startSim({
     simPath: join(root, 'dist/sim/cli.js'),
@@ -57,8 +63,9 @@ async function rig(name, fn) {
     logPath: join(logs, `hls-bench.${name}.sim.log`),
   });
   const proxy = await startProxy({
-    template: `node dist/main/cli.js --listen 127.0.0.1:{port} --engine http://127.0.0.1:{enginePort} --state-dir '' --log-level warn`,
+    template,
     enginePort: sim.port,
+    bitrate,
     cwd: root,
     logPath: join(logs, `hls-bench.${name}.proxy.log`),
   });
@@ -82,34 +89,40 @@ async function window(proxy, bytes) {
   return { cpuS: +cpu.toFixed(2), MBps: +(got / 1e6 / s).toFixed(2), cpuSPerGB: got ? +(cpu / (got / 1e9)).toFixed(2) : null };
 }
 
-async function tsRun() {
-  return rig('ts', async (proxy) => {
-    let bytes = 0;
-    const ac = new AbortController();
-    setMaxListeners(0, ac.signal); // one listener per viewer
-    let started = 0;
-    for (let c = 0; c < CHANNELS; c++) {
-      for (let v = 0; v < VIEWERS; v++) {
-        void get(
-          proxy.port,
-          `/ace/getstream?id=${channelId(c)}`,
-          `ts-${c}-${v}`,
-          (n) => {
-            if (n && bytes >= 0) bytes += n;
-          },
-          ac.signal,
-        ).then(
-          () => {},
-          () => {},
-        );
-        started++;
+/** @param {string} [template] @param {string} [bitrate] */
+async function tsRun(template, bitrate) {
+  return rig(
+    template ? 'floor' : 'ts',
+    async (proxy) => {
+      let bytes = 0;
+      const ac = new AbortController();
+      setMaxListeners(0, ac.signal); // one listener per viewer
+      let started = 0;
+      for (let c = 0; c < CHANNELS; c++) {
+        for (let v = 0; v < VIEWERS; v++) {
+          void get(
+            proxy.port,
+            `/ace/getstream?id=${channelId(c)}`,
+            `ts-${c}-${v}`,
+            (n) => {
+              if (n && bytes >= 0) bytes += n;
+            },
+            ac.signal,
+          ).then(
+            () => {},
+            () => {},
+          );
+          started++;
+        }
       }
-    }
-    await sleep(3000);
-    const w = await window(proxy, () => bytes);
-    ac.abort();
-    return { viewers: started, ...w };
-  });
+      await sleep(3000);
+      const w = await window(proxy, () => bytes);
+      ac.abort();
+      return { viewers: started, ...w };
+    },
+    template,
+    bitrate,
+  );
 }
 
 const uriSeq = (uri) => Number(/\/(\d+)\.ts/.exec(uri)[1]);
@@ -191,12 +204,20 @@ async function hlsRun() {
 
 const ts = await tsRun();
 const hls = await hlsRun();
+// The floor at the rate each TS viewer received (the sample's own, or --bitrate).
+const outDir = join(root, 'bench', 'out');
+mkdirSync(outDir, { recursive: true });
+const bin = args.includes('--no-floor') ? null : buildFloor(root, outDir);
+const perViewerBps = Math.round((ts.MBps * 8e6) / ts.viewers);
+const floor = bin ? await tsRun(`${bin} --port {port} --bitrate {bitrate}`, String(perViewerBps)) : null;
+const vsFloor = (x) => (floor?.cpuSPerGB && x ? +(x / floor.cpuSPerGB).toFixed(2) : null);
 const result = {
   channels: CHANNELS,
   viewersPerChannel: VIEWERS,
   seconds: SECONDS,
-  ts,
-  hls,
+  ts: { ...ts, cpuVsFloor: vsFloor(ts.cpuSPerGB) },
+  hls: { ...hls, cpuVsFloor: vsFloor(hls.cpuSPerGB) },
+  floor: floor && { bitrateBps: perViewerBps, ...floor },
   hlsCpuPerGBvsTs: ts.cpuSPerGB && hls.cpuSPerGB ? +(hls.cpuSPerGB / ts.cpuSPerGB).toFixed(2) : null,
 };
 process.stdout.write(JSON.stringify(result, null, 2) + '\n');

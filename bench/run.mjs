@@ -14,6 +14,7 @@ import os from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { buildFloor } from './lib/floor.mjs';
 import { LoadClient } from './lib/load.mjs';
 import { renderMarkdown } from './lib/report.mjs';
 import { barChart, lineChart } from './lib/svg.mjs';
@@ -68,24 +69,6 @@ if (opt.compare) runs.push({ label: labelOf(opt.compare, 'compare'), command: op
 if (runs.length === 2 && runs[0].label === runs[1].label) runs[1].label += '-2';
 const proxies = runs.slice(); // the proxies compared with each other; the floor is not one of them
 
-/**
- * Compile the floor into the run's directory; null (and why, on stderr) when there is no C compiler.
- * @param {string} dir
- */
-function buildFloor(dir) {
-  const bin = join(dir, 'floor');
-  try {
-    execFileSync('cc', ['-O2', '-o', bin, join(ROOT, 'bench/baselines/floor.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    return bin;
-  } catch (err) {
-    const e = /** @type {any} */ (err);
-    console.error(
-      `bench: the floor was not built (${e.code === 'ENOENT' ? 'no cc: apt-get install build-essential' : String(e.stderr ?? e.message).trim()}); CPU ratios to it are left out`,
-    );
-    return null;
-  }
-}
-
 /** The commit under test, marked when the tree has uncommitted changes; null outside git. */
 function commitOf() {
   try {
@@ -102,7 +85,7 @@ const loadavgStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
 const outDir = resolve(ROOT, opt.out, startedAt.replace(/[:.]/g, '-'));
 const logDir = join(outDir, 'logs');
 mkdirSync(logDir, { recursive: true });
-const floorBin = opt['no-floor'] ? null : buildFloor(outDir);
+const floorBin = opt['no-floor'] ? null : buildFloor(ROOT, outDir);
 if (floorBin) runs.push({ label: 'floor', command: `${floorBin} --port {port} --bitrate {bitrate}`, scenarios: {} });
 const names = which === 'all' ? Object.keys(scenarios).filter((n) => !(/** @type {any} */ (scenarios[n]).notInAll)) : [which];
 
