@@ -55,6 +55,7 @@ import { engineJson, DEFAULT_MAX_ANSWER } from '../main/engine/engine-client';
 import { foreignText } from '../shared/engine-api';
 import { Upstream } from './upstream';
 import { takePidTable, releasePidTable, type PidTable } from './pid-table';
+import { takeHold, releaseHold, HOLD_PACKETS } from './hold-pool';
 import { RingWriter, TS, copyBytes, ahead } from '../shared/ring';
 import { TsFramer } from '../shared/mpegts/ts-framer';
 import {
@@ -81,8 +82,6 @@ import {
 
 const KEEPALIVE_PACKETS = 7; // 1316 bytes: one small write a tick keeps players' read timeouts at bay
 const RETRY_BLOCKED_MS = 10;
-/** A1's side buffer: one GOP of a high-bitrate stream; past it we give up waiting for a keyframe. */
-const HOLD_PACKETS = 8192;
 /** Pages of a fresh ring are faulted in ahead of the writer, on the tick, not per chunk. */
 const TOUCH_AHEAD = 512 * 1024;
 const PAGE = 4096;
@@ -259,6 +258,7 @@ export class StreamActor {
     this.unsynced.fill(0);
     this.entry = Entry.WaitPat;
     this.prePackets = 0;
+    this.dropHold();
     this.patPending = false;
     if (cmd.splice) this.needDiscontinuity = true;
     this.splicing = cmd.splice;
@@ -483,16 +483,24 @@ export class StreamActor {
         if (this.prePackets > run) this.commit(pre, run * TS, this.prePackets - run);
         this.stats.packets += this.prePackets;
         this.prePackets = 0;
+        this.dropHold();
         this.entry = Entry.Flowing;
         this.patPending = false;
         if (clean) this.addJoin(at);
         return k; // this packet and the rest go through the normal path
       }
-      this.pre ??= Buffer.allocUnsafe(HOLD_PACKETS * TS);
+      this.pre ??= takeHold();
       copyBytes.call(src, this.pre, this.prePackets * TS, p, p + TS);
       this.prePackets++;
     }
     return count;
+  }
+
+  /** The side buffer back to the thread's pool: the held packets are in the ring or dropped. */
+  private dropHold(): void {
+    if (this.pre === null) return;
+    releaseHold(this.pre);
+    this.pre = null;
   }
 
   private addJoin(pos: number): void {
@@ -908,6 +916,7 @@ export class StreamActor {
     this.publishStats();
     for (const t of [this.tickTimer, this.statTimer]) if (t) clearInterval(t);
     this.port.close();
+    this.dropHold();
     releasePidTable(this.pidTable);
     this.finish();
   }
