@@ -75,6 +75,8 @@ export class Client {
 
 export interface EgressOptions {
   lagLimitBytes: number;
+  /** The limit is half the ring as it is at each drain, not lagLimitBytes (the ring grows, ring.ts I7). */
+  lagFollowsRing?: boolean;
   lagPolicy: LagPolicy;
   joinDelayMs: number;
   /** A write in flight this long means a half-open or stalled client: cut it (E2). */
@@ -96,7 +98,8 @@ const BLOCKED_CUT_MS = 2000;
 export class Egress {
   readonly ring: RingReader;
   readonly clients: Client[] = [];
-  private readonly lagLimit: number;
+  /** Packets (E2); half the current ring when it follows the ring, updated each drain. */
+  private lagLimit: number;
   /** The most advanced completed cursor, recomputed each drain (E2). */
   private leader = 0;
   bytesOut = 0;
@@ -112,7 +115,7 @@ export class Egress {
     private readonly opts: EgressOptions,
   ) {
     this.ring = ring;
-    this.lagLimit = Math.max(1, Math.floor(opts.lagLimitBytes / TS));
+    this.lagLimit = opts.lagFollowsRing ? ring.cap >> 1 : Math.max(1, Math.floor(opts.lagLimitBytes / TS));
   }
 
   /** Adds a client at a clean join point and writes to it at once; null when the ring has no slot. */
@@ -145,8 +148,9 @@ export class Egress {
   drain(now = Date.now()): void {
     this.ring.clearWake();
     this.now = now;
-    const head = this.ring.head();
+    const head = this.ring.head(); // and the ring's cap, which may have grown (ring.ts I7)
     this.seenHead = head;
+    if (this.opts.lagFollowsRing) this.lagLimit = this.ring.cap >> 1;
     const blocked = this.ring.blocked();
     const list = this.clients;
     if (list.length === 0) return;
