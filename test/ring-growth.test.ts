@@ -106,7 +106,9 @@ t.test('a ~12.6 Mb/s stream grows its ring; clients read on across the growth wi
   t.ok(sawSmall, `the ring started at 8192 packets (status saw ${[...new Set(before)].map((b) => b / TS).join(' → ')})`);
   t.equal(st.ring_bytes, 32768 * TS, 'and grew to 32768 (3 s at 12.6 Mb/s, rounded up to 2^k)');
   const actor = await getJson(`${ace.origin}/api/streams/${contentId(42)}/actor`);
-  if (actor.status === 200) t.equal(actor.body.ring.capacityBytes, 32768 * TS, "the actor's own view agrees");
+  t.equal(actor.status, 200);
+  t.equal(actor.body.ring.capacityBytes, 32768 * TS, "the actor's own view agrees");
+  t.equal(actor.body.ring.maxCapacityBytes, 65536 * TS);
   const results = await Promise.all([first, second, third]);
   results.forEach((r, i) => {
     const want = (12.6e6 / 8) * [7, 6, 3][i]!;
