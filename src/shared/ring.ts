@@ -19,6 +19,8 @@
  *  I1 Only the writer stores data, HEAD, CAP and FLOOR, and it stores HEAD after the bytes
  *     (Atomics = release): a reader that loaded HEAD, then CAP, may read packets
  *     [max(HEAD − cap, FLOOR), HEAD) (readable()); FLOOR counts only while it lies in that window.
+ *     FLOOR 0 on a fresh ring keeps readers off positions before the first packet; a stale FLOOR
+ *     that the 2^32 wrap brings back into the window only narrows it for one lap (still valid).
  *  I2 A reader slot pins its reader's completed cursor — the start of any write still in flight.
  *     The writer never stores packet q unless q < pin + cap for every active slot, where cap is,
  *     for a pin before the last growth's position G, the capacity before that growth (I7). So a
