@@ -16,6 +16,7 @@ import { startSim } from './helpers/sim';
 import { startAcemux } from './helpers/acemux';
 import { fetchStream, getJson, aligned, sleep, contentId } from './helpers/client';
 import { until } from './helpers/wait';
+import { metricsText, metricValue } from './helpers/proc';
 import { ccErrors, describeErrors, truncatedPes } from './helpers/ts-check';
 import { pidOf, NULL_PID } from '../src/shared/mpegts/ts-packet';
 
@@ -109,6 +110,7 @@ t.test('a ~12.6 Mb/s stream grows its ring; clients read on across the growth wi
   t.equal(actor.status, 200);
   t.equal(actor.body.ring.capacityBytes, 32768 * TS, "the actor's own view agrees");
   t.equal(actor.body.ring.maxCapacityBytes, 65536 * TS);
+  t.equal(metricValue(await metricsText(ace.origin), 'acemux_ring_capacity_bytes'), 32768 * TS, '/metrics shows the growth');
   const results = await Promise.all([first, second, third]);
   results.forEach((r, i) => {
     const want = (12.6e6 / 8) * [7, 6, 3][i]!;
