@@ -684,3 +684,36 @@ t.test('a reset ring starts at its initial capacity again, the grown pages still
   t.equal(w2.cap, 1024);
   t.equal(w2.grow(2048), true, 'no growth rule left over from the last stream');
 });
+
+t.test('a stuck client pinned before a growth still counts as lagging and is cut (E2, I7)', async (t) => {
+  const sab = createRing(SMALL, 4, 4 * SMALL);
+  const w = new RingWriter(sab);
+  const cuts: string[] = [];
+  const eg = new Egress(new RingReader(sab), {
+    lagLimitBytes: 512 * TS,
+    lagFollowsRing: true,
+    lagPolicy: 'skip',
+    joinDelayMs: 0,
+    clientTimeoutMs: 60_000,
+    onCut: (_c, why) => cuts.push(why),
+  });
+  const stalled = new HeldSink();
+  const c = eg.add(stalled)!;
+  w.write(packets(0, 600), 0, 600);
+  w.publish(0);
+  eg.drain(); // the client's write of [0, 600) is in flight and never completes
+  t.equal(w.grow(4096), true);
+  for (let i = 0; i < 40; i++) {
+    w.write(packets(600 + i * 50, 50), 0, 50);
+    w.publish(0);
+    eg.drain();
+  }
+  t.ok(w.blocked(), 'the pre-growth pin holds the writer at 0 + the old cap, not the new one');
+  t.equal(w.position, 1024);
+  t.same(cuts, [], 'not cut at once');
+  c.writeAt -= 3000;
+  eg.drain();
+  t.same(cuts, ['stalled'], 'cut: half the old cap is its lag limit until the pin passes the growth');
+  t.ok(stalled.destroyed);
+  t.equal(w.room(), 4096, 'and the writer is free, under the new cap');
+});

@@ -215,6 +215,16 @@ export class Ring {
     return Atomics.load(this.h, H_BLOCKED) === 1;
   }
 
+  /**
+   * The capacity the writer may hold the oldest pins to: the cap before the last growth while its
+   * rule lasts (I2, I7), else cap. Shares of the ring that must stay below what blocks the writer
+   * (the default lag limit) take this one.
+   */
+  pinCap(): number {
+    const old = Atomics.load(this.h, H_GROW_OLD);
+    return old !== 0 ? old : this.cap;
+  }
+
   /** Data bytes [0, n) already faulted in, by this stream or an earlier user of the ring (I6). */
   touched(): number {
     return Atomics.load(this.h, H_TOUCHED);

@@ -115,7 +115,7 @@ export class Egress {
     private readonly opts: EgressOptions,
   ) {
     this.ring = ring;
-    this.lagLimit = opts.lagFollowsRing ? ring.cap >> 1 : Math.max(1, Math.floor(opts.lagLimitBytes / TS));
+    this.lagLimit = opts.lagFollowsRing ? ring.pinCap() >> 1 : Math.max(1, Math.floor(opts.lagLimitBytes / TS));
   }
 
   /** Adds a client at a clean join point and writes to it at once; null when the ring has no slot. */
@@ -150,7 +150,9 @@ export class Egress {
     this.now = now;
     const head = this.ring.head(); // and the ring's cap, which may have grown (ring.ts I7)
     this.seenHead = head;
-    if (this.opts.lagFollowsRing) this.lagLimit = this.ring.cap >> 1;
+    // Half of what the writer is really bound by: right after a growth, pins from before it still
+    // block the writer at the old cap, and a stuck one must count as lagging to be cut (E2).
+    if (this.opts.lagFollowsRing) this.lagLimit = this.ring.pinCap() >> 1;
     const blocked = this.ring.blocked();
     const list = this.clients;
     if (list.length === 0) return;
