@@ -188,6 +188,24 @@ t.test("the README's ring figures are the code's", async (t) => {
   t.equal(loadConfig([], {}).lagLimitBytes, Math.floor(real / 2), 'the lag limit is half the real ring');
   t.equal(loadConfig([], {}).ringPoolIdle, 16);
   t.match(readme, /\| `--ring-pool` \| `ACEMUX_RING_POOL` \| `16` \|/, 'the README names the pool default');
-  t.equal(loadConfig([], {}).batchBytes, 256 * 1024, 'batch size: 256 KiB when the ring allows');
+  t.equal(loadConfig(['--ring-size', '3MiB'], {}).batchBytes, 256 * 1024, 'batch size: 256 KiB when the ring allows');
+  t.equal(loadConfig([], {}).batchBytes, Math.floor(real / 8), 'the default ring (1.5 MiB) allows only 1/8 of itself');
   t.equal(loadConfig(['--ring-size', '1MiB'], {}).batchBytes, Math.floor((4096 * TS) / 8), 'and at most 1/8 of a small ring');
+});
+
+t.test('rings grow to --ring-seconds of the bitrate, up to --ring-max (ring.ts I7)', async (t) => {
+  const c = loadConfig([], {});
+  t.equal(c.ringBytes, 8192 * TS, 'starts at 8192 packets');
+  t.equal(c.ringMaxBytes, 65536 * TS, 'grows to 65536 at most');
+  t.equal(c.ringSeconds, 3);
+  t.ok(c.lagLimitFollowsRing, 'the default lag limit follows the ring as it grows');
+  t.notOk(loadConfig(['--lag-limit', '1MiB'], {}).lagLimitFollowsRing, 'a set one stays put');
+  t.equal(loadConfig(['--ring-seconds', '2.5'], {}).ringSeconds, 2.5);
+  t.equal(loadConfig([], { ACEMUX_RING_SECONDS: '1500ms' }).ringSeconds, 1.5, 'a duration works too');
+  t.equal(loadConfig(['--ring-seconds', '0'], {}).ringSeconds, 0, '0: never grows');
+  t.equal(loadConfig(['--ring-size', '24MiB'], {}).ringMaxBytes, 131072 * TS, 'never below the initial size');
+  t.equal(loadConfig(['--ring-max', '24MiB'], { ACEMUX_RING_SIZE: '3MiB' }).ringMaxBytes, 131072 * TS);
+  t.throws(() => loadConfig(['--ring-seconds', 'soon'], {}), /ring-seconds/);
+  t.throws(() => loadConfig(['--ring-seconds', '601'], {}), /ring-seconds/);
+  t.throws(() => loadConfig(['--ring-max', '2GiB'], {}), /ring-max/);
 });

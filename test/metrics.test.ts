@@ -68,6 +68,7 @@ const OURS = [
   ['acemux_first_byte_seconds', 'histogram'],
   ['acemux_stream_start_seconds', 'histogram'],
   ['acemux_event_loop_lag_seconds', 'gauge'],
+  ['acemux_ring_capacity_bytes', 'gauge'],
 ] as const;
 
 t.test('render is Prometheus text; every series is named by the conventions', async (t) => {

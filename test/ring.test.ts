@@ -491,3 +491,229 @@ t.test('a real worker writes while main reads: no packet lost, torn or overwritt
   t.equal(expect, TOTAL, 'every packet arrived');
   t.equal(bad, 0, 'none out of order or corrupt');
 });
+
+// ---- growth in place (I7) ----
+
+/** The sequence numbers a reader sees for positions [from, to), through views in its current layout. */
+function seqs(r: RingReader, from: number, to: number): number[] {
+  const out: number[] = [];
+  const [a, b] = r.views(from, to);
+  for (const v of b ? [a, b] : [a]) for (let i = 0; i < v.length / TS; i++) out.push(seqAt(v, i));
+  return out;
+}
+const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => (from + i) >>> 0);
+
+t.test('growth keeps every packet of [W − C, W) at its new slot, the unpublished tail too (I7)', async (t) => {
+  const sab = createRing(SMALL, 4, 8 * SMALL);
+  const w = new RingWriter(sab);
+  const r = new RingReader(sab);
+  t.equal(r.cap, 1024, 'starts at the initial capacity');
+  t.equal(r.maxCap, 8192);
+  t.equal(r.data.length, 8192 * TS, 'the data view covers the maximum once');
+  t.equal(w.write(packets(0, 1024), 0, 1024), 1024);
+  t.equal(w.write(packets(1024, 300), 0, 300), 300); // W = 1324: [300, 1324) wraps the old slots
+  w.publish(0, false, 1200); // 124 packets unpublished (A5's tail)
+  t.equal(w.grow(1500), true, 'grows');
+  t.equal(w.cap, 2048, 'rounded up to a power of two');
+  t.equal(r.head(), 1200);
+  t.equal(r.cap, 2048, 'a reader loads the new cap with the head');
+  t.equal(r.floor(), 300, 'FLOOR = W − C');
+  t.equal(r.readable(1200), 900, 'the readable window starts at FLOOR');
+  t.same(seqs(r, 300, 1200), range(300, 900), 'published packets at their new slots');
+  const tail = Buffer.alloc(124 * TS);
+  w.read(1200, 124, tail, 0);
+  t.same(
+    Array.from({ length: 124 }, (_, i) => seqAt(tail, i)),
+    range(1200, 124),
+    'the unpublished tail survives too',
+  );
+  t.equal(w.write(packets(1324, 2048), 0, 2048), 2048, 'no pin: a whole new lap fits');
+  w.publish(0);
+  t.equal(r.readable(r.head()), 2048, 'FLOOR no longer bounds once a whole new cap lies above it');
+  t.same(seqs(r, (r.head() - 2048) | 0, r.head()), range(3372 - 2048, 2048), 'the new layout wraps at 2048');
+  t.equal(w.grow(100_000), true);
+  t.equal(w.cap, 8192, 'clamped to the maximum');
+  t.equal(w.grow(100_000), false, 'never past the maximum');
+  t.same(seqs(r, 3372 - 2048, 3372), range(3372 - 2048, 2048), 'a second growth keeps the window too');
+});
+
+t.test('growth across the 2^32 position wrap, by two doublings at once (I7)', async (t) => {
+  const sab = createRing(SMALL, 4, 8 * SMALL);
+  new Int32Array(sab, 0, 1)[0] = -700; // head 700 packets below the unsigned wrap
+  const w = new RingWriter(sab);
+  const r = new RingReader(sab);
+  const start = r.head();
+  t.equal(w.write(packets(start >>> 0, 1024), 0, 1024), 1024); // W = 324: [−700, 324) crosses 0
+  w.publish(0);
+  const head = r.head();
+  t.equal(head, 324);
+  t.equal(w.grow(4096), true);
+  t.equal(r.head(), head);
+  t.equal(r.cap, 4096);
+  t.equal(r.readable(head), 1024);
+  t.same(seqs(r, start, head), range(start >>> 0, 1024), 'every packet across the wrap, at p & 4095');
+  t.equal(w.write(packets(324, 4096), 0, 4096), 4096);
+  w.publish(0);
+  t.same(seqs(r, (r.head() - 4096) | 0, r.head()), range(324, 4096), 'and the writer goes on in the new layout');
+});
+
+t.test('a reader that loaded the old cap keeps its views; the writer stops short of them (I2, I7)', async (t) => {
+  const sab = createRing(SMALL, 4, 4 * SMALL);
+  const w = new RingWriter(sab);
+  const r = new RingReader(sab);
+  w.write(packets(0, 1024), 0, 1024);
+  w.write(packets(1024, 300), 0, 300); // no pin yet: the ring holds [300, 1324)
+  w.publish(0);
+  const head = r.head(); // loads cap 1024
+  const slot = r.acquire(1000);
+  const [a, b] = r.views(1000, head); // old layout: slots 1000..1023, then 0..299, handed to a "socket"
+  t.ok(b !== null, 'the old-layout range wraps');
+  t.equal(w.grow(2048), true);
+  // Positions 2048.. land on slots 0..; under the new cap alone the pin at 1000 would let the
+  // writer go to 3048 and overwrite slots 0..299, which the old views still show.
+  t.equal(w.write(packets(1324, 2000), 0, 2000), 700, 'the pre-growth pin holds the writer at pin + the old cap');
+  t.ok(w.blocked());
+  t.same(
+    [...Array.from({ length: a.length / TS }, (_, i) => seqAt(a, i)), ...Array.from({ length: b!.length / TS }, (_, i) => seqAt(b!, i))],
+    range(1000, 324),
+    'the in-flight old-layout views still hold their packets',
+  );
+  t.equal(w.grow(4096), false, 'no new growth while a pin before the last one needs its rule');
+  r.head(); // the next drain loads the new cap
+  t.same(seqs(r, 1000, 2024), range(1000, 1024), 'read in the new layout, all intact');
+  r.pin(slot, 1324); // the write completed: the pin passes G = 1324
+  t.equal(w.room(), 1324 + 2048 - 2024, 'a pin at or after G allows pin + the new cap');
+  t.equal(w.write(packets(2024, 1348), 0, 1348), 1348);
+  w.publish(0);
+  t.same(seqs(r, 1324, 3372), range(1324, 2048), 'no packet lost or torn');
+  r.release(slot);
+  t.equal(w.grow(4096), true, 'once no pin is before G, the ring may grow again');
+});
+
+t.test('a reader that loaded the new cap may read from FLOOR with an older head (I1, I7)', async (t) => {
+  const sab = createRing(SMALL, 4, 4 * SMALL);
+  const w = new RingWriter(sab);
+  const r = new RingReader(sab);
+  w.write(packets(0, 1024), 0, 1024);
+  w.write(packets(1024, 476), 0, 476);
+  w.publish(0, false, 1400);
+  t.equal(w.grow(2048), true); // W = 1500, FLOOR = 476; HEAD still 1400
+  t.equal(r.head(), 1400);
+  t.same(seqs(r, 476, 1400), range(476, 924));
+  t.equal(r.readable(1400), 924);
+});
+
+t.test('FLOOR bounds joins: an entry from before it is never handed out (I4, I7)', async (t) => {
+  const sab = createRing(SMALL, 4, 4 * SMALL);
+  const w = new RingWriter(sab);
+  const r = new RingReader(sab);
+  w.write(packets(0, 1024), 0, 1024);
+  w.write(packets(1024, 300), 0, 300);
+  w.addJoin(250, 1000); // in the new cap's window, but below FLOOR: its slot was overwritten
+  w.addJoin(700, 2000);
+  w.publish(3000);
+  t.equal(w.grow(2048), true);
+  t.equal(r.floor(), 300);
+  t.equal(r.joinPoint(0), 700);
+  t.equal(r.joinPoint(1500), 700, 'the older entry would be delayed enough, but lies below FLOOR');
+  const eg = egressOn(sab, 512).eg;
+  const sink = new HeldSink();
+  const c = eg.add(sink)!;
+  t.equal(c.cursor, 700, 'a joining client starts inside the readable window');
+  t.equal(seqAt(sink.received[0]!, 0), 700);
+});
+
+t.test('a client reading through a growth gets every packet once, in order (I7, E1)', async (t) => {
+  const sab = createRing(SMALL, 4, 8 * SMALL);
+  const w = new RingWriter(sab);
+  const eg = new Egress(new RingReader(sab), {
+    lagLimitBytes: 512 * TS,
+    lagFollowsRing: true,
+    lagPolicy: 'skip',
+    joinDelayMs: 0,
+    clientTimeoutMs: 60_000,
+    onCut: () => t.fail('no cut'),
+  });
+  const sink = new HeldSink();
+  eg.add(sink);
+  let seq = 0;
+  let grown = 0;
+  for (let round = 0; round < 200; round++) {
+    const n = 97 + (round % 5) * 31;
+    const k = w.write(packets(seq, n), 0, n);
+    seq += k;
+    w.publish(0, false, (seq - (round % 3) * 7) | 0); // leave a tail unpublished now and then
+    if (round % 4 === 0) eg.drain();
+    if (round % 3 === 0) sink.complete();
+    if (round === 30 || round === 90 || round === 150) if (w.grow(w.cap * 2)) grown++;
+  }
+  w.publish(0);
+  for (let i = 0; i < 50 && sink.pending.length + eg.lagBytes(eg.clients[0]!) > 0; i++) {
+    eg.drain();
+    sink.complete();
+  }
+  t.ok(grown >= 2, `grew ${grown} times while the client read`);
+  const got = sink.bytes();
+  t.equal(got.length / TS, seq, 'every packet');
+  let bad = 0;
+  for (let i = 0; i < seq; i++) if (seqAt(got, i) !== i) bad++;
+  t.equal(bad, 0, 'in order, none torn or from the old layout');
+  t.equal(eg.skips, 0);
+});
+
+t.test('a reset ring starts at its initial capacity again, the grown pages still touched (I6, I7)', async (t) => {
+  const pool = new RingPool(2);
+  const sab = pool.take(SMALL, 4, 4 * SMALL);
+  t.equal(sab.byteLength, pool.take(SMALL, 4, 4 * SMALL).byteLength, 'sized by the maximum');
+  const w = new RingWriter(sab);
+  w.write(packets(0, 1024), 0, 1024);
+  w.setTouched(1024 * TS);
+  w.grow(4096);
+  w.write(packets(1024, 3000), 0, 3000);
+  w.publish(0);
+  pool.give(sab);
+  t.equal(pool.take(SMALL, 4, 2 * SMALL) === sab, false, 'another maximum is another ring');
+  const again = pool.take(SMALL, 4, 4 * SMALL);
+  t.equal(again, sab, 'the same maximum reuses it');
+  const r = new RingReader(again);
+  t.equal(r.cap, 1024, 'CAP back to the initial capacity');
+  t.equal(r.floor(), 0, 'FLOOR cleared');
+  t.equal(r.head(), 0);
+  t.equal(r.touched(), 1024 * TS, 'TOUCHED still the true faulted-in prefix');
+  const w2 = new RingWriter(again);
+  t.equal(w2.cap, 1024);
+  t.equal(w2.grow(2048), true, 'no growth rule left over from the last stream');
+});
+
+t.test('a stuck client pinned before a growth still counts as lagging and is cut (E2, I7)', async (t) => {
+  const sab = createRing(SMALL, 4, 4 * SMALL);
+  const w = new RingWriter(sab);
+  const cuts: string[] = [];
+  const eg = new Egress(new RingReader(sab), {
+    lagLimitBytes: 512 * TS,
+    lagFollowsRing: true,
+    lagPolicy: 'skip',
+    joinDelayMs: 0,
+    clientTimeoutMs: 60_000,
+    onCut: (_c, why) => cuts.push(why),
+  });
+  const stalled = new HeldSink();
+  const c = eg.add(stalled)!;
+  w.write(packets(0, 600), 0, 600);
+  w.publish(0);
+  eg.drain(); // the client's write of [0, 600) is in flight and never completes
+  t.equal(w.grow(4096), true);
+  for (let i = 0; i < 40; i++) {
+    w.write(packets(600 + i * 50, 50), 0, 50);
+    w.publish(0);
+    eg.drain();
+  }
+  t.ok(w.blocked(), 'the pre-growth pin holds the writer at 0 + the old cap, not the new one');
+  t.equal(w.position, 1024);
+  t.same(cuts, [], 'not cut at once');
+  c.writeAt -= 3000;
+  eg.drain();
+  t.same(cuts, ['stalled'], 'cut: half the old cap is its lag limit until the pin passes the growth');
+  t.ok(stalled.destroyed);
+  t.equal(w.room(), 4096, 'and the writer is free, under the new cap');
+});

@@ -33,12 +33,18 @@ export interface Config {
   stopTimeoutMs: number;
   /** How long a stream outlives its last client, so a quick return re-attaches. */
   graceMs: number;
-  /** Ring data size in bytes, as allocated: the asked size rounded down to 2^k 188-byte packets. */
+  /** A ring's initial data size in bytes, as used: the asked size rounded down to 2^k 188-byte packets. */
   ringBytes: number;
+  /** The most a ring may grow to (ring.ts I7), rounded the same way; at least ringBytes. */
+  ringMaxBytes: number;
+  /** Seconds of a stream's measured bitrate its ring grows to hold (0 = never grows). */
+  ringSeconds: number;
   /** Rings of stopped streams kept for reuse (the rest are dropped). */
   ringPoolIdle: number;
   /** A client further behind the live edge than this is skipped forward or cut. */
   lagLimitBytes: number;
+  /** --lag-limit unset: the limit is half the ring as it is now (it grows, ring.ts I7). */
+  lagLimitFollowsRing: boolean;
   lagPolicy: LagPolicy;
   /** Joining clients start at the newest clean join point at least this far behind live. */
   joinDelayMs: number;
@@ -109,7 +115,7 @@ export interface Config {
   drainDelayMs: number;
 }
 
-type Kind = 'string' | 'path' | 'int' | 'duration' | 'size' | 'listen' | 'engines' | 'enum' | 'bool' | 'proxies';
+type Kind = 'string' | 'path' | 'int' | 'duration' | 'seconds' | 'size' | 'listen' | 'engines' | 'enum' | 'bool' | 'proxies';
 
 interface Option {
   key: keyof Config | 'listen' | 'engineScheme' | 'engineHost' | 'enginePort';
@@ -233,8 +239,24 @@ export const OPTIONS: readonly Option[] = [
     env: 'ACEMUX_RING_SIZE',
     alias: 'ACEXY_BUFFER_SIZE',
     kind: 'size',
-    def: '3MiB',
-    help: 'per-stream ring size (rounded down to 2^k packets: 3MiB is 2.94 MiB)',
+    def: '1.5MiB',
+    help: "per-stream ring's initial size (rounded down to 2^k packets: 1.5MiB is 8192 packets, 1.47 MiB)",
+  },
+  {
+    key: 'ringMaxBytes',
+    flag: '--ring-max',
+    env: 'ACEMUX_RING_MAX',
+    kind: 'size',
+    def: '12MiB',
+    help: 'largest size a ring grows to (2^k packets: 12MiB is 65536 packets, 11.75 MiB; never below --ring-size)',
+  },
+  {
+    key: 'ringSeconds',
+    flag: '--ring-seconds',
+    env: 'ACEMUX_RING_SECONDS',
+    kind: 'seconds',
+    def: '3',
+    help: "a ring grows to hold this many seconds of its stream's measured bitrate (0 = never grows)",
   },
   {
     key: 'ringPoolIdle',
@@ -602,6 +624,12 @@ export function parseDuration(text: string): number {
   return Math.round(total);
 }
 
+/** Seconds: "3", "2.5", or a duration ("3s", "1500ms"). */
+export function parseSeconds(text: string): number {
+  if (/^\s*\d+(?:\.\d+)?\s*$/.test(text)) return Number(text);
+  return parseDuration(text) / 1000;
+}
+
 /** Sizes: "65536", "64KiB", "4.2MiB", "4MB" (decimal units are powers of ten). */
 export function parseSize(text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
@@ -729,6 +757,9 @@ export function loadConfig(
   if (!(asked >= 256 * 1024 && asked <= 1 << 30)) throw new ConfigError('--ring-size: must be between 256KiB and 1GiB');
   // Everything downstream (lag limit, checks, status) sees the size really allocated.
   const ringBytes = ringDataBytes(asked);
+  const askedMax = raw.ringMaxBytes as number;
+  if (!(askedMax >= 256 * 1024 && askedMax <= 1 << 30)) throw new ConfigError('--ring-max: must be between 256KiB and 1GiB');
+  const ringMaxBytes = Math.max(ringBytes, ringDataBytes(askedMax));
   const cfg: Config = {
     listenHost: listen.host,
     listenPort: listen.port,
@@ -741,8 +772,11 @@ export function loadConfig(
     stopTimeoutMs: raw.stopTimeoutMs as number,
     graceMs: raw.graceMs as number,
     ringBytes,
+    ringMaxBytes,
+    ringSeconds: raw.ringSeconds as number,
     ringPoolIdle: raw.ringPoolIdle as number,
     lagLimitBytes: (raw.lagLimitBytes as number) || Math.floor(ringBytes / 2),
+    lagLimitFollowsRing: !raw.lagLimitBytes,
     lagPolicy: raw.lagPolicy as LagPolicy,
     joinDelayMs: raw.joinDelayMs as number,
     batchBytes: (raw.batchBytes as number) || Math.min(256 * 1024, Math.floor(ringBytes / 8)),
@@ -797,6 +831,8 @@ function convert(o: Option, text: string): unknown {
       return parseInt10(text);
     case 'duration':
       return parseDuration(text);
+    case 'seconds':
+      return parseSeconds(text);
     case 'size':
       return parseSize(text);
     case 'listen':
@@ -832,6 +868,7 @@ function check(c: Config): void {
     if (!ok) throw new ConfigError(msg);
   };
   need(c.ringPoolIdle >= 0 && c.ringPoolIdle <= 4096, '--ring-pool: must be between 0 and 4096');
+  need(c.ringSeconds >= 0 && c.ringSeconds <= 600, '--ring-seconds: must be between 0 and 600');
   need(
     c.lagLimitBytes > 0 && c.lagLimitBytes <= c.ringBytes * 0.75,
     '--lag-limit: must be at most 3/4 of the ring, so a laggard is handled before it is overwritten',

@@ -23,6 +23,7 @@ import { loadSource } from './catalog/playlist';
 import { Health } from './ops/health';
 import { KeyGuard } from './http/guard';
 import { codeOfStatus } from './errors';
+import { TS } from '../shared/ring';
 
 export interface Running {
   server: Server;
@@ -214,8 +215,10 @@ function collect(sup: Supervisor, engines: EnginePool, metrics: Metrics, counted
   let bytesIn = sup.bytesDone.in;
   let bytesOut = sup.bytesDone.out;
   let maxLag = 0;
+  let ringBytes = 0;
   for (const s of sup.streams.values()) {
     byState[s.state] = (byState[s.state] ?? 0) + 1;
+    ringBytes += s.egress.ring.cap * TS;
     for (const c of s.egress.clients) maxLag = Math.max(maxLag, s.egress.lagBytes(c));
     bytesIn += s.stats.bytesIn;
     bytesOut += s.egress.bytesOut;
@@ -224,6 +227,7 @@ function collect(sup: Supervisor, engines: EnginePool, metrics: Metrics, counted
   metrics.setClients(sup.clients);
   metrics.setMaxClientLag(maxLag);
   metrics.setRings(sup.rings);
+  metrics.setRingBytes(ringBytes);
   for (const e of engines.engines) metrics.setEngineUp(e.url, e.healthy);
   metrics.addBytes(Math.max(0, bytesIn - counted.in), Math.max(0, bytesOut - counted.out));
   counted.in = Math.max(counted.in, bytesIn);

@@ -26,6 +26,8 @@ export interface ActorTask {
   playbackHeadersTimeoutMs: number;
   statIntervalMs: number;
   engineTimeoutMs: number;
+  /** Seconds of the measured bitrate the ring should hold: it grows to that (ring.ts I7), 0 = never. */
+  ringSeconds?: number;
   /** Cap on one stat_url answer (engine-client C1); engine-client's default when absent. */
   engineMaxAnswerBytes?: number;
   /** Connect right away when the supervisor already has a session (a restart); else wait. */
@@ -62,7 +64,7 @@ export interface ActorInspection {
     streams: Array<{ pid: number; streamType: number }>;
   };
   framer: { packets: number; junkBytes: number; resyncs: number };
-  ring: { position: number; heldPackets: number; blocked: boolean; touchedBytes: number; capacityBytes: number };
+  ring: { position: number; heldPackets: number; blocked: boolean; touchedBytes: number; capacityBytes: number; maxCapacityBytes: number };
   stats: ActorStats;
 }
 

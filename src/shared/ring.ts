@@ -3,31 +3,54 @@
  * egress (main thread) reads it for every client of the stream. Bytes never travel in messages.
  *
  * Layout, in Int32 words then bytes:
- *   header[HDR] | stats[8 × f64] | joins[JOIN_CAP × (pos, ms)] | slots[maxReaders × (active, pos)] | data[cap × 188]
+ *   header[HDR] | stats[8 × f64] | joins[JOIN_CAP × (pos, ms)] | slots[maxReaders × (active, pos)] | data[maxCap × 188]
+ * The data block is allocated for maxCap packets but only the first cap (the header's CAP, the
+ * effective capacity) are used: pages never written are never resident (a 12.3 MB SAB of which
+ * 1.5 MB were touched measured +1.6 MB VmRSS), so a ring starts small and grows in place (I7)
+ * once its actor knows the stream's bitrate.
  * The stats block carries the actor's counters to main with plain stores (monitoring only, read
  * on demand): a postMessage of them every second cost more than all the rest of an idle actor.
  *
  * Positions count packets and wrap modulo 2^32: compare them only with `ahead(a, b)` = (a − b)|0.
  * cap is a power of two, so `pos & mask` finds a packet's slot even across the counter's wrap.
+ * cap changes (grows, I7): readers load it after HEAD (RingReader.head() does both), never cache it.
  *
  * Invariants (tested in test/ring.test.ts):
- *  I1 Only the writer stores data and HEAD, and it stores HEAD after the bytes (Atomics = release):
- *     a reader that loaded HEAD may read packets [HEAD − cap, HEAD).
+ *  I1 Only the writer stores data, HEAD, CAP and FLOOR, and it stores HEAD after the bytes
+ *     (Atomics = release): a reader that loaded HEAD, then CAP, may read packets
+ *     [max(HEAD − cap, FLOOR), HEAD) (readable()); FLOOR counts only while it lies in that window.
+ *     FLOOR 0 on a fresh ring keeps readers off positions before the first packet; a stale FLOOR
+ *     that the 2^32 wrap brings back into the window only narrows it for one lap (still valid).
  *  I2 A reader slot pins its reader's completed cursor — the start of any write still in flight.
- *     The writer never stores packet q unless q < pin + cap for every active slot. So a zero-copy
- *     view handed to a socket is never overwritten before the socket's write callback has run.
- *     When a pin would be overrun the writer stops (write() returns short) instead of corrupting.
+ *     The writer never stores packet q unless q < pin + cap for every active slot, where cap is,
+ *     for a pin before the last growth's position G, the capacity before that growth (I7). So a
+ *     zero-copy view handed to a socket is never overwritten before the socket's write callback
+ *     has run. When a pin would be overrun the writer stops (write() returns short) instead.
  *  I3 A cursor moves forward only: in a write callback (to the end of the completed write) or,
  *     with no write in flight, by a skip to a newer join point. The egress keeps this one.
  *  I4 Join entries hold the positions of clean join points (a PAT followed by a keyframe). They
- *     are advisory: a reader uses one only if it still lies in [HEAD − cap + margin, HEAD].
+ *     are advisory: a reader uses one only if it is readable (I1) and lies in
+ *     [HEAD − cap + margin, HEAD], margin = cap / 4: the writer's room before it would reach the pin.
  *  I5 Main polls every ring's HEAD on one egress clock; the writer pings it early only when it
  *     is blocked or has a large batch waiting, and only when it flips WAKE 0→1; main stores 0
  *     before draining, so a ping during a drain causes one more drain and none is ever lost.
  *  I6 A ring is reused (src/main/egress/ring-pool.ts) only after resetRing(), and only once no
  *     writer, reader or write callback can reach it any more; a reset ring is indistinguishable
  *     from a fresh one except for TOUCHED, the faulted-in prefix, which spares the next actor
- *     the first-touch page faults.
+ *     the first-touch page faults. CAP goes back to the initial capacity; the pages a growth made
+ *     resident stay resident (the pool keeps its rings warm), and TOUCHED, a prefix, stays true.
+ *  I7 Growth, by the writer only, from cap C to C' (powers of two, C' ≤ maxCap) at its write
+ *     position W (published or not: the A5 tail may be read back or retracted): every packet p in
+ *     [W − C, W) is copied from slot p & (C−1) to slot p & (C'−1) where these differ (at most two
+ *     runs; each destination is ≥ C, so it never overlaps a source), then FLOOR = W − C and CAP = C'
+ *     are stored (release) before any later HEAD. A reader that sees a HEAD stored after the
+ *     growth sees C' (I1's order); one that loaded C' with an older HEAD reads positions ≥ FLOOR,
+ *     all copied. One that loaded C before the growth holds views of old slots, of positions
+ *     below G = W only; its pin p < G keeps the writer below p + C (I2), and writing q lands on
+ *     old slot q & (C−1) only when q mod C' < C, i.e. it would overwrite position q − C·k < p:
+ *     never one the reader may still send. The rule for pins before G (GROW_AT, GROW_OLD in the
+ *     header, so a restarted writer keeps it) lasts until no active pin is before G and the
+ *     writer is margin (C/4, I4's timing assumption) past it; no new growth starts before that.
  */
 
 import type { ActorStats } from './messages';
@@ -56,6 +79,11 @@ const H_CAP = 6;
 const H_MAXR = 7;
 const H_CODEC = 8; // VIDEO_CODECS index + 1; 0 = unknown
 const H_TOUCHED = 9; // data bytes [0, n) already faulted in; survives resetRing (I6)
+const H_FLOOR = 10; // oldest position still valid after the last growth (I7)
+const H_MAXCAP = 11; // packets the data block was allocated for
+const H_INITCAP = 12; // CAP after createRing/resetRing
+const H_GROW_AT = 13; // writer only: position of the last growth (I7)
+const H_GROW_OLD = 14; // writer only: cap before it; 0 once no pin needs the old rule (I7)
 const HDR = 16;
 const STATS_F64 = 8;
 /** Header and stats, in Int32 words. */
@@ -84,35 +112,50 @@ export function ringDataBytes(bytes: number): number {
   return ringCapacityPackets(bytes) * TS;
 }
 
-/** The whole SharedArrayBuffer's size (header and data) of createRing(bytes, maxReaders). */
-export function ringByteLength(bytes: number, maxReaders: number): number {
-  return (PRE + JOIN_CAP * 2 + maxReaders * 2) * 4 + ringCapacityPackets(bytes) * TS;
+/** The whole SharedArrayBuffer's size (header and data) of a ring that may grow to `maxBytes`. */
+export function ringByteLength(maxBytes: number, maxReaders: number): number {
+  return (PRE + JOIN_CAP * 2 + maxReaders * 2) * 4 + ringCapacityPackets(maxBytes) * TS;
 }
 
-/** Main allocates rings, so they outlive an actor's thread (and its crash). */
-export function createRing(bytes: number, maxReaders: number): SharedArrayBuffer {
+/**
+ * Main allocates rings, so they outlive an actor's thread (and its crash). The ring starts with
+ * `bytes` of data and may grow up to `maxBytes` (I7; never below `bytes`).
+ */
+export function createRing(bytes: number, maxReaders: number, maxBytes = bytes): SharedArrayBuffer {
   const cap = ringCapacityPackets(bytes);
-  const sab = new SharedArrayBuffer(ringByteLength(bytes, maxReaders));
+  const maxCap = Math.max(cap, ringCapacityPackets(maxBytes));
+  const sab = new SharedArrayBuffer(ringByteLength(maxCap * TS, maxReaders));
   const h = new Int32Array(sab, 0, HDR);
   h[H_CAP] = cap;
+  h[H_INITCAP] = cap;
+  h[H_MAXCAP] = maxCap;
   h[H_MAXR] = maxReaders;
   return sab;
 }
 
+/** Packets a ring starts with after createRing()/resetRing(). */
+export function ringInitialPackets(sab: SharedArrayBuffer): number {
+  return new Int32Array(sab, 0, HDR)[H_INITCAP]!;
+}
+
 /**
  * Makes a used ring new again for the next stream (I6): head, wake flag, join index, clock,
- * reader slots, BLOCKED, codec and stats all zero, as createRing() leaves them. Only the layout
- * (cap, maxReaders) and the record of faulted-in pages survive; the data bytes are not cleared,
+ * reader slots, BLOCKED, codec, FLOOR and stats all zero, CAP back to the initial capacity, as
+ * createRing() leaves them. Only the layout (capacities, maxReaders) and the record of faulted-in
+ * pages survive; the data bytes are not cleared,
  * since with HEAD at 0 no reader may read any of them (I1). Call it only once nothing can touch
  * the ring any more: no writer, no reader, no write callback pending (the pool's contract).
  */
 export function resetRing(sab: SharedArrayBuffer): void {
   const h = new Int32Array(sab, 0, HDR);
-  const cap = h[H_CAP]!;
+  const init = h[H_INITCAP]!;
+  const maxCap = h[H_MAXCAP]!;
   const maxReaders = h[H_MAXR]!;
   const touched = h[H_TOUCHED]!;
   new Int32Array(sab, 0, PRE + JOIN_CAP * 2 + maxReaders * 2).fill(0);
-  h[H_CAP] = cap;
+  h[H_CAP] = init;
+  h[H_INITCAP] = init;
+  h[H_MAXCAP] = maxCap;
   h[H_MAXR] = maxReaders;
   h[H_TOUCHED] = touched;
 }
@@ -124,26 +167,44 @@ export class Ring {
   readonly stats: Float64Array;
   readonly joins: Int32Array;
   readonly slots: Int32Array;
+  /** Covers maxCap packets, made once: a growth needs no new view (I7). */
   readonly data: Buffer;
-  readonly cap: number;
-  readonly mask: number;
+  /** The capacity in effect as last loaded (I1: after HEAD); grows, never shrinks (I7). */
+  cap: number;
+  mask: number;
+  readonly maxCap: number;
   readonly maxReaders: number;
 
   constructor(sab: SharedArrayBuffer) {
     this.sab = sab;
     this.h = new Int32Array(sab, 0, HDR);
-    this.cap = this.h[H_CAP]!;
+    this.cap = Atomics.load(this.h, H_CAP);
     this.mask = this.cap - 1;
+    this.maxCap = this.h[H_MAXCAP]!;
     this.maxReaders = this.h[H_MAXR]!;
     this.stats = new Float64Array(sab, HDR * 4, STATS_F64);
     this.joins = new Int32Array(sab, PRE * 4, JOIN_CAP * 2);
     this.slots = new Int32Array(sab, (PRE + JOIN_CAP * 2) * 4, this.maxReaders * 2);
     const dataOff = (PRE + JOIN_CAP * 2 + this.maxReaders * 2) * 4;
-    this.data = Buffer.from(sab, dataOff, this.cap * TS);
+    this.data = Buffer.from(sab, dataOff, this.maxCap * TS);
   }
 
   head(): number {
     return Atomics.load(this.h, H_HEAD);
+  }
+
+  /** Oldest position valid after the last growth (I7); meaningful only inside the window (I1). */
+  floor(): number {
+    return Atomics.load(this.h, H_FLOOR);
+  }
+
+  /**
+   * How many packets behind `head` may be read (I1): cap, or less right after a growth (FLOOR),
+   * or on a fresh ring (FLOOR 0: positions before the first packet were never written).
+   */
+  readable(head: number): number {
+    const f = ahead(head, Atomics.load(this.h, H_FLOOR));
+    return f >= 0 && f < this.cap ? f : this.cap;
   }
 
   headMs(): number {
@@ -152,6 +213,16 @@ export class Ring {
 
   blocked(): boolean {
     return Atomics.load(this.h, H_BLOCKED) === 1;
+  }
+
+  /**
+   * The capacity the writer may hold the oldest pins to: the cap before the last growth while its
+   * rule lasts (I2, I7), else cap. Shares of the ring that must stay below what blocks the writer
+   * (the default lag limit) take this one.
+   */
+  pinCap(): number {
+    const old = Atomics.load(this.h, H_GROW_OLD);
+    return old !== 0 ? old : this.cap;
   }
 
   /** Data bytes [0, n) already faulted in, by this stream or an earlier user of the ring (I6). */
@@ -201,6 +272,40 @@ export class RingWriter extends Ring {
     this.pos = this.head();
     this.limit = this.pos;
     this.rescan();
+  }
+
+  /**
+   * Grows the ring in place to `packets` (rounded up to a power of two, at most maxCap), keeping
+   * every packet in [position − cap, position) readable at its new slot (I7). Returns false when
+   * there is nothing to grow, or while the previous growth's pin rule still holds (I2).
+   */
+  grow(packets: number): boolean {
+    let want = this.cap;
+    while (want < packets && want < this.maxCap) want *= 2;
+    if (want <= this.cap) return false;
+    this.rescan(); // clears the last growth's rule if it no longer applies
+    if (Atomics.load(this.h, H_GROW_OLD) !== 0) return false;
+    const c = this.cap;
+    const w = this.pos;
+    // [w − c, w) split where the old slot wraps (a multiple of c, hence of want too): two runs at most.
+    let p = (w - c) | 0;
+    let left = c;
+    while (left > 0) {
+      const from = p & (c - 1);
+      const run = Math.min(left, c - from);
+      const to = p & (want - 1);
+      if (to !== from) this.data.copyWithin(to * TS, from * TS, (from + run) * TS);
+      p = (p + run) | 0;
+      left -= run;
+    }
+    Atomics.store(this.h, H_FLOOR, (w - c) | 0);
+    Atomics.store(this.h, H_GROW_AT, w);
+    Atomics.store(this.h, H_GROW_OLD, c);
+    Atomics.store(this.h, H_CAP, want);
+    this.cap = want;
+    this.mask = want - 1;
+    this.rescan();
+    return true;
   }
 
   /** Next packet position to be written (published or not). */
@@ -296,16 +401,25 @@ export class RingWriter extends Ring {
     Atomics.store(this.h, H_JOINS, (n + 1) | 0);
   }
 
-  /** Recomputes `limit` from the oldest pin; clears BLOCKED when there is room again. */
+  /** Recomputes `limit` from the pins (I2, with I7's rule); clears BLOCKED when there is room again. */
   rescan(): void {
-    let min = this.pos;
+    let limit = (this.pos + this.cap) | 0;
+    const old = Atomics.load(this.h, H_GROW_OLD);
+    const at = Atomics.load(this.h, H_GROW_AT);
+    let before = false;
     const high = Atomics.load(this.h, H_SLOTS_HIGH);
     for (let s = 0; s < high; s++) {
       if (Atomics.load(this.slots, s * 2) === 0) continue;
       const p = Atomics.load(this.slots, s * 2 + 1);
-      if (ahead(p, min) < 0) min = p;
+      let l = (p + this.cap) | 0;
+      if (old !== 0 && ahead(p, at) < 0) {
+        before = true;
+        l = (p + old) | 0;
+      }
+      if (ahead(l, limit) < 0) limit = l;
     }
-    this.limit = (min + this.cap) | 0;
+    if (old !== 0 && !before && ahead(this.pos, at) >= old >> 2) Atomics.store(this.h, H_GROW_OLD, 0);
+    this.limit = limit;
     if (ahead(this.limit, this.pos) > 0 && this.h[H_BLOCKED] === 1) Atomics.store(this.h, H_BLOCKED, 0);
   }
 }
@@ -320,6 +434,21 @@ export class RingReader extends Ring {
   private vTo = 0;
   private vA: Buffer | null = null;
   private vB: Buffer | null = null;
+
+  /**
+   * Loads HEAD, then CAP (I1): every head a reader uses comes with a cap at least as new, so views
+   * and windows computed from it are valid (I7). Cap only grows, so a cap newer than the head is fine.
+   */
+  override head(): number {
+    const head = Atomics.load(this.h, H_HEAD);
+    const cap = Atomics.load(this.h, H_CAP);
+    if (cap !== this.cap) {
+      this.cap = cap;
+      this.mask = cap - 1;
+      this.vA = null; // views cached under the old layout
+    }
+    return head;
+  }
 
   /** Clears the wake flag before a drain (I5). */
   clearWake(): void {
@@ -356,13 +485,14 @@ export class RingReader extends Ring {
     const head = this.head();
     const headMs = this.headMs();
     const margin = this.cap >> 2;
+    const window = this.readable(head);
     const n = Atomics.load(this.h, H_JOINS);
     let best = head;
     for (let k = 1; k <= JOIN_CAP && k <= n >>> 0; k++) {
       const i = ((n - k) & (JOIN_CAP - 1)) * 2;
       const pos = Atomics.load(this.joins, i);
       const back = ahead(head, pos);
-      if (back < 0 || back > this.cap - margin) break; // older entries are older still
+      if (back < 0 || back > this.cap - margin || back > window) break; // older entries are older still
       best = pos; // too fresh for the delay: the oldest safe one comes closest
       if (ahead(headMs, Atomics.load(this.joins, i + 1)) >= delayMs) return pos;
     }
@@ -383,8 +513,9 @@ export class RingReader extends Ring {
   }
 
   /**
-   * Zero-copy views of packets [from, to), one or two (when the range wraps). The views alias the
-   * ring: they may be handed to a socket only while the caller's slot pins `from` (I2).
+   * Zero-copy views of packets [from, to), one or two (when the range wraps), in the layout of the
+   * cap loaded with the last head() (I7). The views alias the ring: they may be handed to a socket
+   * only while the caller's slot pins `from` (I2).
    */
   views(from: number, to: number): [Buffer, Buffer | null] {
     if (this.vA !== null && from === this.vFrom && to === this.vTo) return [this.vA, this.vB];

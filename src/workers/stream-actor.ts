@@ -48,6 +48,10 @@
  *     'psi-lost'. Playable packets whose media clock (PCR) advances at under MIN_PACE of real
  *     time over stallTimeoutMs are 'unplayable' too (a trickle of real TS). The supervisor
  *     treats these like a stall: reconnect, then fail over.
+ *  A10 The ring holds ringSeconds of the stream: once the bitrate has been measured over at
+ *     least a second of PCR, the tick grows the ring (ring.ts I7) to the power of two of packets
+ *     that holds ringSeconds at that rate, up to its maximum; never shrinks, so a burst that
+ *     overstated the rate costs memory, not data. The growth keeps the unpublished tail (A5).
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
@@ -544,6 +548,7 @@ export class StreamActor {
       this.pcrBytes = pos;
       return;
     }
+    // At least a second of PCR: the rate A10 sizes the ring by.
     if (pcr - this.pcrFirst >= 27e6) {
       const bytes = ((pos - this.pcrBytes) | 0) * TS;
       this.stats.bitrate = Math.round((bytes * 8) / ((pcr - this.pcrFirst) / 27e6));
@@ -743,20 +748,31 @@ export class StreamActor {
    */
   private touchAhead(): void {
     const data = this.ring.data;
-    if (this.touched >= data.length) return;
+    // Only the capacity in use: the rest of the SAB stays unresident until a growth (ring.ts I7).
+    const size = this.ring.cap * TS;
+    if (this.touched >= size) return;
     // Ahead of the writer, not of the last touch: a pooled ring arrives touched as far as its
     // earlier streams wrote, and touching on regardless would fault in pages this stream may
     // never use (RSS would creep up to full rings across a churn of short streams).
     const writer = this.ring.offsetOf(this.ring.position);
-    const until = Math.min(data.length, writer + TOUCH_AHEAD);
+    const until = Math.min(size, writer + TOUCH_AHEAD);
     if (until <= this.touched) return;
     for (let i = this.touched - (this.touched % PAGE) + PAGE - 1; i < until; i += PAGE) data[i] = data[i]!;
     this.touched = until;
     this.ring.setTouched(until);
   }
 
+  /** A10: on the tick, so no ingest loop is between a slot computation and its use. */
+  private growRing(): void {
+    const seconds = this.task.ringSeconds ?? 0;
+    if (seconds <= 0 || this.stats.bitrate <= 0 || this.ring.cap >= this.ring.maxCap) return;
+    const want = Math.ceil((seconds * this.stats.bitrate) / 8 / TS);
+    if (want > this.ring.cap) this.ring.grow(want); // refused while a pre-growth pin holds: next tick
+  }
+
   private tick(): void {
     const now = this.clock();
+    this.growRing();
     this.touchAhead();
     this.publishStats();
     if (this.task.keepaliveMs > 0 && this.heldPackets === 0 && now - this.lastWriteAt >= this.task.keepaliveMs) {
@@ -901,7 +917,8 @@ export class StreamActor {
         heldPackets: this.heldPackets,
         blocked: this.ring.blocked(),
         touchedBytes: this.touched,
-        capacityBytes: this.ring.data.length,
+        capacityBytes: this.ring.cap * TS,
+        maxCapacityBytes: this.ring.maxCap * TS,
       },
       stats: { ...this.stats },
     };

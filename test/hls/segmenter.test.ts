@@ -36,8 +36,9 @@ function joinPoints(): number[] {
 const JOINS = joinPoints();
 
 /** Feeds `laps` copies of the sample (the second lap spliced when `splice`), polling as main does. */
-function feed(opts: { laps: number; splice?: boolean; poll?: boolean; ringBytes?: number }) {
-  const sab = createRing(opts.ringBytes ?? 1 << 20, 4);
+function feed(opts: { laps: number; splice?: boolean; poll?: boolean; ringBytes?: number; growAt?: number[]; pollEvery?: number }) {
+  const sab = createRing(opts.ringBytes ?? 1 << 20, 4, 8 << 20);
+  const grows = [...(opts.growAt ?? [])];
   const w = new RingWriter(sab);
   const r = new RingReader(sab);
   const segs: Array<Omit<Segment, 'seq' | 'dseq'>> = [];
@@ -45,6 +46,7 @@ function feed(opts: { laps: number; splice?: boolean; poll?: boolean; ringBytes?
   const seg = new Segmenter(r, { targetS: 2, backfillMs: 12_000, epochMs: 0, onSegment: (s) => (segs.push(s), store.add(s)) });
   let refused = 0;
   let ms = 0;
+  let chunks = 0;
   for (let lap = 0; lap < opts.laps; lap++) {
     const src = Buffer.from(sample.subarray(0, PACKETS * TS));
     // A splice: the actor starts the new upstream at a join point and marks the first PCR after it.
@@ -65,7 +67,11 @@ function feed(opts: { laps: number; splice?: boolean; poll?: boolean; ringBytes?
       refused += n - wrote;
       ms += 5;
       w.publish(ms);
-      if (opts.poll !== false) seg.poll();
+      if (opts.poll !== false && ++chunks % (opts.pollEvery ?? 1) === 0) seg.poll();
+      if (grows.length > 0 && w.position >= grows[0]!) {
+        grows.shift();
+        w.grow(w.cap * 2); // ring.ts I7, between two polls as the actor's tick would
+      }
     }
   }
   seg.poll();
@@ -194,4 +200,18 @@ t.test('a segmenter made for a stream already live cuts what its ring still hold
   full.poll();
   full.close();
   seg.close();
+});
+
+t.test('the segmenter reads on across ring growths: the same segments, byte for byte (ring I7)', async (t) => {
+  // Polled every 7 chunks, so each growth finds up to 350 packets the segmenter has not copied yet.
+  const plain = feed({ laps: 2, splice: true, pollEvery: 7 }).segs;
+  const grown = feed({ laps: 2, splice: true, pollEvery: 7, growAt: [5000, 11_000] }); // past the old cap: W > C, so the growths move packets
+  t.ok(grown.r.head() > 11_000, 'both growths happened');
+  t.equal(grown.r.cap, 4096 * 4, 'grew twice: 4096 → 16384 packets');
+  t.equal(grown.refused, 0);
+  t.equal(grown.segs.length, plain.length, 'as many segments');
+  t.ok(
+    grown.segs.every((s, i) => s.data.equals(plain[i]!.data) && s.discontinuity === plain[i]!.discontinuity),
+    "each one identical to the ungrown ring's",
+  );
 });

@@ -80,6 +80,8 @@ export class Client {
 
 export interface EgressOptions {
   lagLimitBytes: number;
+  /** The limit is half the ring as it is at each drain, not lagLimitBytes (the ring grows, ring.ts I7). */
+  lagFollowsRing?: boolean;
   lagPolicy: LagPolicy;
   joinDelayMs: number;
   /** A write in flight this long means a half-open or stalled client: cut it (E2). */
@@ -101,7 +103,8 @@ const BLOCKED_CUT_MS = 2000;
 export class Egress {
   readonly ring: RingReader;
   readonly clients: Client[] = [];
-  private readonly lagLimit: number;
+  /** Packets (E2); half the current ring when it follows the ring, updated each drain. */
+  private lagLimit: number;
   /** The most advanced completed cursor, recomputed each drain (E2). */
   private leader = 0;
   bytesOut = 0;
@@ -117,7 +120,7 @@ export class Egress {
     private readonly opts: EgressOptions,
   ) {
     this.ring = ring;
-    this.lagLimit = Math.max(1, Math.floor(opts.lagLimitBytes / TS));
+    this.lagLimit = opts.lagFollowsRing ? ring.pinCap() >> 1 : Math.max(1, Math.floor(opts.lagLimitBytes / TS));
   }
 
   /** Adds a client at a clean join point and writes to it at once; null when the ring has no slot. */
@@ -150,8 +153,11 @@ export class Egress {
   drain(now = Date.now()): void {
     this.ring.clearWake();
     this.now = now;
-    const head = this.ring.head();
+    const head = this.ring.head(); // and the ring's cap, which may have grown (ring.ts I7)
     this.seenHead = head;
+    // Half of what the writer is really bound by: right after a growth, pins from before it still
+    // block the writer at the old cap, and a stuck one must count as lagging to be cut (E2).
+    if (this.opts.lagFollowsRing) this.lagLimit = this.ring.pinCap() >> 1;
     const blocked = this.ring.blocked();
     const list = this.clients;
     if (list.length === 0) return;

@@ -13,7 +13,7 @@
  *  P3 At most maxIdle rings wait in the pool; past that they are dropped, so a burst of streams
  *     does not pin its peak memory forever.
  */
-import { createRing, resetRing, ringByteLength } from '../../shared/ring';
+import { createRing, resetRing, ringByteLength, ringCapacityPackets, ringInitialPackets } from '../../shared/ring';
 
 export class RingPool {
   private readonly idle: SharedArrayBuffer[] = [];
@@ -25,12 +25,17 @@ export class RingPool {
 
   constructor(private readonly maxIdle: number) {}
 
-  /** A ring for `bytes` of data and `maxReaders` readers: a pooled one when one fits. */
-  take(bytes: number, maxReaders: number): SharedArrayBuffer {
-    const want = ringByteLength(bytes, maxReaders);
+  /**
+   * A ring starting with `bytes` of data, growing to `maxBytes` at most (ring.ts I7), for
+   * `maxReaders` readers: a pooled one when one fits. Rings are matched by their whole length
+   * (the maximum) and initial capacity: a reset ring starts at that again, whatever it grew to.
+   */
+  take(bytes: number, maxReaders: number, maxBytes = bytes): SharedArrayBuffer {
+    const want = ringByteLength(Math.max(bytes, maxBytes), maxReaders);
+    const init = ringCapacityPackets(bytes);
     for (let i = this.idle.length - 1; i >= 0; i--) {
       const sab = this.idle[i]!;
-      if (sab.byteLength !== want) continue;
+      if (sab.byteLength !== want || ringInitialPackets(sab) !== init) continue;
       this.idle[i] = this.idle[this.idle.length - 1]!;
       this.idle.pop();
       this.reused++;
@@ -39,7 +44,7 @@ export class RingPool {
     }
     this.created++;
     this.inUse++;
-    return createRing(bytes, maxReaders);
+    return createRing(bytes, maxReaders, maxBytes);
   }
 
   /** Takes back a ring nothing can reach any more (P1). */

@@ -102,11 +102,12 @@ export class Segmenter {
     let start = head;
     let k = count;
     const margin = ring.cap >> 2;
+    const window = ring.readable(head); // after a growth, less than cap (ring.ts I1, I7)
     for (let j = 1; j <= 120 && j <= count >>> 0; j++) {
       const e = ring.joinAt((count - j) | 0);
       if (e === null) break;
       const back = ahead(head, e[0]);
-      if (back < 0 || back > ring.cap - margin || ahead(ring.headMs(), e[1]) > o.backfillMs) break;
+      if (back < 0 || back > ring.cap - margin || back > window || ahead(ring.headMs(), e[1]) > o.backfillMs) break;
       start = e[0];
       k = (count - j) | 0;
     }

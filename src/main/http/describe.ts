@@ -29,7 +29,8 @@ export function describe(s: Stream): Record<string, unknown> {
     join_points: st.joinPoints,
     junk_bytes: st.junkBytes,
     null_packets: st.nullPacketsSent,
-    ring_bytes: eg.ring.cap * TS,
+    ring_bytes: eg.ring.cap * TS, // as grown so far (ring.ts I7)
+    ring_max_bytes: eg.ring.maxCap * TS,
     skips: eg.skips,
     cuts: eg.cuts,
     engine_stat: s.stat,

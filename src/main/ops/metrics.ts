@@ -38,6 +38,7 @@ export class Metrics {
   private readonly streamStart: Histogram;
   private readonly loopLag: Gauge;
   private readonly rings: Gauge<'state'>;
+  private readonly ringBytes: Gauge;
   private readonly ringStarts: Counter<'ring'>;
   private readonly ringTaken = { new: 0, pooled: 0 };
   private readonly loopDelay: IntervalHistogram;
@@ -73,6 +74,8 @@ export class Metrics {
       [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 45, 60],
     );
     this.rings = gauge('rings', 'Stream rings: in use (running or draining streams) and idle in the pool.', ['state']);
+    // Rings start small and grow with their stream's bitrate (ring.ts I7): this shows the growth.
+    this.ringBytes = gauge('ring_capacity_bytes', "Data capacity of the streams' rings in use, as grown so far.");
     this.ringStarts = counter('ring_takes_total', 'Rings handed to starting streams: newly allocated or reused from the pool.', ['ring']);
     this.loopLag = gauge('event_loop_lag_seconds', 'Main thread event loop delay, p99 since the previous scrape.');
 
@@ -145,6 +148,11 @@ export class Metrics {
     };
     add('new', p.created);
     add('pooled', p.reused);
+  }
+
+  /** The sum of the rings' current capacities (bytes). */
+  setRingBytes(n: number): void {
+    this.ringBytes.set(n);
   }
 
   setClients(n: number): void {

@@ -289,7 +289,7 @@ export class Supervisor {
   }
 
   private start(key: string, sel: Selector, extra: ReadonlyArray<[string, string]>, channel: ChannelRef | null): Stream {
-    const ring = new RingReader(this.rings.take(this.cfg.ringBytes, this.cfg.maxClientsPerStream + 1)); // + the HLS segmenter's slot
+    const ring = new RingReader(this.rings.take(this.cfg.ringBytes, this.cfg.maxClientsPerStream + 1, this.cfg.ringMaxBytes)); // + the HLS segmenter's slot
     const first = channel ? channel.ids[0]! : sel;
     const s = new Stream(
       key,
@@ -300,6 +300,7 @@ export class Supervisor {
       (st, r) =>
         new Egress(r, {
           lagLimitBytes: this.cfg.lagLimitBytes,
+          lagFollowsRing: this.cfg.lagLimitFollowsRing,
           lagPolicy: this.cfg.lagPolicy,
           joinDelayMs: this.cfg.joinDelayMs,
           clientTimeoutMs: this.cfg.clientTimeoutMs,
@@ -398,6 +399,7 @@ export class Supervisor {
       stallTimeoutMs: this.cfg.stallTimeoutMs,
       playbackHeadersTimeoutMs: this.cfg.playbackHeadersTimeoutMs,
       statIntervalMs: this.cfg.statIntervalMs,
+      ringSeconds: this.cfg.ringSeconds,
       engineTimeoutMs: this.cfg.engineTimeoutMs,
       engineMaxAnswerBytes: this.cfg.engineMaxAnswerBytes,
       connect,
