@@ -29,26 +29,53 @@ function newestRun(outDir) {
 const f = (x, d = 1) => (typeof x === 'number' ? x.toFixed(d) : '–');
 
 /**
- * Issue 4's targets, each judged from the run's figures; a scenario missing from the run (a
+ * The targets (issue 15's CPU and memory against the floor, issue 4's latency, joins, isolation
+ * and client memory), each judged from the run's figures; a scenario missing from the run (a
  * --quick single-scenario run, say) leaves its row unjudged.
  * @param {any} results
  */
 export function renderTargets(results) {
-  const [ours, base] = results.runs;
+  const ours = results.runs[0];
   const sc = (/** @type {string} */ name) => ours?.scenarios[name];
   const ok = (/** @type {any} */ s) => s && !s.error;
-  const ratio = (/** @type {string} */ name) => results.ratios?.[name]?.cpuSPerGB;
-  const vs = base ? ` vs ${base.label}` : '';
   /** @type {Array<[string, string, string, boolean | null]>} */
   const rows = [];
-  for (const name of ['fanout-20x10', 'fanout-1x50-unthrottled']) {
-    const r = ratio(name);
-    const measured =
-      ok(sc(name)) && typeof r === 'number'
-        ? `${f(sc(name).cpuSPerGB, 2)} vs ${f(base.scenarios[name].cpuSPerGB, 2)} s/GB = **${f(r, 2)}×**`
-        : 'not in this run (needs --compare)';
-    rows.push([`CPU per delivered GB, ${name}`, '≤ 0.5× the naive pipe', measured, typeof r === 'number' ? r <= 0.5 : null]);
-  }
+  const fan = sc('fanout-20x10');
+  const floorFan = results.runs.find((/** @type {any} */ r) => r.label === 'floor')?.scenarios['fanout-20x10'];
+  const whole = fan?.wholeRun;
+  rows.push([
+    'CPU per GB, 20 × 10 at 4 Mb/s, whole run including starts',
+    '≤ 1.15× the floor',
+    ok(fan) && typeof whole?.cpuVsFloor === 'number'
+      ? `${f(whole.cpuSPerGB, 2)} vs ${f(floorFan.wholeRun.cpuSPerGB, 2)} s/GB = **${f(whole.cpuVsFloor, 2)}×**`
+      : 'not in this run (needs the floor)',
+    typeof whole?.cpuVsFloor === 'number' ? whole.cpuVsFloor <= 1.15 : null,
+  ]);
+  rows.push([
+    'CPU per GB, steady state (the 20 × 10 window)',
+    '≤ 1.05× the floor',
+    ok(fan) && typeof fan.cpuVsFloor === 'number'
+      ? `${f(fan.cpuSPerGB, 2)} vs ${f(floorFan.cpuSPerGB, 2)} s/GB = **${f(fan.cpuVsFloor, 2)}×**`
+      : 'not in this run (needs the floor)',
+    ok(fan) && typeof fan.cpuVsFloor === 'number' ? fan.cpuVsFloor <= 1.05 : null,
+  ]);
+  const ch = sc('churn')?.extra;
+  rows.push([
+    'CPU per stream start, pooled ring',
+    '≤ 5 ms',
+    ch && typeof ch.startCostMs === 'number'
+      ? `**${f(ch.startCostMs, 2)} ms** (${f(ch.cpuMsPerStart, 2)} ms per start with its 1.5 s of streaming − the floor's ${f(ch.floorCpuMsPerStart, 2)} ms; cold rings ${f(ch.coldRings?.startCostMs, 2)} ms)`
+      : 'not in this run (needs churn and the floor)',
+    ch && typeof ch.startCostMs === 'number' ? ch.startCostMs <= 5 : null,
+  ]);
+  rows.push([
+    'RSS per running 4 Mb/s stream, beyond the idle process',
+    '≤ 3 MB',
+    ch && typeof ch.perRunningStreamMiB === 'number'
+      ? `**${f(ch.perRunningStreamMiB * 1.048576, 2)} MB** (${f(ch.perRunningStreamMiB, 2)} MiB; 10 streams ${f(ch.tenStreamsMiB)} MiB − idle ${f(ch.idleMiB)} MiB)`
+      : 'not in this run',
+    ch && typeof ch.perRunningStreamMiB === 'number' ? ch.perRunningStreamMiB * 1.048576 <= 3 : null,
+  ]);
   const p99s = ['fanout-20x10', 'joins', 'memory'].filter((n) => ok(sc(n))).map((n) => [n, sc(n).latencyMs?.p99]);
   rows.push([
     'added latency at 4 Mb/s',
@@ -84,9 +111,10 @@ export function renderTargets(results) {
     m ? m.perClientKiB * 1024 <= 64_000 : null,
   ]);
   const ramp = sc('ramp')?.extra;
+  const base = results.runs[1]?.label === 'floor' ? undefined : results.runs[1];
   const baseRamp = base?.scenarios.ramp?.extra;
   const lines = [
-    `## Against the targets (issue 4)${vs ? `, ${ours.label}${vs}` : ''}`,
+    `## Against the targets (issues 15 and 4), ${ours.label}`,
     '',
     '| measure | target | measured | verdict |',
     '|---|---|---|---|',
