@@ -131,3 +131,27 @@ function firstMedia(b: Buffer): number {
   while (o + TS <= b.length && pidOf(b, o) === NULL_PID) o += TS;
   return o;
 }
+
+t.test('a stream without PCR is sized by its arrivals over its first 2 s', async (t) => {
+  // --synthetic carries PAT, PMT and data but no PCR: no media clock to measure. 8 Mb/s for 3 s
+  // = 3 MB → 15958 packets → 16384.
+  const sim = await startSim(['--synthetic', '--bitrate', '8000000']);
+  const ace = await startAcemux(sim.origin);
+  t.teardown(async () => {
+    await ace.stop();
+    await sim.stop();
+  });
+  const id = contentId(43);
+  const status = async () => (await getJson(`${ace.origin}/ace/status?id=${id}`)).body;
+  const client = fetchStream(`${ace.origin}/ace/getstream?id=${id}`, { ms: 4500 });
+  await until(async () => (await status().catch(() => null))?.ring_bytes > 0, 'the stream running', 10_000, 50);
+  t.equal((await status()).ring_bytes, 8192 * TS, 'it starts at 8192 packets');
+  await until(async () => (await status()).ring_bytes !== 8192 * TS, 'the ring grown', 10_000, 100);
+  const st = await status();
+  t.equal(st.bitrate, 0, 'no PCR, so no media bitrate');
+  t.equal(st.ring_bytes, 16384 * TS, 'grown to 16384 packets: 3 s of what arrived');
+  const r = await client;
+  t.ok(aligned(r.body), 'aligned TS');
+  t.equal(describeErrors(ccErrors(r.body)), 'none', 'no continuity error across the growth');
+  t.equal((await status()).skips, 0, 'nobody was skipped');
+});

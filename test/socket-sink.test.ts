@@ -131,3 +131,71 @@ t.test('a socket the peer reset fails the direct write: the egress cuts it as wr
   t.same(cuts, ['write-error']);
   t.ok(server.destroyed, 'its socket destroyed');
 });
+
+/** A sink whose kernel takes everything at once: the egress's direct path without a socket. */
+class TakesAll {
+  got: Buffer[] = [];
+  streamWrites = 0;
+  readonly writeNow = (a: Buffer, b: Buffer | null) => {
+    this.got.push(Buffer.from(a));
+    if (b) this.got.push(Buffer.from(b));
+    return a.length + (b?.length ?? 0);
+  };
+  write(_chunk: Buffer, cb: (err?: Error | null) => void) {
+    this.streamWrites++;
+    cb();
+    return true;
+  }
+  cork() {}
+  uncork() {}
+  destroy() {}
+}
+
+t.test('a client written first in a drain does not make the others look late (E2)', async (t) => {
+  const sab = createRing(4096 * TS, 4);
+  const w = new RingWriter(sab);
+  const cuts: string[] = [];
+  const eg = new Egress(new RingReader(sab), {
+    lagLimitBytes: 100 * TS,
+    lagPolicy: 'skip',
+    joinDelayMs: 0,
+    clientTimeoutMs: 60_000,
+    onCut: (_c, why) => cuts.push(why),
+  });
+  const a = new TakesAll();
+  const b = new TakesAll();
+  const ca = eg.add(a)!;
+  const cb = eg.add(b)!;
+  w.write(packets(0, 400), 0, 400);
+  w.addJoin(300, 0); // a join point a skip could jump to
+  w.publish(0);
+  eg.drain();
+  t.equal(ca.cursor, 400);
+  t.equal(cb.cursor, 400, 'both completed the same range');
+  t.equal(ca.skips + cb.skips, 0, 'nobody skipped: both were at the same place when the drain began');
+  t.same(Buffer.concat(b.got), packets(0, 400));
+  t.equal(a.streamWrites + b.streamWrites, 0, 'all through the direct path');
+  t.same(cuts, []);
+});
+
+t.test('a client far behind catches up by at most four whole writes a pump (fair to the others)', async (t) => {
+  const sab = createRing(16384 * TS, 4);
+  const w = new RingWriter(sab);
+  const eg = new Egress(new RingReader(sab), {
+    lagLimitBytes: 1 << 30,
+    lagPolicy: 'skip',
+    joinDelayMs: 0,
+    clientTimeoutMs: 60_000,
+    onCut: () => {},
+  });
+  const s = new TakesAll();
+  const c = eg.add(s)!;
+  w.write(packets(0, 8000), 0, 8000);
+  w.publish(0);
+  eg.drain();
+  const perWrite = s.got[0]!.length / TS;
+  t.equal(c.cursor, 4 * perWrite, `four writes of ${perWrite} packets in the first drain`);
+  eg.drain();
+  t.equal(c.cursor, 8000, 'the rest in the next');
+  t.same(Buffer.concat(s.got), packets(0, 8000));
+});

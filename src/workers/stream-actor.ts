@@ -49,9 +49,10 @@
  *     time over stallTimeoutMs are 'unplayable' too (a trickle of real TS). The supervisor
  *     treats these like a stall: reconnect, then fail over.
  *  A10 The ring holds ringSeconds of the stream: once the bitrate has been measured over at
- *     least a second of PCR, the tick grows the ring (ring.ts I7) to the power of two of packets
- *     that holds ringSeconds at that rate, up to its maximum; never shrinks, so a burst that
- *     overstated the rate costs memory, not data. The growth keeps the unpublished tail (A5).
+ *     least a second of PCR (a stream without PCR: over its first ARRIVAL_WINDOW_MS of
+ *     arrivals), the tick grows the ring (ring.ts I7) to the power of two of packets that holds
+ *     ringSeconds at that rate, up to its maximum; never shrinks, so a burst that overstated the
+ *     rate costs memory, not data. The growth keeps the unpublished tail (A5).
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
@@ -89,6 +90,8 @@ const RETRY_BLOCKED_MS = 10;
 /** Pages of a fresh ring are faulted in ahead of the writer, on the tick, not per chunk. */
 const TOUCH_AHEAD = 512 * 1024;
 const PAGE = 4096;
+/** A10: a stream without PCR is sized by what arrived over this long. */
+const ARRIVAL_WINDOW_MS = 2000;
 /** A9: media delivered at less than this fraction of real time, over a stall window, is a fault. */
 const MIN_PACE = 0.5;
 /** A5: a unit in flight longer than this (arrival time) stops holding HEAD back. */
@@ -117,6 +120,8 @@ export class StreamActor {
   // A9, per connection: when bytes first came, when the last playable packet and the last PAT
   // came (0 = not yet), and the framer's packet count then (to say why nothing was playable).
   private firstByteAt = 0;
+  /** bytesIn at this connection's first byte: A10's arrival rate for streams without PCR. */
+  private bytesAtFirst = 0;
   private playableAt = 0;
   private patAt = 0;
   private pmtAt = 0;
@@ -319,6 +324,7 @@ export class StreamActor {
     if (!this.gotData) {
       this.gotData = true;
       this.firstByteAt = now;
+      this.bytesAtFirst = this.stats.bytesIn;
     }
     this.framer.push(buf, from, to);
     this.publish(now); // once per read: the framer may hand over several runs
@@ -765,8 +771,16 @@ export class StreamActor {
   /** A10: on the tick, so no ingest loop is between a slot computation and its use. */
   private growRing(): void {
     const seconds = this.task.ringSeconds ?? 0;
-    if (seconds <= 0 || this.stats.bitrate <= 0 || this.ring.cap >= this.ring.maxCap) return;
-    const want = Math.ceil((seconds * this.stats.bitrate) / 8 / TS);
+    if (seconds <= 0 || this.ring.cap >= this.ring.maxCap) return;
+    let bps = this.stats.bitrate;
+    if (bps <= 0 && this.pcrLast < 0 && this.firstByteAt > 0) {
+      // No PCR seen: without a media clock, arrivals are the only measure of the rate. (A
+      // stream whose PCR is still being measured waits for it.)
+      const ms = this.clock() - this.firstByteAt;
+      if (ms >= ARRIVAL_WINDOW_MS) bps = ((this.stats.bytesIn - this.bytesAtFirst) * 8000) / ms;
+    }
+    if (bps <= 0) return;
+    const want = Math.ceil((seconds * bps) / 8 / TS);
     if (want > this.ring.cap) this.ring.grow(want); // refused while a pre-growth pin holds: next tick
   }
 

@@ -97,6 +97,8 @@ const noop = () => {};
 const MAX_WRITE_PACKETS = 1394;
 /** Drain at least this often even with no new data, to apply timeouts. */
 const POLICE_MS = 250;
+/** Writes the kernel takes whole, one after another, for one client in one pump (catching up). */
+const DIRECT_CATCH_UP = 4;
 /** A lone client holding the writer back this long with a write in flight is cut (E2). */
 const BLOCKED_CUT_MS = 2000;
 
@@ -189,52 +191,69 @@ export class Egress {
   }
 
   private pump(c: Client, head: number): void {
-    let lag = ahead(head, c.cursor);
-    if (lag <= 0) return;
-    if (ahead(this.leader, c.cursor) > this.lagLimit) {
-      if (this.opts.lagPolicy === 'disconnect') return this.cut(c, 'lagging');
-      const to = this.ring.joinPoint(0);
-      if (ahead(to, c.cursor) > 0) {
-        c.cursor = to;
-        c.skips++;
-        this.skips++;
-        this.ring.pin(c.slot, to);
-        lag = ahead(head, to);
-        if (lag <= 0) return;
+    for (let direct = 0; ; direct++) {
+      let lag = ahead(head, c.cursor);
+      if (lag <= 0) return;
+      if (ahead(this.leader, c.cursor) > this.lagLimit) {
+        if (this.opts.lagPolicy === 'disconnect') return this.cut(c, 'lagging');
+        const to = this.ring.joinPoint(0);
+        if (ahead(to, c.cursor) > 0) {
+          c.cursor = to;
+          c.skips++;
+          this.skips++;
+          this.ring.pin(c.slot, to);
+          lag = ahead(head, to);
+          if (lag <= 0) return;
+        }
       }
-    }
-    // Bounded writes: each completes soon (so a stuck one means a stuck client), and a client
-    // catching up shares the loop fairly with the others.
-    const end = lag > MAX_WRITE_PACKETS ? (c.cursor + MAX_WRITE_PACKETS) | 0 : head;
-    let [a, b] = this.ring.views(c.cursor, end);
-    c.setEnd(end);
-    c.writeAt = this.now;
-    this.writes++;
-    if (c.sink.writeNow !== undefined) {
-      const took = c.sink.writeNow(a, b);
-      if (took < 0) return this.cut(c, 'write-error');
-      if (took > 0) {
-        if (took === a.length + (b === null ? 0 : b.length)) return this.written(c); // E1: copied by the kernel
+      // Bounded writes: each completes soon (so a stuck one means a stuck client), and a client
+      // catching up shares the loop fairly with the others.
+      const end = lag > MAX_WRITE_PACKETS ? (c.cursor + MAX_WRITE_PACKETS) | 0 : head;
+      let [a, b] = this.ring.views(c.cursor, end);
+      c.setEnd(end);
+      c.writeAt = this.now;
+      this.writes++;
+      if (c.sink.writeNow !== undefined) {
+        const took = c.sink.writeNow(a, b);
+        if (took < 0) return this.cut(c, 'write-error');
+        if (took === a.length + (b === null ? 0 : b.length)) {
+          // E1: the kernel has copied it, the write is complete. The leader stays as this drain
+          // found it (E2: lag is judged against completed cursors, not against a client that
+          // happened to be written first in this drain).
+          this.complete(c, c.takeEnd());
+          if (direct < DIRECT_CATCH_UP - 1) continue;
+          return;
+        }
         // The rest goes the stream way, after nothing (socket-sink.ts D1, D3).
         if (took >= a.length) [a, b] = [b!.subarray(took - a.length), null];
-        else a = a.subarray(took);
+        else if (took > 0) a = a.subarray(took);
       }
-    }
-    if (b === null) {
-      c.sink.write(a, c.onWritten);
-    } else {
-      c.sink.cork();
-      c.sink.write(a, noop);
-      c.sink.write(b, c.onWritten);
-      c.sink.uncork();
+      if (b === null) {
+        c.sink.write(a, c.onWritten);
+      } else {
+        c.sink.cork();
+        c.sink.write(a, noop);
+        c.sink.write(b, c.onWritten);
+        c.sink.uncork();
+      }
+      return;
     }
   }
 
-  /** A write completed: only now may the cursor move (E1). */
+  /** A write in flight completed (its callback): only now may the cursor move (E1). */
   written(c: Client, err?: Error | null): void {
     if (c.removed) return;
     const end = c.takeEnd();
     if (err) return this.cut(c, 'write-error');
+    this.complete(c, end);
+    if (ahead(end, this.leader) > 0) this.leader = end;
+    // Catch up at once only to the head the last drain saw; what arrived since waits for the next
+    // tick, or the writes would shrink back to the size of upstream chunks.
+    this.pump(c, this.seenHead);
+  }
+
+  /** The client has sent everything up to `end`. */
+  private complete(c: Client, end: number): void {
     const n = ahead(end, c.cursor) * TS;
     c.bytes += n;
     this.bytesOut += n;
@@ -244,10 +263,6 @@ export class Egress {
     }
     c.cursor = end;
     this.ring.pin(c.slot, end);
-    if (ahead(end, this.leader) > 0) this.leader = end;
-    // Catch up at once only to the head the last drain saw; what arrived since waits for the next
-    // tick, or the writes would shrink back to the size of upstream chunks.
-    this.pump(c, this.seenHead);
   }
 
   /** Bytes the client is behind the live edge. */
