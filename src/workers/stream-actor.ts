@@ -48,6 +48,17 @@
  *     'psi-lost'. Playable packets whose media clock (PCR) advances at under MIN_PACE of real
  *     time over stallTimeoutMs are 'unplayable' too (a trickle of real TS). The supervisor
  *     treats these like a stall: reconnect, then fail over.
+ *  A10 Audio runs on without a hole across a splice, so lip sync holds with no latency added.
+ *     The audio delivered before a cut ends short of the video (the mux sends audio after the
+ *     video of the same time, and A5 takes back the PES in flight), so under A7's one offset the
+ *     new upstream's first audio unit starts after a gap, which players do not fill (mpv played
+ *     on 0.2-0.36 s out of sync). For each audio PID whose PMT stream type names a codec
+ *     silence.ts can make silent (AAC in ADTS, MPEG audio layer II), audio-track.ts counts the
+ *     frames of the PES delivered, so the end of the delivered audio is known (PTS + samples);
+ *     before the new upstream's first audio unit go PES of silent frames from that end up to
+ *     its PTS: whole frames (a remainder under one stays), counters running on (A6), and
+ *     nothing when the gap is over MAX_FILL (a broken timeline). Other codecs (AC-3, E-AC-3,
+ *     LATM, AAC with a PCE) keep the gap.
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
@@ -55,6 +66,8 @@ import { engineJson, DEFAULT_MAX_ANSWER } from '../main/engine/engine-client';
 import { foreignText } from '../shared/engine-api';
 import { Upstream } from './upstream';
 import { takePidTable, releasePidTable, type PidTable } from './pid-table';
+import { AudioTrack } from './audio-track';
+import { audioCodecOf } from './silence';
 import { RingWriter, TS, copyBytes, ahead } from '../shared/ring';
 import { TsFramer } from '../shared/mpegts/ts-framer';
 import {
@@ -161,6 +174,11 @@ export class StreamActor {
   private readonly maxPts: Float64Array;
   private readonly ptsStep: Float64Array;
   private readonly endPts: Float64Array;
+  /** A10: the audio PIDs whose frames we can follow and fill, by PID, for this PMT version. */
+  private tracks = new Map<number, AudioTrack>();
+  private tracksVersion = -1;
+  /** A10: silent packets admit() asks its caller to deliver before the packet it admitted. */
+  private fillBuf: Buffer = Buffer.alloc(0);
   /** A8: video units not yet published: [pos, pts (output), arrival ms, outgoing cc] each. */
   private vUnits: number[] = [];
   private vShownMax = -1;
@@ -347,10 +365,16 @@ export class StreamActor {
       } else if (pid === this.psi.videoPid) {
         if (this.patPending && isKeyframeStart(src, p, this.psi.videoCodec)) this.addJoin(this.patPos);
       }
-      if (!this.admit(src, p, pid, pos)) {
+      const fill = this.admit(src, p, pid, pos);
+      if (fill !== 0) {
         if (p > run) this.commit(src, run, (p - run) / TS);
-        run = p + TS;
-        continue;
+        if (fill < 0) {
+          run = p + TS;
+          continue;
+        }
+        this.commit(this.fillBuf, 0, fill); // A10: silence before the packet
+        run = p;
+        pos = (pos + fill) | 0;
       }
       if (pid === this.psi.pcrPid) this.onPcr(src, p, pos);
       pos = (pos + 1) | 0;
@@ -361,12 +385,15 @@ export class StreamActor {
   }
 
   /**
-   * A5/A6 for one packet about to reach the ring at `pos`: false drops it (a PID not yet on a
+   * A5/A6 for one packet about to reach the ring at `pos`: -1 drops it (a PID not yet on a
    * unit start since the splice). Rewrites its continuity counter in place (the source is a read
-   * buffer or the A1 hold, ours for this call) and tracks the PID's unit in flight.
+   * buffer or the A1 hold, ours for this call) and tracks the PID's unit in flight. A positive
+   * answer is A10's count of silent packets in fillBuf that the caller delivers first (at `pos`;
+   * the packet then goes after them); 0 delivers the packet as it is.
    */
-  private admit(src: Uint8Array, p: number, pid: number, pos: number): boolean {
-    if (pid === NULL_PID) return true;
+  private admit(src: Uint8Array, p: number, pid: number, pos: number): number {
+    if (pid === NULL_PID) return 0;
+    let filled = 0;
     const b3 = src[p + 3]!;
     const start = (src[p + 1]! & 0x40) !== 0;
     const payload = (b3 & 0x10) !== 0;
@@ -375,14 +402,20 @@ export class StreamActor {
       // carries no units (private data, a test source): it resumes as it comes, or never would.
       const unitless = !start && payload && pid !== this.psi.videoPid && ++this.unsynced[pid]! >= UNITLESS_AFTER;
       if (!unitless) {
-        if (!start || !payload) return false;
-        if (pid === this.psi.videoPid && !isKeyframeStart(src, p, this.psi.videoCodec)) return false;
+        if (!start || !payload) return -1;
+        if (pid === this.psi.videoPid && !isKeyframeStart(src, p, this.psi.videoCodec)) return -1;
         if (this.tsOff !== 0 && pid !== this.psi.videoPid && this.endPts[pid]! >= 0) {
           // A7: not a unit that would mostly replay audio already delivered.
           const pts = pesTs(src, p, 9);
-          if (pts >= 0 && ((pts + this.tsOff) % TWO33) + this.ptsStep[pid]! / 2 < this.endPts[pid]!) return false;
+          if (pts >= 0 && ((pts + this.tsOff) % TWO33) + this.ptsStep[pid]! / 2 < this.endPts[pid]!) return -1;
         }
       }
+      const track = pid === this.psi.videoPid ? undefined : this.audioTrack(pid);
+      if (track !== undefined) {
+        track.resync();
+        if (this.splicing && start && payload) filled = this.fillGap(track, src, p, pid);
+      }
+      pos = (pos + filled) | 0;
       this.synced[pid] = 1;
       if (this.known[pid] === 0) {
         this.known[pid] = 1;
@@ -396,7 +429,8 @@ export class StreamActor {
     this.ccLast[pid] = cc;
     if (this.tsOff !== 0) shiftTimestamps(src, p, this.tsOff);
     if (this.needDiscontinuity && pid === this.psi.pcrPid) this.markSplice(src, p, readPcr(src, p));
-    if (!payload) return true;
+    if (!payload) return filled;
+    if (pid !== this.psi.videoPid) this.audioTrack(pid)?.packet(src, p);
     const body = (b3 & 0x20) !== 0 ? p + 5 + src[p + 4]! : p + 4;
     const bytes = p + TS - body;
     if (start) {
@@ -421,7 +455,39 @@ export class StreamActor {
       this.unitLeft[pid] = left;
       if (left <= 0) this.open[pid] = 0;
     }
-    return true;
+    return filled;
+  }
+
+  /** A10: the PID's frame tracker when the PMT says it carries audio we can fill, else undefined. */
+  private audioTrack(pid: number): AudioTrack | undefined {
+    if (this.tracksVersion !== this.psi.version) {
+      const next = new Map<number, AudioTrack>();
+      for (const e of this.psi.streams) {
+        const codec = audioCodecOf(e.streamType);
+        if (codec === null || e.pid === this.psi.videoPid) continue;
+        const had = this.tracks.get(e.pid);
+        next.set(e.pid, had !== undefined && had.codec === codec ? had : new AudioTrack(codec));
+      }
+      this.tracks = next;
+      this.tracksVersion = this.psi.version;
+    }
+    return this.tracks.get(pid);
+  }
+
+  /**
+   * A10: the first audio unit of a new upstream, at src[p], resumes after a gap (A7 cut the old
+   * upstream's audio short of its video): silent frames into fillBuf from where the audio
+   * delivered ends up to this unit's PTS. Sets the PID's last counter past them; returns how many
+   * packets they take (0: no gap, or nothing we can fill it with).
+   */
+  private fillGap(track: AudioTrack, src: Uint8Array, p: number, pid: number): number {
+    const pts = pesTs(src, p, 9);
+    if (pts < 0 || this.endPts[pid]! < 0 || this.ccLast[pid]! < 0) return 0;
+    const fill = track.fill(pid, this.endPts[pid]!, (pts + this.tsOff) % TWO33, this.ccLast[pid]!);
+    if (fill === null) return 0;
+    this.fillBuf = fill.packets;
+    this.ccLast[pid] = fill.cc;
+    return fill.count;
   }
 
   /** A9: the clock of playable data; the first playable packet of a connection is 'first-data'. */
@@ -473,12 +539,19 @@ export class StreamActor {
         let run = 0;
         const pre = this.pre!;
         for (let q = 0; q < this.prePackets; q++) {
-          if (this.admit(pre, q * TS, pidOf(pre, q * TS), pos)) {
+          const fill = this.admit(pre, q * TS, pidOf(pre, q * TS), pos);
+          if (fill === 0) {
             pos = (pos + 1) | 0;
             continue;
           }
           if (q > run) this.commit(pre, run * TS, q - run);
-          run = q + 1;
+          if (fill < 0) {
+            run = q + 1;
+            continue;
+          }
+          this.commit(this.fillBuf, 0, fill); // A10: silence before the packet
+          run = q;
+          pos = (pos + fill + 1) | 0;
         }
         if (this.prePackets > run) this.commit(pre, run * TS, this.prePackets - run);
         this.stats.packets += this.prePackets;
@@ -696,6 +769,8 @@ export class StreamActor {
         // A7: where what was delivered on this PID ends (the open unit is not delivered).
         const max = this.open[pid] === 1 ? this.maxBefore[pid]! : this.maxPts[pid]!;
         if (max >= 0 && this.ptsStep[pid]! > 0) this.endPts[pid] = max + this.ptsStep[pid]!;
+        const end = this.tracks.get(pid)?.retract(this.open[pid] === 1) ?? -1;
+        if (end >= 0) this.endPts[pid] = end; // A10: counted frames, not the step between units
         if (this.open[pid] === 0) continue;
         this.open[pid] = 0;
         this.ccLast[pid] = (this.unitCc[pid]! + 15) & 15; // the packet before the unit's start (A6)
