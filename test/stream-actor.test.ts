@@ -130,6 +130,23 @@ t.test(
       `video timestamps run on across the splice, no reset (first new PTS ${gap.toFixed(0)} ms after the last shown)`,
     );
 
+    // A7: decode order never steps back across the splice (the next decode time follows the last one).
+    const dts = (buf: Buffer) => {
+      const out: number[] = [];
+      for (let off = 0; off + TS <= buf.length; off += TS) {
+        if (pidOf(buf, off) !== 0x100 || !(buf[off + 1]! & 0x40)) continue;
+        const b = off + (buf[off + 3]! & 0x20 ? 5 + buf[off + 4]! : 4);
+        const q = b + (buf[b + 7]! >> 6 === 3 ? 14 : 9);
+        out.push(
+          ((buf[q]! >> 1) & 7) * 2 ** 30 + buf[q + 1]! * 2 ** 22 + (buf[q + 2]! >> 1) * 2 ** 15 + buf[q + 3]! * 2 ** 7 + (buf[q + 4]! >> 1),
+        );
+      }
+      return out;
+    };
+    const lastDts = dts(all.subarray(0, spliceAt * TS)).at(-1)!;
+    const firstDts = dts(after)[0]!;
+    t.ok(firstDts > lastDts, `decode times run on (the first new one ${((firstDts - lastDts) / 90).toFixed(0)} ms after the last)`);
+
     // A10: the audio runs on without a hole: each PES starts where the one before ends (PTS +
     // 1024 samples a frame), give or take under a frame, with silent frames where the cut left a gap.
     const units = audioUnits(all, 0x101);

@@ -33,13 +33,18 @@
  *     resumes on a whole unit and audio resumes with video, not a GOP ahead of it.
  *  A7 Timestamps continuous across a splice. Players map a timestamp jump as a reset (mpv flushes
  *     its decoders and loses A/V sync), so the new upstream's PTS, DTS and PCR get one offset
- *     (mod 2^33) that puts its first keyframe right after the last picture delivered. Audio
- *     resumes on the first unit that does not overlap the audio already delivered; with one offset
- *     for every PID, audio and video skip the same stretch of content and stay in sync.
+ *     (mod 2^33) that shows its first keyframe right after the last picture shown, unless its
+ *     decode time would then not follow the last one decoded: then it is decoded right after that
+ *     one (decode order never steps back; after an A8 cut, decoded right after the last picture
+ *     shown). A leading picture of an open GOP (shown before its keyframe, and missing its
+ *     references anyway) may then fall among pictures already shown. Audio resumes on the first
+ *     unit that does not overlap the audio already delivered; with one offset for every PID,
+ *     audio and video keep their relative timing, so they stay in sync (A10 fills the audio gap).
  *  A8 With avHoldMs > 0, HEAD also stops before the first video unit whose PTS lies past the end
  *     of the whole audio received so far (held at most avHoldMs of arrivals), and an abandoned
  *     upstream's video is cut back to the audio's end (from that unit on, a suffix in decode order,
- *     so nothing kept loses a reference): audio and video then end together at a splice.
+ *     so nothing kept loses a reference): audio and video then end together at a splice, and skip
+ *     the same content. Lip sync no longer needs it (A10); it costs that much latency.
  *  A9 Health means playable data, not bytes: a playable packet is a whole, non-null TS packet
  *     at or after a PAT of the current connection. 'first-data' is reported at the first one;
  *     bytes with no playable packet for stallTimeoutMs (junk, a 1 byte/s trickle, TS without a
@@ -182,6 +187,11 @@ export class StreamActor {
   /** A8: video units not yet published: [pos, pts (output), arrival ms, outgoing cc] each. */
   private vUnits: number[] = [];
   private vShownMax = -1;
+  /** A7, output domain: decode time of the video unit in flight and of the one before it, and
+   *  where the video delivered ends in decode time after a retraction (-1 unknown). */
+  private vDts = -1;
+  private vDtsBefore = -1;
+  private dtsEnd = -1;
   /** Join points waiting for HEAD to pass them: [pos, ms] pairs. */
   private pendingJoins: number[] = [];
   private scratch: Buffer = Buffer.alloc(0);
@@ -286,6 +296,7 @@ export class StreamActor {
     this.maxPts.fill(-1);
     this.vUnits = [];
     this.vShownMax = -1;
+    this.vDts = this.vDtsBefore = -1;
     this.gotData = false;
     this.firstByteAt = this.playableAt = this.patAt = this.pmtAt = 0;
     this.pcrLast = this.paceRefPcr = -1;
@@ -446,6 +457,11 @@ export class StreamActor {
         this.maxBefore[pid] = this.maxPts[pid]!;
         if (pts > this.maxPts[pid]!) this.maxPts[pid] = pts;
         if (this.task.avHoldMs > 0 && pid === this.psi.videoPid) this.vUnits.push(pos, pts, this.lastDataAt, cc);
+        if (pid === this.psi.videoPid) {
+          const dts = pesTs(src, p, 14);
+          this.vDtsBefore = this.vDts;
+          this.vDts = dts >= 0 ? dts : pts;
+        }
       }
       const total = unitLength(src, body, p + TS);
       this.unitLeft[pid] = total < 0 ? -1 : total - bytes;
@@ -530,10 +546,21 @@ export class StreamActor {
         const at = (this.ring.position + this.heldPackets) | 0;
         const vEnd = this.endPts[pid]!;
         if (this.splicing && clean && pid === this.psi.videoPid && vEnd >= 0) {
-          // Its decode time goes right after the last picture shown, so decode order never steps back.
+          const pts = pesTs(src, p, 9);
           const dts = pesTs(src, p, 14);
-          const v0 = dts >= 0 ? dts : pesTs(src, p, 9);
-          if (v0 >= 0) this.tsOff = (((vEnd - v0) % TWO33) + TWO33) % TWO33; // A7
+          const v0 = dts >= 0 ? dts : pts;
+          if (v0 >= 0) {
+            // A7: shown right after the last picture shown, unless its decode time would then not
+            // follow the last one decoded: then decoded right after that one. Without the decode
+            // time delivered, decoded right after the last picture shown (a reorder delay later).
+            let off = vEnd - v0;
+            if (this.dtsEnd >= 0 && pts >= 0) {
+              const byPts = vEnd - pts;
+              const byDts = this.dtsEnd - v0;
+              off = signed(byPts - byDts) >= 0 ? byPts : byDts;
+            }
+            this.tsOff = ((off % TWO33) + TWO33) % TWO33;
+          }
         }
         let pos = at;
         let run = 0;
@@ -765,6 +792,7 @@ export class StreamActor {
     }
     if (total > run) this.commit(buf, run * TS, total - run);
     if (dropOpen) {
+      const vOpen = vPid >= 0 && this.open[vPid] === 1;
       for (const pid of this.seen) {
         // A7: where what was delivered on this PID ends (the open unit is not delivered).
         const max = this.open[pid] === 1 ? this.maxBefore[pid]! : this.maxPts[pid]!;
@@ -781,6 +809,10 @@ export class StreamActor {
         let max = this.vShownMax;
         for (let i = 0; i < vi; i += 4) if (this.vUnits[i + 1]! > max) max = this.vUnits[i + 1]!;
         if (max >= 0) this.endPts[vPid] = max + this.ptsStep[vPid]!;
+        this.dtsEnd = -1; // A8 cut in presentation order: decode times are not followed
+      } else if (vPid >= 0) {
+        const last = vOpen ? this.vDtsBefore : this.vDts;
+        if (last >= 0 && this.ptsStep[vPid]! > 0) this.dtsEnd = last + this.ptsStep[vPid]!;
       }
       this.vUnits = [];
       // Join points past `from` name packets that moved or went: a new splice brings its own.
@@ -989,6 +1021,12 @@ export class StreamActor {
 }
 
 const TWO33 = 2 ** 33;
+
+/** A difference of 90 kHz timestamps mod 2^33, as the nearest signed value. */
+function signed(d: number): number {
+  const m = ((d % TWO33) + TWO33) % TWO33;
+  return m >= TWO33 / 2 ? m - TWO33 : m;
+}
 
 /** Payload start of packet p (no bounds check beyond the packet: callers test the result). */
 function bodyOf(src: Uint8Array, p: number): number {
