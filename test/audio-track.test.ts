@@ -152,3 +152,21 @@ t.test('no fill for a gap under a frame, a new audio that overlaps, or a gap pas
   t.ok(track.fill(PID, end, end + MAX_FILL, 0), 'MAX_FILL itself');
   t.ok(track.fill(PID, 2 ** 33 - 2 * FRAME, 3 * FRAME, 0), 'across the 2^33 wrap');
 });
+
+t.test('layer II: frames counted from their headers, and filled with silent ones', async (t) => {
+  const track = new AudioTrack('mp2');
+  const frame = () => {
+    const f = Buffer.alloc(576, 0x33); // MPEG-1 layer II, 192 kb/s, 48 kHz, stereo, with CRC
+    f.set([0xff, 0xfc, 0xa4, 0x04]);
+    return f;
+  };
+  feed(track, pes(5000, [frame(), frame(), frame()], 0));
+  const end = track.retract(false);
+  t.equal(end, 5000 + 3 * 2160, '1152 samples a frame');
+  const fill = track.fill(PID, end, end + 4 * 2160 + 100, 2)!;
+  t.ok(fill);
+  t.equal(describeErrors(truncatedPes(fill.packets)), 'none');
+  t.equal(track.retract(false), end + 4 * 2160, 'four silent frames');
+  const body = fill.packets.subarray(4 + 14, 4 + 14 + 4);
+  t.same([...body], [0xff, 0xfd, 0xa4, 0x04], 'the first silent frame: the real header without CRC');
+});
