@@ -170,3 +170,18 @@ t.test('layer II: frames counted from their headers, and filled with silent ones
   const body = fill.packets.subarray(4 + 14, 4 + 14 + 4);
   t.same([...body], [0xff, 0xfd, 0xa4, 0x04], 'the first silent frame: the real header without CRC');
 });
+
+t.test('frames not aligned to PES: found by their syncword, counted where their header starts', async (t) => {
+  const track = new AudioTrack('aac');
+  track.resync();
+  // The PES starts with the last 50 bytes of a frame from before the (re)connect, then 2 frames.
+  const tail = Buffer.alloc(50, 0x5a);
+  const split = adtsFrame(300);
+  feed(track, pes(1000, [tail, adtsFrame(300), split.subarray(0, 100)], 0));
+  feed(track, pes(1000 + 2 * FRAME, [split.subarray(100), adtsFrame(200)], 4));
+  t.equal(track.retract(false), 1000 + 3 * FRAME, 'the second PES counts the frame whose header it starts with only');
+  const t2 = new AudioTrack('aac');
+  t2.resync();
+  feed(t2, pes(1000, [tail, adtsFrame(300), split.subarray(0, 100)], 0));
+  t.equal(t2.retract(false), 1000 + 2 * FRAME, 'the first: the frame found and the one split across the PES');
+});

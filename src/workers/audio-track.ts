@@ -6,8 +6,10 @@
  * the output domain). The track walks the frame headers of the payload (one header read per
  * frame, bytes in between skipped), so it knows each PES's PTS and how many samples follow it:
  * the PES ends at PTS + samples / rate. A frame belongs to the PES its header starts in (the
- * PES's PTS is that of the first such frame). A header that is not one loses the count until the
- * next PES start; the PES is then of unknown length and the actor falls back on its estimate.
+ * PES's PTS is that of the first such frame). Frames need not be aligned to PES: after a
+ * (re)connect, or a header that is not one, the track hunts for the next syncword; a PES whose
+ * count was lost that way (or without a PTS) is of unknown length, and the actor falls back on
+ * its estimate.
  */
 import { TS } from '../shared/ring';
 import { type AudioCodec, headerBytes, readFrame, silentFrame } from './silence';
@@ -25,8 +27,9 @@ export class AudioTrack {
   private readonly hdr: Uint8Array;
   private hn = 0;
   private readonly hlen: number;
-  /** Payload bytes to skip before the next frame header; -1: count lost until the next PES. */
+  /** Payload bytes to skip before the next frame header, or hunting for a syncword. */
   private skip = 0;
+  private hunting = true;
   /** The PES being delivered (none: since the last retraction or fill), its PTS (-1 unknown)
    *  and the samples whose headers it carried. */
   private inPes = false;
@@ -43,10 +46,11 @@ export class AudioTrack {
     this.hdr = new Uint8Array(this.hlen);
   }
 
-  /** A new upstream: the PID resumes on a unit start, frames with it. */
+  /** A new upstream: the PID resumes on a unit start; its first frame is hunted for. */
   resync(): void {
     this.hn = 0;
     this.skip = 0;
+    this.hunting = true;
     this.inPes = false;
     this.curPts = -1;
     this.curSamples = 0;
@@ -62,20 +66,14 @@ export class AudioTrack {
       this.finishPes();
       this.inPes = true;
       if (b + 9 > end || src[b] !== 0 || src[b + 1] !== 0 || src[b + 2] !== 1) {
-        this.skip = -1; // not a PES we can read: this one's length is unknown
+        this.lose(); // not a PES we can read: this one's length is unknown
         return;
       }
       this.streamId = src[b + 3]!;
-      const body = b + 9 + src[b + 8]!;
+      // A PTS is due on a PES that starts a frame; without one this PES's length stays unknown.
       this.curPts = (src[b + 7]! & 0x80) !== 0 && b + 14 <= end ? readPts(src, b + 9) : -1;
-      if (this.skip < 0) {
-        this.skip = 0; // a PES start is where counting picks up again (frames aligned to it)
-        this.hn = 0;
-      }
-      if (this.curPts < 0) this.skip = -1;
-      b = body;
+      b += 9 + src[b + 8]!;
     }
-    if (this.skip < 0) return;
     this.scan(src, b, end);
   }
 
@@ -87,14 +85,21 @@ export class AudioTrack {
         i += k;
         continue;
       }
+      if (this.hunting) {
+        if (src[i] !== 0xff) {
+          i++;
+          continue;
+        }
+        this.hunting = false; // a candidate: its header decides
+        this.hn = 0;
+      }
       this.hdr[this.hn++] = src[i++]!;
       if (this.hn < this.hlen) continue;
       this.hn = 0;
       const f = readFrame(this.codec, this.hdr, 0);
       if (f === null) {
-        this.skip = -1;
-        this.curPts = -1;
-        return;
+        this.lose();
+        continue;
       }
       this.last.set(this.hdr);
       this.haveLast = true;
@@ -102,6 +107,14 @@ export class AudioTrack {
       this.curSamples += f.samples;
       this.skip = f.length - this.hlen;
     }
+  }
+
+  /** Not a header where one was due: this PES's count is lost; hunt for the next syncword. */
+  private lose(): void {
+    this.curPts = -1;
+    this.hunting = true;
+    this.hn = 0;
+    this.skip = 0;
   }
 
   private finishPes(): void {
