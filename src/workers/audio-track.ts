@@ -36,6 +36,7 @@ export class AudioTrack {
   private curPts = -1;
   private curSamples = 0;
   private rate = 0;
+  private samples = 0;
   /** Where the last whole PES delivered ends (90 kHz, output domain), -1 unknown. */
   private doneEnd = -1;
   private streamId = 0xc0;
@@ -44,6 +45,11 @@ export class AudioTrack {
     this.hlen = headerBytes(codec);
     this.last = new Uint8Array(this.hlen);
     this.hdr = new Uint8Array(this.hlen);
+  }
+
+  /** How long the last real frame played (90 kHz), 0 before the first one. */
+  frameTicks(): number {
+    return this.rate > 0 ? (this.samples * 90000) / this.rate : 0;
   }
 
   /** A new upstream: the PID resumes on a unit start; its first frame is hunted for. */
@@ -104,6 +110,7 @@ export class AudioTrack {
       this.last.set(this.hdr);
       this.haveLast = true;
       this.rate = f.rate;
+      this.samples = f.samples;
       this.curSamples += f.samples;
       this.skip = f.length - this.hlen;
     }

@@ -416,9 +416,12 @@ export class StreamActor {
         if (!start || !payload) return -1;
         if (pid === this.psi.videoPid && !isKeyframeStart(src, p, this.psi.videoCodec)) return -1;
         if (this.tsOff !== 0 && pid !== this.psi.videoPid && this.endPts[pid]! >= 0) {
-          // A7: not a unit that would mostly replay audio already delivered.
+          // A7: not a unit that would mostly replay audio already delivered; where frames are
+          // followed (A10), not one that would replay more than half a frame of it (the gap
+          // that leaves is filled: the audio's timestamps never step back).
           const pts = pesTs(src, p, 9);
-          if (pts >= 0 && ((pts + this.tsOff) % TWO33) + this.ptsStep[pid]! / 2 < this.endPts[pid]!) return -1;
+          const slack = this.audioTrack(pid)?.frameTicks() || this.ptsStep[pid]!;
+          if (pts >= 0 && ((pts + this.tsOff) % TWO33) + slack / 2 < this.endPts[pid]!) return -1;
         }
       }
       const track = pid === this.psi.videoPid ? undefined : this.audioTrack(pid);
