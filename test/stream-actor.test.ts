@@ -147,7 +147,7 @@ t.test(
     const firstDts = dts(after)[0]!;
     t.ok(firstDts > lastDts, `decode times run on (the first new one ${((firstDts - lastDts) / 90).toFixed(0)} ms after the last)`);
 
-    // A10: the audio runs on without a hole: each PES starts where the one before ends (PTS +
+    // A11: the audio runs on without a hole: each PES starts where the one before ends (PTS +
     // 1024 samples a frame), give or take under a frame, with silent frames where the cut left a gap.
     const units = audioUnits(all, 0x101);
     let silent = 0;

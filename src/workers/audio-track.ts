@@ -1,6 +1,6 @@
 /**
  * Where the audio delivered on one PID ends, and the silent PES that carry it on to a new
- * upstream's first audio (stream-actor.ts A10).
+ * upstream's first audio (stream-actor.ts A11).
  *
  * The actor shows it every packet it delivers on the PID (counters and timestamps already in
  * the output domain). The track walks the frame headers of the payload (one header read per
@@ -15,7 +15,7 @@ import { TS } from '../shared/ring';
 import { type AudioCodec, headerBytes, readFrame, silentFrame } from './silence';
 
 const TWO33 = 2 ** 33;
-/** A10: no fill longer than this (90 kHz): a gap that long is a broken timeline, not a splice. */
+/** A11: no fill longer than this (90 kHz): a gap that long is a broken timeline, not a splice. */
 export const MAX_FILL = 2 * 90000;
 /** Silent frames per PES, about what real streams carry. */
 const FRAMES_PER_PES = 8;

@@ -1,6 +1,6 @@
 /**
  * Silent audio frames, built from the header of a real frame of the stream so a decoder takes
- * them for more of the same (stream-actor.ts A10 fills a splice's audio gap with them). Written
+ * them for more of the same (stream-actor.ts A11 fills a splice's audio gap with them). Written
  * from the standards, two codecs:
  *  - AAC in ADTS (ISO/IEC 13818-7 / 14496-3; PMT stream type 0x0f): an ADTS header with
  *    protection_absent = 1, then one raw_data_block whose channel elements (SCE, CPE with

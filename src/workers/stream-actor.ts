@@ -39,12 +39,12 @@
  *     shown). A leading picture of an open GOP (shown before its keyframe, and missing its
  *     references anyway) may then fall among pictures already shown. Audio resumes on the first
  *     unit that does not overlap the audio already delivered; with one offset for every PID,
- *     audio and video keep their relative timing, so they stay in sync (A10 fills the audio gap).
+ *     audio and video keep their relative timing, so they stay in sync (A11 fills the audio gap).
  *  A8 With avHoldMs > 0, HEAD also stops before the first video unit whose PTS lies past the end
  *     of the whole audio received so far (held at most avHoldMs of arrivals), and an abandoned
  *     upstream's video is cut back to the audio's end (from that unit on, a suffix in decode order,
  *     so nothing kept loses a reference): audio and video then end together at a splice, and skip
- *     the same content. Lip sync no longer needs it (A10); it costs that much latency.
+ *     the same content. Lip sync no longer needs it (A11); it costs that much latency.
  *  A9 Health means playable data, not bytes: a playable packet is a whole, non-null TS packet
  *     at or after a PAT of the current connection. 'first-data' is reported at the first one;
  *     bytes with no playable packet for stallTimeoutMs (junk, a 1 byte/s trickle, TS without a
@@ -53,7 +53,7 @@
  *     'psi-lost'. Playable packets whose media clock (PCR) advances at under MIN_PACE of real
  *     time over stallTimeoutMs are 'unplayable' too (a trickle of real TS). The supervisor
  *     treats these like a stall: reconnect, then fail over.
- *  A10 Audio runs on without a hole across a splice, so lip sync holds with no latency added.
+ *  A11 Audio runs on without a hole across a splice, so lip sync holds with no latency added.
  *     The audio delivered before a cut ends short of the video (the mux sends audio after the
  *     video of the same time, and A5 takes back the PES in flight), so under A7's one offset the
  *     new upstream's first audio unit starts after a gap, which players do not fill (mpv played
@@ -70,9 +70,9 @@ import type { Dispatcher } from 'undici';
 import { engineJson, DEFAULT_MAX_ANSWER } from '../main/engine/engine-client';
 import { foreignText } from '../shared/engine-api';
 import { Upstream } from './upstream';
-import { takePidTable, releasePidTable, type PidTable } from './pid-table';
 import { AudioTrack } from './audio-track';
 import { audioCodecOf } from './silence';
+import { takePidTable, releasePidTable, type PidTable } from './pid-table';
 import { RingWriter, TS, copyBytes, ahead } from '../shared/ring';
 import { TsFramer } from '../shared/mpegts/ts-framer';
 import {
@@ -179,10 +179,10 @@ export class StreamActor {
   private readonly maxPts: Float64Array;
   private readonly ptsStep: Float64Array;
   private readonly endPts: Float64Array;
-  /** A10: the audio PIDs whose frames we can follow and fill, by PID, for this PMT version. */
+  /** A11: the audio PIDs whose frames we can follow and fill, by PID, for this PMT version. */
   private tracks = new Map<number, AudioTrack>();
   private tracksVersion = -1;
-  /** A10: silent packets admit() asks its caller to deliver before the packet it admitted. */
+  /** A11: silent packets admit() asks its caller to deliver before the packet it admitted. */
   private fillBuf: Buffer = Buffer.alloc(0);
   /** A8: video units not yet published: [pos, pts (output), arrival ms, outgoing cc] each. */
   private vUnits: number[] = [];
@@ -383,7 +383,7 @@ export class StreamActor {
           run = p + TS;
           continue;
         }
-        this.commit(this.fillBuf, 0, fill); // A10: silence before the packet
+        this.commit(this.fillBuf, 0, fill); // A11: silence before the packet
         run = p;
         pos = (pos + fill) | 0;
       }
@@ -399,7 +399,7 @@ export class StreamActor {
    * A5/A6 for one packet about to reach the ring at `pos`: -1 drops it (a PID not yet on a
    * unit start since the splice). Rewrites its continuity counter in place (the source is a read
    * buffer or the A1 hold, ours for this call) and tracks the PID's unit in flight. A positive
-   * answer is A10's count of silent packets in fillBuf that the caller delivers first (at `pos`;
+   * answer is A11's count of silent packets in fillBuf that the caller delivers first (at `pos`;
    * the packet then goes after them); 0 delivers the packet as it is.
    */
   private admit(src: Uint8Array, p: number, pid: number, pos: number): number {
@@ -417,7 +417,7 @@ export class StreamActor {
         if (pid === this.psi.videoPid && !isKeyframeStart(src, p, this.psi.videoCodec)) return -1;
         if (this.tsOff !== 0 && pid !== this.psi.videoPid && this.endPts[pid]! >= 0) {
           // A7: not a unit that would mostly replay audio already delivered; where frames are
-          // followed (A10), not one that would replay more than half a frame of it (the gap
+          // followed (A11), not one that would replay more than half a frame of it (the gap
           // that leaves is filled: the audio's timestamps never step back).
           const pts = pesTs(src, p, 9);
           const slack = this.audioTrack(pid)?.frameTicks() || this.ptsStep[pid]!;
@@ -477,7 +477,7 @@ export class StreamActor {
     return filled;
   }
 
-  /** A10: the PID's frame tracker when the PMT says it carries audio we can fill, else undefined. */
+  /** A11: the PID's frame tracker when the PMT says it carries audio we can fill, else undefined. */
   private audioTrack(pid: number): AudioTrack | undefined {
     if (this.tracksVersion !== this.psi.version) {
       const next = new Map<number, AudioTrack>();
@@ -494,7 +494,7 @@ export class StreamActor {
   }
 
   /**
-   * A10: the first audio unit of a new upstream, at src[p], resumes after a gap (A7 cut the old
+   * A11: the first audio unit of a new upstream, at src[p], resumes after a gap (A7 cut the old
    * upstream's audio short of its video): silent frames into fillBuf from where the audio
    * delivered ends up to this unit's PTS. Sets the PID's last counter past them; returns how many
    * packets they take (0: no gap, or nothing we can fill it with).
@@ -579,7 +579,7 @@ export class StreamActor {
             run = q + 1;
             continue;
           }
-          this.commit(this.fillBuf, 0, fill); // A10: silence before the packet
+          this.commit(this.fillBuf, 0, fill); // A11: silence before the packet
           run = q;
           pos = (pos + fill + 1) | 0;
         }
@@ -801,7 +801,7 @@ export class StreamActor {
         const max = this.open[pid] === 1 ? this.maxBefore[pid]! : this.maxPts[pid]!;
         if (max >= 0 && this.ptsStep[pid]! > 0) this.endPts[pid] = max + this.ptsStep[pid]!;
         const end = this.tracks.get(pid)?.retract(this.open[pid] === 1) ?? -1;
-        if (end >= 0) this.endPts[pid] = end; // A10: counted frames, not the step between units
+        if (end >= 0) this.endPts[pid] = end; // A11: counted frames, not the step between units
         if (this.open[pid] === 0) continue;
         this.open[pid] = 0;
         this.ccLast[pid] = (this.unitCc[pid]! + 15) & 15; // the packet before the unit's start (A6)

@@ -49,7 +49,7 @@ const TS = 188;
 /**
  * Fast detection so a splice happens soon after the fault; the retry policy is acemux's own.
  * Default settings otherwise: lip sync across a splice must hold without --av-hold (the audio gap
- * is filled with silence, stream-actor.ts A10).
+ * is filled with silence, stream-actor.ts A11).
  */
 const FLAGS = ['--stall-timeout', '2s', '--grace', '1s'];
 
