@@ -129,5 +129,66 @@ t.test(
       gap > 0 && gap <= 200,
       `video timestamps run on across the splice, no reset (first new PTS ${gap.toFixed(0)} ms after the last shown)`,
     );
+
+    // A7: decode order never steps back across the splice (the next decode time follows the last one).
+    const dts = (buf: Buffer) => {
+      const out: number[] = [];
+      for (let off = 0; off + TS <= buf.length; off += TS) {
+        if (pidOf(buf, off) !== 0x100 || !(buf[off + 1]! & 0x40)) continue;
+        const b = off + (buf[off + 3]! & 0x20 ? 5 + buf[off + 4]! : 4);
+        const q = b + (buf[b + 7]! >> 6 === 3 ? 14 : 9);
+        out.push(
+          ((buf[q]! >> 1) & 7) * 2 ** 30 + buf[q + 1]! * 2 ** 22 + (buf[q + 2]! >> 1) * 2 ** 15 + buf[q + 3]! * 2 ** 7 + (buf[q + 4]! >> 1),
+        );
+      }
+      return out;
+    };
+    const lastDts = dts(all.subarray(0, spliceAt * TS)).at(-1)!;
+    const firstDts = dts(after)[0]!;
+    t.ok(firstDts > lastDts, `decode times run on (the first new one ${((firstDts - lastDts) / 90).toFixed(0)} ms after the last)`);
+
+    // A11: the audio runs on without a hole: each PES starts where the one before ends (PTS +
+    // 1024 samples a frame), give or take under a frame, with silent frames where the cut left a gap.
+    const units = audioUnits(all, 0x101);
+    let silent = 0;
+    const holes: string[] = [];
+    for (let i = 1; i < units.length; i++) {
+      const prev = units[i - 1]!;
+      const hole = units[i]!.pts - (prev.pts + prev.frames.length * 1920);
+      if (hole < 0 || hole >= 1920) holes.push(`${hole} ticks before PES ${i}`);
+    }
+    for (const u of units) silent += u.frames.filter((f) => f.length === 14).length;
+    t.same(holes, [], `audio continuous across the splice (${units.length} PES)`);
+    t.ok(silent > 0, `the gap is filled with silent frames (${silent})`);
   },
 );
+
+/** The PES of one PID, reassembled: PTS and the ADTS frames of each. */
+function audioUnits(buf: Buffer, pid: number): Array<{ pts: number; frames: Buffer[] }> {
+  const out: Array<{ pts: number; frames: Buffer[] }> = [];
+  let cur: number[] | null = null;
+  const flush = () => {
+    if (cur === null) return;
+    const b = Buffer.from(cur);
+    const q = 9;
+    const pts = ((b[q]! >> 1) & 7) * 2 ** 30 + b[q + 1]! * 2 ** 22 + (b[q + 2]! >> 1) * 2 ** 15 + b[q + 3]! * 2 ** 7 + (b[q + 4]! >> 1);
+    const frames: Buffer[] = [];
+    for (let i = 9 + b[8]!; i + 7 <= b.length;) {
+      const len = ((b[i + 3]! & 3) << 11) | (b[i + 4]! << 3) | (b[i + 5]! >> 5);
+      frames.push(b.subarray(i, i + len));
+      i += len;
+    }
+    out.push({ pts, frames });
+  };
+  for (let off = 0; off + TS <= buf.length; off += TS) {
+    if (pidOf(buf, off) !== pid || !(buf[off + 3]! & 0x10)) continue;
+    if (buf[off + 1]! & 0x40) {
+      flush();
+      cur = [];
+    }
+    const body = off + (buf[off + 3]! & 0x20 ? 5 + buf[off + 4]! : 4);
+    cur?.push(...buf.subarray(body, off + TS));
+  }
+  flush();
+  return out;
+}

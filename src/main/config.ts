@@ -443,7 +443,7 @@ export const OPTIONS: readonly Option[] = [
     env: 'ACEMUX_AV_HOLD',
     kind: 'duration',
     def: '0',
-    help: 'hold video up to this long until its audio is whole, so splices keep lip sync (adds that much latency; 0 = off)',
+    help: 'hold video up to this long until its audio is whole, so audio and video end together at a splice (adds that much latency; 0 = off)',
   },
   {
     key: 'clientTimeoutMs',

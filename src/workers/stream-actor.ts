@@ -33,13 +33,18 @@
  *     resumes on a whole unit and audio resumes with video, not a GOP ahead of it.
  *  A7 Timestamps continuous across a splice. Players map a timestamp jump as a reset (mpv flushes
  *     its decoders and loses A/V sync), so the new upstream's PTS, DTS and PCR get one offset
- *     (mod 2^33) that puts its first keyframe right after the last picture delivered. Audio
- *     resumes on the first unit that does not overlap the audio already delivered; with one offset
- *     for every PID, audio and video skip the same stretch of content and stay in sync.
+ *     (mod 2^33) that shows its first keyframe right after the last picture shown, unless its
+ *     decode time would then not follow the last one decoded: then it is decoded right after that
+ *     one (decode order never steps back; after an A8 cut, decoded right after the last picture
+ *     shown). A leading picture of an open GOP (shown before its keyframe, and missing its
+ *     references anyway) may then fall among pictures already shown. Audio resumes on the first
+ *     unit that does not overlap the audio already delivered; with one offset for every PID,
+ *     audio and video keep their relative timing, so they stay in sync (A11 fills the audio gap).
  *  A8 With avHoldMs > 0, HEAD also stops before the first video unit whose PTS lies past the end
  *     of the whole audio received so far (held at most avHoldMs of arrivals), and an abandoned
  *     upstream's video is cut back to the audio's end (from that unit on, a suffix in decode order,
- *     so nothing kept loses a reference): audio and video then end together at a splice.
+ *     so nothing kept loses a reference): audio and video then end together at a splice, and skip
+ *     the same content. Lip sync no longer needs it (A11); it costs that much latency.
  *  A9 Health means playable data, not bytes: a playable packet is a whole, non-null TS packet
  *     at or after a PAT of the current connection. 'first-data' is reported at the first one;
  *     bytes with no playable packet for stallTimeoutMs (junk, a 1 byte/s trickle, TS without a
@@ -53,12 +58,25 @@
  *     arrivals), the tick grows the ring (ring.ts I7) to the power of two of packets that holds
  *     ringSeconds at that rate, up to its maximum; never shrinks, so a burst that overstated the
  *     rate costs memory, not data. The growth keeps the unpublished tail (A5).
+ *  A11 Audio runs on without a hole across a splice, so lip sync holds with no latency added.
+ *     The audio delivered before a cut ends short of the video (the mux sends audio after the
+ *     video of the same time, and A5 takes back the PES in flight), so under A7's one offset the
+ *     new upstream's first audio unit starts after a gap, which players do not fill (mpv played
+ *     on 0.2-0.36 s out of sync). For each audio PID whose PMT stream type names a codec
+ *     silence.ts can make silent (AAC in ADTS, MPEG audio layer II), audio-track.ts counts the
+ *     frames of the PES delivered, so the end of the delivered audio is known (PTS + samples);
+ *     before the new upstream's first audio unit go PES of silent frames from that end up to
+ *     its PTS: whole frames (a remainder under one stays), counters running on (A6), and
+ *     nothing when the gap is over MAX_FILL (a broken timeline). Other codecs (AC-3, E-AC-3,
+ *     LATM, AAC with a PCE) keep the gap.
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
 import { engineJson, DEFAULT_MAX_ANSWER } from '../main/engine/engine-client';
 import { foreignText } from '../shared/engine-api';
 import { Upstream } from './upstream';
+import { AudioTrack } from './audio-track';
+import { audioCodecOf } from './silence';
 import { takePidTable, releasePidTable, type PidTable } from './pid-table';
 import { takeHold, releaseHold, HOLD_PACKETS } from './hold-pool';
 import { RingWriter, TS, copyBytes, ahead } from '../shared/ring';
@@ -169,9 +187,19 @@ export class StreamActor {
   private readonly maxPts: Float64Array;
   private readonly ptsStep: Float64Array;
   private readonly endPts: Float64Array;
+  /** A11: the audio PIDs whose frames we can follow and fill, by PID, for this PMT version. */
+  private tracks = new Map<number, AudioTrack>();
+  private tracksVersion = -1;
+  /** A11: silent packets admit() asks its caller to deliver before the packet it admitted. */
+  private fillBuf: Buffer = Buffer.alloc(0);
   /** A8: video units not yet published: [pos, pts (output), arrival ms, outgoing cc] each. */
   private vUnits: number[] = [];
   private vShownMax = -1;
+  /** A7, output domain: decode time of the video unit in flight and of the one before it, and
+   *  where the video delivered ends in decode time after a retraction (-1 unknown). */
+  private vDts = -1;
+  private vDtsBefore = -1;
+  private dtsEnd = -1;
   /** Join points waiting for HEAD to pass them: [pos, ms] pairs. */
   private pendingJoins: number[] = [];
   private scratch: Buffer = Buffer.alloc(0);
@@ -277,6 +305,7 @@ export class StreamActor {
     this.maxPts.fill(-1);
     this.vUnits = [];
     this.vShownMax = -1;
+    this.vDts = this.vDtsBefore = -1;
     this.gotData = false;
     this.firstByteAt = this.playableAt = this.patAt = this.pmtAt = 0;
     this.pcrLast = this.paceRefPcr = -1;
@@ -357,10 +386,16 @@ export class StreamActor {
       } else if (pid === this.psi.videoPid) {
         if (this.patPending && isKeyframeStart(src, p, this.psi.videoCodec)) this.addJoin(this.patPos);
       }
-      if (!this.admit(src, p, pid, pos)) {
+      const fill = this.admit(src, p, pid, pos);
+      if (fill !== 0) {
         if (p > run) this.commit(src, run, (p - run) / TS);
-        run = p + TS;
-        continue;
+        if (fill < 0) {
+          run = p + TS;
+          continue;
+        }
+        this.commit(this.fillBuf, 0, fill); // A11: silence before the packet
+        run = p;
+        pos = (pos + fill) | 0;
       }
       if (pid === this.psi.pcrPid) this.onPcr(src, p, pos);
       pos = (pos + 1) | 0;
@@ -371,12 +406,15 @@ export class StreamActor {
   }
 
   /**
-   * A5/A6 for one packet about to reach the ring at `pos`: false drops it (a PID not yet on a
+   * A5/A6 for one packet about to reach the ring at `pos`: -1 drops it (a PID not yet on a
    * unit start since the splice). Rewrites its continuity counter in place (the source is a read
-   * buffer or the A1 hold, ours for this call) and tracks the PID's unit in flight.
+   * buffer or the A1 hold, ours for this call) and tracks the PID's unit in flight. A positive
+   * answer is A11's count of silent packets in fillBuf that the caller delivers first (at `pos`;
+   * the packet then goes after them); 0 delivers the packet as it is.
    */
-  private admit(src: Uint8Array, p: number, pid: number, pos: number): boolean {
-    if (pid === NULL_PID) return true;
+  private admit(src: Uint8Array, p: number, pid: number, pos: number): number {
+    if (pid === NULL_PID) return 0;
+    let filled = 0;
     const b3 = src[p + 3]!;
     const start = (src[p + 1]! & 0x40) !== 0;
     const payload = (b3 & 0x10) !== 0;
@@ -385,14 +423,23 @@ export class StreamActor {
       // carries no units (private data, a test source): it resumes as it comes, or never would.
       const unitless = !start && payload && pid !== this.psi.videoPid && ++this.unsynced[pid]! >= UNITLESS_AFTER;
       if (!unitless) {
-        if (!start || !payload) return false;
-        if (pid === this.psi.videoPid && !isKeyframeStart(src, p, this.psi.videoCodec)) return false;
+        if (!start || !payload) return -1;
+        if (pid === this.psi.videoPid && !isKeyframeStart(src, p, this.psi.videoCodec)) return -1;
         if (this.tsOff !== 0 && pid !== this.psi.videoPid && this.endPts[pid]! >= 0) {
-          // A7: not a unit that would mostly replay audio already delivered.
+          // A7: not a unit that would mostly replay audio already delivered; where frames are
+          // followed (A11), not one that would replay more than half a frame of it (the gap
+          // that leaves is filled: the audio's timestamps never step back).
           const pts = pesTs(src, p, 9);
-          if (pts >= 0 && ((pts + this.tsOff) % TWO33) + this.ptsStep[pid]! / 2 < this.endPts[pid]!) return false;
+          const slack = this.audioTrack(pid)?.frameTicks() || this.ptsStep[pid]!;
+          if (pts >= 0 && ((pts + this.tsOff) % TWO33) + slack / 2 < this.endPts[pid]!) return -1;
         }
       }
+      const track = pid === this.psi.videoPid ? undefined : this.audioTrack(pid);
+      if (track !== undefined) {
+        track.resync();
+        if (this.splicing && start && payload) filled = this.fillGap(track, src, p, pid);
+      }
+      pos = (pos + filled) | 0;
       this.synced[pid] = 1;
       if (this.known[pid] === 0) {
         this.known[pid] = 1;
@@ -406,7 +453,8 @@ export class StreamActor {
     this.ccLast[pid] = cc;
     if (this.tsOff !== 0) shiftTimestamps(src, p, this.tsOff);
     if (this.needDiscontinuity && pid === this.psi.pcrPid) this.markSplice(src, p, readPcr(src, p));
-    if (!payload) return true;
+    if (!payload) return filled;
+    if (pid !== this.psi.videoPid) this.audioTrack(pid)?.packet(src, p);
     const body = (b3 & 0x20) !== 0 ? p + 5 + src[p + 4]! : p + 4;
     const bytes = p + TS - body;
     if (start) {
@@ -422,6 +470,11 @@ export class StreamActor {
         this.maxBefore[pid] = this.maxPts[pid]!;
         if (pts > this.maxPts[pid]!) this.maxPts[pid] = pts;
         if (this.task.avHoldMs > 0 && pid === this.psi.videoPid) this.vUnits.push(pos, pts, this.lastDataAt, cc);
+        if (pid === this.psi.videoPid) {
+          const dts = pesTs(src, p, 14);
+          this.vDtsBefore = this.vDts;
+          this.vDts = dts >= 0 ? dts : pts;
+        }
       }
       const total = unitLength(src, body, p + TS);
       this.unitLeft[pid] = total < 0 ? -1 : total - bytes;
@@ -431,7 +484,39 @@ export class StreamActor {
       this.unitLeft[pid] = left;
       if (left <= 0) this.open[pid] = 0;
     }
-    return true;
+    return filled;
+  }
+
+  /** A11: the PID's frame tracker when the PMT says it carries audio we can fill, else undefined. */
+  private audioTrack(pid: number): AudioTrack | undefined {
+    if (this.tracksVersion !== this.psi.version) {
+      const next = new Map<number, AudioTrack>();
+      for (const e of this.psi.streams) {
+        const codec = audioCodecOf(e.streamType);
+        if (codec === null || e.pid === this.psi.videoPid) continue;
+        const had = this.tracks.get(e.pid);
+        next.set(e.pid, had !== undefined && had.codec === codec ? had : new AudioTrack(codec));
+      }
+      this.tracks = next;
+      this.tracksVersion = this.psi.version;
+    }
+    return this.tracks.get(pid);
+  }
+
+  /**
+   * A11: the first audio unit of a new upstream, at src[p], resumes after a gap (A7 cut the old
+   * upstream's audio short of its video): silent frames into fillBuf from where the audio
+   * delivered ends up to this unit's PTS. Sets the PID's last counter past them; returns how many
+   * packets they take (0: no gap, or nothing we can fill it with).
+   */
+  private fillGap(track: AudioTrack, src: Uint8Array, p: number, pid: number): number {
+    const pts = pesTs(src, p, 9);
+    if (pts < 0 || this.endPts[pid]! < 0 || this.ccLast[pid]! < 0) return 0;
+    const fill = track.fill(pid, this.endPts[pid]!, (pts + this.tsOff) % TWO33, this.ccLast[pid]!);
+    if (fill === null) return 0;
+    this.fillBuf = fill.packets;
+    this.ccLast[pid] = fill.cc;
+    return fill.count;
   }
 
   /** A9: the clock of playable data; the first playable packet of a connection is 'first-data'. */
@@ -474,21 +559,39 @@ export class StreamActor {
         const at = (this.ring.position + this.heldPackets) | 0;
         const vEnd = this.endPts[pid]!;
         if (this.splicing && clean && pid === this.psi.videoPid && vEnd >= 0) {
-          // Its decode time goes right after the last picture shown, so decode order never steps back.
+          const pts = pesTs(src, p, 9);
           const dts = pesTs(src, p, 14);
-          const v0 = dts >= 0 ? dts : pesTs(src, p, 9);
-          if (v0 >= 0) this.tsOff = (((vEnd - v0) % TWO33) + TWO33) % TWO33; // A7
+          const v0 = dts >= 0 ? dts : pts;
+          if (v0 >= 0) {
+            // A7: shown right after the last picture shown, unless its decode time would then not
+            // follow the last one decoded: then decoded right after that one. Without the decode
+            // time delivered, decoded right after the last picture shown (a reorder delay later).
+            let off = vEnd - v0;
+            if (this.dtsEnd >= 0 && pts >= 0) {
+              const byPts = vEnd - pts;
+              const byDts = this.dtsEnd - v0;
+              off = signed(byPts - byDts) >= 0 ? byPts : byDts;
+            }
+            this.tsOff = ((off % TWO33) + TWO33) % TWO33;
+          }
         }
         let pos = at;
         let run = 0;
         const pre = this.pre!;
         for (let q = 0; q < this.prePackets; q++) {
-          if (this.admit(pre, q * TS, pidOf(pre, q * TS), pos)) {
+          const fill = this.admit(pre, q * TS, pidOf(pre, q * TS), pos);
+          if (fill === 0) {
             pos = (pos + 1) | 0;
             continue;
           }
           if (q > run) this.commit(pre, run * TS, q - run);
-          run = q + 1;
+          if (fill < 0) {
+            run = q + 1;
+            continue;
+          }
+          this.commit(this.fillBuf, 0, fill); // A11: silence before the packet
+          run = q;
+          pos = (pos + fill + 1) | 0;
         }
         if (this.prePackets > run) this.commit(pre, run * TS, this.prePackets - run);
         this.stats.packets += this.prePackets;
@@ -711,10 +814,13 @@ export class StreamActor {
     }
     if (total > run) this.commit(buf, run * TS, total - run);
     if (dropOpen) {
+      const vOpen = vPid >= 0 && this.open[vPid] === 1;
       for (const pid of this.seen) {
         // A7: where what was delivered on this PID ends (the open unit is not delivered).
         const max = this.open[pid] === 1 ? this.maxBefore[pid]! : this.maxPts[pid]!;
         if (max >= 0 && this.ptsStep[pid]! > 0) this.endPts[pid] = max + this.ptsStep[pid]!;
+        const end = this.tracks.get(pid)?.retract(this.open[pid] === 1) ?? -1;
+        if (end >= 0) this.endPts[pid] = end; // A11: counted frames, not the step between units
         if (this.open[pid] === 0) continue;
         this.open[pid] = 0;
         this.ccLast[pid] = (this.unitCc[pid]! + 15) & 15; // the packet before the unit's start (A6)
@@ -725,6 +831,10 @@ export class StreamActor {
         let max = this.vShownMax;
         for (let i = 0; i < vi; i += 4) if (this.vUnits[i + 1]! > max) max = this.vUnits[i + 1]!;
         if (max >= 0) this.endPts[vPid] = max + this.ptsStep[vPid]!;
+        this.dtsEnd = -1; // A8 cut in presentation order: decode times are not followed
+      } else if (vPid >= 0) {
+        const last = vOpen ? this.vDtsBefore : this.vDts;
+        if (last >= 0 && this.ptsStep[vPid]! > 0) this.dtsEnd = last + this.ptsStep[vPid]!;
       }
       this.vUnits = [];
       // Join points past `from` name packets that moved or went: a new splice brings its own.
@@ -954,6 +1064,12 @@ export class StreamActor {
 }
 
 const TWO33 = 2 ** 33;
+
+/** A difference of 90 kHz timestamps mod 2^33, as the nearest signed value. */
+function signed(d: number): number {
+  const m = ((d % TWO33) + TWO33) % TWO33;
+  return m >= TWO33 / 2 ? m - TWO33 : m;
+}
 
 /** Payload start of packet p (no bounds check beyond the packet: callers test the result). */
 function bodyOf(src: Uint8Array, p: number): number {

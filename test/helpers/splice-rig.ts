@@ -48,9 +48,10 @@ export interface Outcome {
 const TS = 188;
 /**
  * Fast detection so a splice happens soon after the fault; the retry policy is acemux's own.
- * Lip sync across a splice needs --av-hold (stream-actor.ts A8; it costs that much latency).
+ * Default settings otherwise: lip sync across a splice must hold without --av-hold (the audio gap
+ * is filled with silence, stream-actor.ts A11).
  */
-const FLAGS = ['--stall-timeout', '2s', '--grace', '1s', '--av-hold', '600ms'];
+const FLAGS = ['--stall-timeout', '2s', '--grace', '1s'];
 
 /** The sample at its own rate (1.4 Mb/s): ~175 KB a second. */
 const BYTES_PER_S = 175_000;
