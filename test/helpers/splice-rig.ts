@@ -32,8 +32,11 @@ export interface Outcome {
     /** ffmpeg, when timestamps reset at the splice: first audio pts − first video pts after it (ms). */
     avStartMs: number;
     /** ffmpeg: content audio skipped minus content video skipped at the splice (ms): the largest
-     *  timestamp step of each after the fault. 0 when both resume at the same point. */
+     *  timestamp step of each after the fault. 0 when both resume at the same point. Reported,
+     *  not asserted: see audioStepMs. */
     avSkipMs: number;
+    /** ffmpeg: the largest step between consecutive audio timestamps after the fault (ms). */
+    audioStepMs: number;
     problems: string[];
     stayed: boolean;
   }>;
@@ -140,6 +143,7 @@ export async function runFault(
         avAfterMs: av.length ? Math.round(Math.max(...av)) : -1,
         avStartMs: fa && fv ? Math.round((fa.v - fv.v) * 1000) : NaN,
         avSkipMs: skipDiff,
+        audioStepMs: Math.round(biggestStep(p.audio, faultAt - 1000) * 1000),
         problems: p.problems,
         stayed: p.exitedAt === 0 || p.exitedAt >= end,
       });
@@ -203,10 +207,15 @@ export function assertClean(t: Test, o: Outcome, todo: Todo = {}): void {
       t.ok(p.avAfterMs >= 0 && p.avAfterMs <= 100, `${o.kind}/mpv: |avsync| ≤ 100 ms from 1 s after the splice (max ${p.avAfterMs} ms)`, {
         todo: todo.mpvAv,
       });
+    // ffmpeg has no playback clock: what lip sync needs from the stream is one timeline for every
+    // PID (A7's single offset) and audio without a hole players would not fill (A11). Before the
+    // fill, audio − video timestamp steps measured the hole; with it filled, the difference only
+    // measures the video's own hole (a P-picture whose B-pictures never arrived: 2-3 frames of
+    // freeze), not an offset, so it is reported (avSkipMs) and the hole itself is asserted.
     else
       t.ok(
-        Math.abs(p.avSkipMs) <= 100,
-        `${o.kind}/ffmpeg: audio and video skip the same content at the splice (audio − video ${p.avSkipMs} ms)`,
+        p.audioStepMs > 0 && p.audioStepMs <= 100,
+        `${o.kind}/ffmpeg: the audio timeline runs on across the splice (largest step ${p.audioStepMs} ms; audio − video steps ${p.avSkipMs} ms)`,
         { todo: todo.mpvAv },
       );
   }
