@@ -13,7 +13,7 @@
  *  P3 At most maxIdle rings wait in the pool; past that they are dropped, so a burst of streams
  *     does not pin its peak memory forever.
  */
-import { createRing, resetRing, ringByteLength, ringCapacityPackets, ringInitialPackets } from '../../shared/ring';
+import { createRing, resetRing, ringFits } from '../../shared/ring';
 
 export class RingPool {
   private readonly idle: SharedArrayBuffer[] = [];
@@ -27,15 +27,13 @@ export class RingPool {
 
   /**
    * A ring starting with `bytes` of data, growing to `maxBytes` at most (ring.ts I7), for
-   * `maxReaders` readers: a pooled one when one fits. Rings are matched by their whole length
-   * (the maximum) and initial capacity: a reset ring starts at that again, whatever it grew to.
+   * `maxReaders` readers: a pooled one when one fits. Rings are matched by their layout (initial
+   * and maximum capacity, reader slots): a reset ring starts at that again, whatever it grew to.
    */
   take(bytes: number, maxReaders: number, maxBytes = bytes): SharedArrayBuffer {
-    const want = ringByteLength(Math.max(bytes, maxBytes), maxReaders);
-    const init = ringCapacityPackets(bytes);
     for (let i = this.idle.length - 1; i >= 0; i--) {
       const sab = this.idle[i]!;
-      if (sab.byteLength !== want || ringInitialPackets(sab) !== init) continue;
+      if (!ringFits(sab, bytes, maxReaders, maxBytes)) continue;
       this.idle[i] = this.idle[this.idle.length - 1]!;
       this.idle.pop();
       this.reused++;
