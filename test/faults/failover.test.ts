@@ -104,3 +104,24 @@ t.test('rapid channel switching leaves nothing behind', async (t) => {
   t.equal(st.secondReaders, 0, 'never two readers on one playback URL');
   t.equal(st.sessionsStarted, st.sessionsStopped + st.sessionsEvicted + st.sessionsExpired, 'every session we started was ended');
 });
+
+t.test('a burst of new channels is spread over the engines while their getstreams are out', async (t) => {
+  // Slow answers: all four requests are out before any session exists. The load must count
+  // streams whose getstream is still pending, or every one would see 0/0 and pick the first.
+  const a = await startSim();
+  const b = await startSim();
+  for (const s of [a, b]) await s.setFaults({ global: { getstreamDelayMs: 400 } });
+  const ace = await startAcemux([a.origin, b.origin], FAST);
+  t.teardown(async () => {
+    await ace.stop();
+    await a.stop();
+    await b.stop();
+  });
+  const ids = [0xc1, 0xc2, 0xc3, 0xc4].map(contentId);
+  const plays = ids.map((id) => fetchStream(`${ace.origin}/ace/getstream?id=${id}`, { ms: 2500 }));
+  await Promise.all(plays);
+  const [sa, sb] = await Promise.all([a.stats(), b.stats()]);
+  t.equal(sa.sessionsStarted + sb.sessionsStarted, 4, 'one session per channel');
+  t.equal(sa.sessionsStarted, 2, 'two on the first engine');
+  t.equal(sb.sessionsStarted, 2, 'two on the second');
+});

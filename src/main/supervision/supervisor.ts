@@ -87,6 +87,8 @@ const ACTOR_RESTARTS_PER_MINUTE = 5;
 export class Stream {
   state: StreamState = 'starting';
   session: EngineSession | null = null;
+  /** The engine a getstream is out to, until it answers: it counts in the engines' load already. */
+  openingOn: string | null = null;
   selector: Selector;
   readonly egress: Egress;
   readonly createdAt = Date.now();
@@ -327,9 +329,11 @@ export class Supervisor {
     const engine = this.pickEngine(s.triedEngines);
     const pid = `${this.pidPrefix}-${++this.pidSeq}`;
     let session: EngineSession;
+    s.openingOn = engine.url;
     try {
       session = await startSession(engine.url, s.selector, s.extra, pid, this.cfg.engineTimeoutMs, this.cfg.engineMaxAnswerBytes);
     } catch (e) {
+      s.openingOn = null;
       if (stopped(s)) return;
       const err = e instanceof EngineError ? e : new EngineError((e as Error).message, 502, 'bad-answer');
       s.lastError = err;
@@ -337,6 +341,7 @@ export class Supervisor {
       s.triedEngines.add(engine.url);
       return this.onFault(s, err.kind === 'engine' ? 'session' : 'engine', err.message);
     }
+    s.openingOn = null;
     if (stopped(s)) {
       if (session.commandUrl) void stopSession(session.commandUrl, this.cfg.stopTimeoutMs, this.cfg.engineMaxAnswerBytes);
       return;
@@ -351,7 +356,13 @@ export class Supervisor {
   /** Streams per engine, derived from the registry (never stored, so never stale). */
   engineLoads(): Map<string, number> {
     const load = new Map<string, number>();
-    for (const st of this.streams.values()) if (st.session) load.set(st.session.engine, (load.get(st.session.engine) ?? 0) + 1);
+    // A stream whose getstream is still out counts on that engine: a burst of new channels would
+    // otherwise all see the same loads and go to the same engine (seen under a CPU hog, where
+    // the engine answers slowly: 30 channels on 3 nodes, all on one of two engines).
+    for (const st of this.streams.values()) {
+      const e = st.openingOn ?? st.session?.engine;
+      if (e) load.set(e, (load.get(e) ?? 0) + 1);
+    }
     return load;
   }
 
