@@ -4,16 +4,8 @@ import { Worker } from 'node:worker_threads';
 import { createRing, resetRing, ringCapacityPackets, ringDataBytes, RingWriter, RingReader, TS, ahead } from '../src/shared/ring';
 import { Egress, type Sink } from '../src/main/egress/egress';
 import { RingPool } from '../src/main/egress/ring-pool';
+import { seqPackets as packets } from './helpers/packets';
 
-/** Packets carrying their own sequence number in bytes 4..8, so any corruption shows. */
-function packets(from: number, count: number): Buffer {
-  const b = Buffer.alloc(count * TS, 0xff);
-  for (let i = 0; i < count; i++) {
-    b[i * TS] = 0x47;
-    b.writeUInt32BE((from + i) >>> 0, i * TS + 4);
-  }
-  return b;
-}
 const seqAt = (b: Buffer, i: number) => b.readUInt32BE(i * TS + 4);
 
 /** A socket stand-in whose write completions the test releases by hand. */
@@ -557,12 +549,18 @@ t.test('growth across the 2^32 position wrap, by two doublings at once (I7)', as
   t.same(seqs(r, (r.head() - 4096) | 0, r.head()), range(324, 4096), 'and the writer goes on in the new layout');
 });
 
-t.test('a reader that loaded the old cap keeps its views; the writer stops short of them (I2, I7)', async (t) => {
+/** A ring of 1024 packets that may grow to 4096, lapped once: 1024 + `more` packets written, none published. */
+function lapped(more: number) {
   const sab = createRing(SMALL, 4, 4 * SMALL);
   const w = new RingWriter(sab);
   const r = new RingReader(sab);
   w.write(packets(0, 1024), 0, 1024);
-  w.write(packets(1024, 300), 0, 300); // no pin yet: the ring holds [300, 1324)
+  w.write(packets(1024, more), 0, more);
+  return { sab, w, r };
+}
+
+t.test('a reader that loaded the old cap keeps its views; the writer stops short of them (I2, I7)', async (t) => {
+  const { w, r } = lapped(300); // no pin yet: the ring holds [300, 1324)
   w.publish(0);
   const head = r.head(); // loads cap 1024
   const slot = r.acquire(1000);
@@ -591,11 +589,7 @@ t.test('a reader that loaded the old cap keeps its views; the writer stops short
 });
 
 t.test('a reader that loaded the new cap may read from FLOOR with an older head (I1, I7)', async (t) => {
-  const sab = createRing(SMALL, 4, 4 * SMALL);
-  const w = new RingWriter(sab);
-  const r = new RingReader(sab);
-  w.write(packets(0, 1024), 0, 1024);
-  w.write(packets(1024, 476), 0, 476);
+  const { w, r } = lapped(476);
   w.publish(0, false, 1400);
   t.equal(w.grow(2048), true); // W = 1500, FLOOR = 476; HEAD still 1400
   t.equal(r.head(), 1400);
@@ -604,11 +598,7 @@ t.test('a reader that loaded the new cap may read from FLOOR with an older head 
 });
 
 t.test('FLOOR bounds joins: an entry from before it is never handed out (I4, I7)', async (t) => {
-  const sab = createRing(SMALL, 4, 4 * SMALL);
-  const w = new RingWriter(sab);
-  const r = new RingReader(sab);
-  w.write(packets(0, 1024), 0, 1024);
-  w.write(packets(1024, 300), 0, 300);
+  const { sab, w, r } = lapped(300);
   w.addJoin(250, 1000); // in the new cap's window, but below FLOOR: its slot was overwritten
   w.addJoin(700, 2000);
   w.publish(3000);
