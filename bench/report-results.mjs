@@ -41,7 +41,7 @@ export function renderTargets(results) {
   /** @type {Array<[string, string, string, boolean | null]>} */
   const rows = [];
   const fan = sc('fanout-20x10');
-  const floorFan = results.runs.find((/** @type {any} */ r) => r.label === 'floor')?.scenarios['fanout-20x10'];
+  const floorFan = results.runs.find((/** @type {any} */ r) => r.floor)?.scenarios['fanout-20x10'];
   const whole = fan?.wholeRun;
   rows.push([
     'CPU per GB, 20 × 10 at 4 Mb/s, whole run including starts',
@@ -111,7 +111,7 @@ export function renderTargets(results) {
     m ? m.perClientKiB * 1024 <= 64_000 : null,
   ]);
   const ramp = sc('ramp')?.extra;
-  const base = results.runs[1]?.label === 'floor' ? undefined : results.runs[1];
+  const base = results.runs[1]?.floor ? undefined : results.runs[1];
   const baseRamp = base?.scenarios.ramp?.extra;
   const lines = [
     `## Against the targets (issues 15 and 4), ${ours.label}`,
@@ -180,6 +180,8 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     process.exit(2);
   }
   const results = JSON.parse(readFileSync(input, 'utf8'));
+  // Runs recorded before the floor's run carried its flag knew it by its label only.
+  for (const r of results.runs) r.floor ??= r.label === 'floor';
   const notesPath = resolve(ROOT, opt.notes);
   const notes = existsSync(notesPath) ? readFileSync(notesPath, 'utf8') : '';
   const out = resolve(ROOT, opt.out);

@@ -86,7 +86,16 @@ const outDir = resolve(ROOT, opt.out, startedAt.replace(/[:.]/g, '-'));
 const logDir = join(outDir, 'logs');
 mkdirSync(logDir, { recursive: true });
 const floorBin = opt['no-floor'] ? null : buildFloor(ROOT, outDir);
-if (floorBin) runs.push({ label: 'floor', command: `${floorBin} --port {port} --bitrate {bitrate}`, scenarios: {} });
+/** The floor's run: flagged, so that scenarios and reports never go by its label. */
+const floorRun = floorBin
+  ? {
+      label: 'floor',
+      floor: true,
+      command: `${floorBin} --port {port} --bitrate {bitrate}`,
+      scenarios: /** @type {Record<string, any>} */ ({}),
+    }
+  : null;
+if (floorRun) runs.push(floorRun);
 const names = which === 'all' ? Object.keys(scenarios).filter((n) => !(/** @type {any} */ (scenarios[n]).notInAll)) : [which];
 
 let failures = 0;
@@ -105,6 +114,7 @@ for (const name of names) {
         logDir,
         quick: Boolean(opt.quick),
         load,
+        floor: run === floorRun,
         simExtra: CHUNKS[opt.chunks],
       };
       run.scenarios[name] = { scenario: name, description: scenarios[name].description, ...(await scenarios[name].run(ctx)) };
@@ -141,7 +151,6 @@ if (proxies.length === 2) {
 }
 
 // Every CPU figure of a proxy also as a multiple of the floor's in the same scenario of this run.
-const floorRun = runs.find((r) => r.label === 'floor' && !proxies.includes(r));
 if (floorRun)
   for (const name of names) {
     const fl = floorRun.scenarios[name];

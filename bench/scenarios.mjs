@@ -257,7 +257,7 @@ export const scenarios = {
       const starts = T(ctx, 100, 500);
       const pooled = await withEnv({ ACEMUX_GRACE: '200ms' }, () => churn(ctx, 'churn', starts, true));
       const { extra, ...row } = pooled;
-      if (ctx.label === 'floor') return { ...row, extra }; // it has no rings: the second run would be the same
+      if (ctx.floor) return { ...row, extra }; // it has no rings: the second run would be the same
       const cold = await withEnv({ ACEMUX_GRACE: '200ms', ACEMUX_RING_POOL: '0' }, () => churn(ctx, 'churn-cold-rings', starts, false));
       return { ...row, extra: { ...extra, coldRings: cold.extra } };
     },
@@ -304,7 +304,7 @@ export const scenarios = {
 };
 
 /** A scenario's own proxy command, except for the floor, which serves every scenario's clients itself. @param {Ctx} ctx @param {string} t */
-const ownTemplate = (ctx, t) => (ctx.label === 'floor' ? ctx.template : t);
+const ownTemplate = (ctx, t) => (ctx.floor ? ctx.template : t);
 
 /** Least-squares slope of y over x. @param {number[][]} xy */
 function slope(xy) {

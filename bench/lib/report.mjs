@@ -37,7 +37,7 @@ export function renderMarkdown(results) {
         f(s.deliveredMBps, 2),
         f(s.deliveredPct),
         f(s.cpuSPerGB, 2),
-        run.label === 'floor' ? '1' : f(s.cpuVsFloor, 2),
+        run.floor ? '1' : f(s.cpuVsFloor, 2),
         f(s.proxyCpuPct, 0),
         f(s.peakRssMiB, 0),
         q(s.firstByteMs),

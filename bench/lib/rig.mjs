@@ -10,7 +10,8 @@ import { TreeSampler, treeCpuSeconds, treeMemory } from '../proc.mjs';
 
 /**
  * @typedef {import('./load.mjs').LoadClient} LoadClient
- * @typedef {{root:string, simPath:string, template:string, label:string, logDir:string, quick:boolean, load:LoadClient, simExtra?:string[]}} Ctx
+ * @typedef {{root:string, simPath:string, template:string, label:string, logDir:string, quick:boolean, load:LoadClient, floor?:boolean, simExtra?:string[]}} Ctx
+ *   floor: this run is the floor (bench/baselines/floor.c), not a proxy
  *   simExtra: simulator flags of the run (its chunking), appended to every scenario's own
  * @typedef {Awaited<ReturnType<LoadClient['report']>>} Groups
  * @typedef {{windowS:number, groups:Groups, proxyCpuS:number, simCpuS:number, clientCpuS:number, rssStart:number, rssEnd:number, upstreamBytes:number|null}} Window
